@@ -1,0 +1,15 @@
+//! Database migrations for Gantry (SeaORM), applied by `gantry migrate` and on every start.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_tenancy;
+
+/// Every migration, in the order it is applied.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_tenancy::Migration)]
+    }
+}

@@ -1,0 +1,96 @@
+//! `/health/live`, `/health/ready` and `/metrics`: no token needed.
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::store;
+use rocket::serde::json::Json;
+use rocket::{get, State};
+use rocket_okapi::okapi::openapi3::OpenApi;
+use rocket_okapi::settings::OpenApiSettings;
+use rocket_okapi::{openapi, openapi_get_routes_spec};
+use schemars::JsonSchema;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long one dependency check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Health answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// Each dependency checked and its state (`ok`, `not configured`).
+    pub checks: BTreeMap<String, String>,
+}
+
+/// The process is running.
+#[openapi(tag = "Health")]
+#[get("/health/live")]
+pub async fn live() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+        checks: BTreeMap::new(),
+    })
+}
+
+async fn check_redis(client: &redis::Client) -> Result<(), String> {
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    }
+}
+
+/// 200 when the database (and Redis, if configured) answer; otherwise 503 naming what is down.
+#[openapi(tag = "Health")]
+#[get("/health/ready")]
+pub async fn ready(state: &State<AppState>) -> Result<Json<Health>, ApiError> {
+    let mut checks = BTreeMap::new();
+    let mut down = Vec::new();
+    match tokio::time::timeout(CHECK_TIMEOUT, store::ping(&state.db)).await {
+        Ok(Ok(())) => {
+            checks.insert("database".to_owned(), "ok".to_owned());
+        }
+        Ok(Err(e)) => down.push(format!("database: {e}")),
+        Err(_) => down.push("database: timed out".to_owned()),
+    }
+    match &state.redis {
+        Some(client) => match check_redis(client).await {
+            Ok(()) => {
+                checks.insert("redis".to_owned(), "ok".to_owned());
+            }
+            Err(e) => down.push(format!("redis: {e}")),
+        },
+        None => {
+            checks.insert("redis".to_owned(), "not configured".to_owned());
+        }
+    }
+    if !down.is_empty() {
+        return Err(ApiError::Unavailable(down.join("; ")));
+    }
+    Ok(Json(Health {
+        status: "ok".to_owned(),
+        checks,
+    }))
+}
+
+/// Prometheus metrics in text format.
+#[openapi(tag = "Health")]
+#[get("/metrics")]
+pub async fn metrics(state: &State<AppState>) -> Result<String, ApiError> {
+    state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))
+}
+
+/// Routes of this module with their OpenAPI spec.
+pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
+    openapi_get_routes_spec![settings: live, ready, metrics]
+}

@@ -1,0 +1,206 @@
+//! `/v1/orgs/{org_id}/members`: who belongs to an organization.
+//!
+//! Admins manage members; only owners add, change or remove owners; the last owner can be
+//! neither removed nor demoted. Any member may remove itself (leave).
+
+use super::access::{org_access, org_access_for_update, OrgAccess};
+use super::body::JsonBody;
+use super::pagination::{page_request, Page};
+use super::responses::{Created, NoContent};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::Role;
+use crate::error::ApiError;
+use crate::store::{self, is_unique_violation, members::Membership};
+use chrono::{DateTime, Utc};
+use rocket::serde::json::Json;
+use rocket::{delete, get, patch, post, State};
+use rocket_okapi::okapi::openapi3::OpenApi;
+use rocket_okapi::settings::OpenApiSettings;
+use rocket_okapi::{openapi, openapi_get_routes_spec};
+use schemars::JsonSchema;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest accepted `user_sub`.
+const MAX_SUB_LEN: usize = 255;
+
+/// A member of an organization.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MemberView {
+    /// Organization id.
+    pub org_id: Uuid,
+    /// Keycloak `sub` of the member.
+    pub user_sub: String,
+    /// Role in the organization.
+    pub role: Role,
+    /// When the member was added.
+    pub created_at: DateTime<Utc>,
+    /// Last role change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Membership> for MemberView {
+    fn from(m: Membership) -> Self {
+        Self {
+            role: m.role(),
+            org_id: m.org_id,
+            user_sub: m.user_sub,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// Body of `POST …/members`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    /// Keycloak `sub` of the user (the user need not have signed in yet).
+    pub user_sub: String,
+    /// Role to grant.
+    pub role: Role,
+}
+
+/// Body of `PATCH …/members/{user_sub}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMember {
+    /// New role.
+    pub role: Role,
+}
+
+fn require_owner_for_owners(access: &OrgAccess, touches_owner: bool) -> Result<(), ApiError> {
+    if touches_owner && access.role != Role::Owner {
+        return Err(ApiError::Forbidden(
+            "only owners can add, change or remove owners".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+async fn ensure_not_last_owner(
+    db: &impl ConnectionTrait,
+    target: &Membership,
+) -> Result<(), ApiError> {
+    if target.role() == Role::Owner && store::members::count_owners(db, target.org_id).await? <= 1
+    {
+        return Err(ApiError::Conflict(
+            "the last owner cannot be removed or demoted; make someone else owner first".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// List members.
+#[openapi(tag = "Members")]
+#[get("/v1/orgs/<org_id>/members?<limit>&<cursor>")]
+pub async fn list_members(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Json<Page<MemberView>>, ApiError> {
+    let page = page_request::<String>(limit, cursor)?;
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    let (rows, more) = store::members::list(&state.db, org_id, &page).await?;
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |m| m.user_sub.clone(),
+        MemberView::from,
+    )))
+}
+
+/// Add a member (admin+; owners only to add an owner).
+#[openapi(tag = "Members")]
+#[post("/v1/orgs/<org_id>/members", data = "<body>")]
+pub async fn add_member(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    body: JsonBody<AddMember>,
+) -> Result<Created<MemberView>, ApiError> {
+    let AddMember { user_sub, role } = body.0;
+    let user_sub = user_sub.trim().to_owned();
+    if user_sub.is_empty() || user_sub.len() > MAX_SUB_LEN {
+        return Err(ApiError::invalid(
+            "/user_sub",
+            format!("must be 1 to {MAX_SUB_LEN} characters"),
+        ));
+    }
+    let txn = state.db.begin().await?;
+    let access = org_access_for_update(&txn, &caller, org_id, Role::Admin).await?;
+    require_owner_for_owners(&access, role == Role::Owner)?;
+    let member = store::members::insert(&txn, org_id, &user_sub, role)
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                ApiError::Conflict(format!("{user_sub} is already a member"))
+            } else {
+                err.into()
+            }
+        })?;
+    txn.commit().await?;
+    Ok(Created {
+        location: format!("/v1/orgs/{org_id}/members/{user_sub}"),
+        body: member.into(),
+    })
+}
+
+/// Change a member's role (admin+; owners only when an owner is involved).
+#[openapi(tag = "Members")]
+#[patch("/v1/orgs/<org_id>/members/<user_sub>", data = "<body>")]
+pub async fn update_member(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    user_sub: &str,
+    body: JsonBody<UpdateMember>,
+) -> Result<Json<MemberView>, ApiError> {
+    let new_role = body.0.role;
+    let txn = state.db.begin().await?;
+    let access = org_access_for_update(&txn, &caller, org_id, Role::Admin).await?;
+    let target = store::members::find(&txn, org_id, user_sub)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    require_owner_for_owners(&access, target.role() == Role::Owner || new_role == Role::Owner)?;
+    if new_role != Role::Owner {
+        ensure_not_last_owner(&txn, &target).await?;
+    }
+    let member = store::members::update_role(&txn, target, new_role).await?;
+    txn.commit().await?;
+    Ok(Json(member.into()))
+}
+
+/// Remove a member (admin+, or the member itself; owners only to remove an owner).
+#[openapi(tag = "Members")]
+#[delete("/v1/orgs/<org_id>/members/<user_sub>")]
+pub async fn remove_member(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    user_sub: &str,
+) -> Result<NoContent, ApiError> {
+    let leaving = user_sub == caller.sub;
+    let required = if leaving { Role::Viewer } else { Role::Admin };
+    let txn = state.db.begin().await?;
+    let access = org_access_for_update(&txn, &caller, org_id, required).await?;
+    let target = store::members::find(&txn, org_id, user_sub)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !leaving {
+        require_owner_for_owners(&access, target.role() == Role::Owner)?;
+    }
+    ensure_not_last_owner(&txn, &target).await?;
+    store::members::delete(&txn, target).await?;
+    txn.commit().await?;
+    Ok(NoContent)
+}
+
+/// Routes of this module with their OpenAPI spec.
+pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
+    openapi_get_routes_spec![settings: list_members, add_member, update_member, remove_member]
+}

@@ -1,0 +1,96 @@
+//! The HTTP API: one module per resource, each exporting its routes with their OpenAPI spec.
+
+pub mod access;
+pub mod body;
+pub mod health;
+pub mod me;
+pub mod members;
+pub mod orgs;
+pub mod pagination;
+pub mod projects;
+pub mod responses;
+pub mod workspaces;
+
+use crate::error::ApiError;
+use rocket::request::{Outcome, Request};
+use rocket::Route;
+use rocket_okapi::okapi::openapi3::{Components, Info, OpenApi, Server, Tag};
+use rocket_okapi::okapi::merge::marge_spec_list;
+use rocket_okapi::settings::OpenApiSettings;
+
+/// Error kept for the catcher: guards that fail store their `ApiError` here so the catcher can
+/// answer with the exact problem document.
+pub struct CachedError(pub std::sync::Mutex<Option<ApiError>>);
+
+/// Keeps `err` for the catcher; the first error wins, as it is the one that stopped the request.
+fn keep_error(req: &Request<'_>, err: &ApiError) {
+    let cached = req.local_cache(|| CachedError(std::sync::Mutex::new(None)));
+    if let Ok(mut slot) = cached.0.lock() {
+        if slot.is_none() {
+            *slot = Some(err.duplicate());
+        }
+    }
+}
+
+/// Fails a request guard with `err`, keeping it for the catcher.
+pub fn fail<T>(req: &Request<'_>, err: ApiError) -> Outcome<T, ApiError> {
+    keep_error(req, &err);
+    Outcome::Error((err.status(), err))
+}
+
+/// Fails a data guard with `err`, keeping it for the catcher.
+pub fn fail_data<'r, T>(req: &Request<'_>, err: ApiError) -> rocket::data::Outcome<'r, T, ApiError> {
+    keep_error(req, &err);
+    rocket::data::Outcome::Error((err.status(), err))
+}
+
+/// Every API route and the OpenAPI document describing them: one function for the server and
+/// `gantry print-openapi`, so they cannot drift.
+pub fn routes_and_spec() -> (Vec<Route>, OpenApi) {
+    let settings = OpenApiSettings::default();
+    let parts: Vec<(Vec<Route>, OpenApi)> = vec![
+        health::routes(&settings),
+        me::routes(&settings),
+        orgs::routes(&settings),
+        members::routes(&settings),
+        workspaces::routes(&settings),
+        projects::routes(&settings),
+    ];
+    let mut routes = Vec::new();
+    let mut specs = Vec::new();
+    for (part_routes, spec) in parts {
+        routes.extend(part_routes);
+        specs.push(("/".to_owned(), spec));
+    }
+    let mut spec = match marge_spec_list(&specs) {
+        Ok(spec) => spec,
+        // Conflicting paths are a programming error caught by the OpenAPI test.
+        Err(err) => panic!("OpenAPI specs conflict: {err}"),
+    };
+    spec.info = Info {
+        title: "Gantry API".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        description: Some(
+            "Control plane for multi-tenant Kubernetes platforms. Errors are \
+             `application/problem+json` (RFC 9457)."
+                .to_owned(),
+        ),
+        ..Info::default()
+    };
+    spec.servers = vec![Server {
+        url: "/".to_owned(),
+        ..Server::default()
+    }];
+    spec.tags = ["Health", "Me", "Organizations", "Members", "Workspaces", "Projects"]
+        .into_iter()
+        .map(|name| Tag {
+            name: name.to_owned(),
+            ..Tag::default()
+        })
+        .collect();
+    if spec.components.is_none() {
+        spec.components = Some(Components::default());
+    }
+    (routes, spec)
+}
+

@@ -1,0 +1,201 @@
+//! `/v1/orgs`: organizations.
+
+use super::access::org_access;
+use super::body::JsonBody;
+use super::pagination::{page_request, Page};
+use super::responses::{Created, NoContent};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::{DisplayName, DnsLabel, Role};
+use crate::error::{ApiError, FieldError};
+use crate::store::{self, is_unique_violation, orgs::Org};
+use chrono::{DateTime, Utc};
+use rocket::serde::json::Json;
+use rocket::{delete, get, patch, post, State};
+use rocket_okapi::okapi::openapi3::OpenApi;
+use rocket_okapi::settings::OpenApiSettings;
+use rocket_okapi::{openapi, openapi_get_routes_spec};
+use schemars::JsonSchema;
+use sea_orm::TransactionTrait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An organization.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OrgView {
+    /// Id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Unique DNS-1123 label.
+    pub slug: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Org> for OrgView {
+    fn from(org: Org) -> Self {
+        Self {
+            id: org.id,
+            name: org.name,
+            slug: org.slug,
+            created_at: org.created_at,
+            updated_at: org.updated_at,
+        }
+    }
+}
+
+/// Body of `POST /v1/orgs`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrg {
+    /// Display name (1–100 characters).
+    pub name: String,
+    /// Unique DNS-1123 label.
+    pub slug: String,
+}
+
+/// Body of `PATCH /v1/orgs/{org_id}`; absent fields are unchanged.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrg {
+    /// New display name.
+    pub name: Option<String>,
+    /// New slug.
+    pub slug: Option<String>,
+}
+
+fn parse_name(name: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    DisplayName::parse(name)
+        .map(DisplayName::into_string)
+        .map_err(|e| errors.push(FieldError::new("/name", e)))
+        .ok()
+}
+
+fn parse_slug(slug: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    DnsLabel::parse(slug)
+        .map(DnsLabel::into_string)
+        .map_err(|e| errors.push(FieldError::new("/slug", e)))
+        .ok()
+}
+
+fn slug_taken(err: sea_orm::DbErr) -> ApiError {
+    if is_unique_violation(&err) {
+        ApiError::Conflict("an organization with this slug already exists".to_owned())
+    } else {
+        err.into()
+    }
+}
+
+/// Create an organization; the caller becomes its owner.
+#[openapi(tag = "Organizations")]
+#[post("/v1/orgs", data = "<body>")]
+pub async fn create_org(
+    state: &State<AppState>,
+    caller: Caller,
+    body: JsonBody<CreateOrg>,
+) -> Result<Created<OrgView>, ApiError> {
+    let mut errors = Vec::new();
+    let name = parse_name(&body.0.name, &mut errors);
+    let slug = parse_slug(&body.0.slug, &mut errors);
+    let (Some(name), Some(slug)) = (name, slug) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let txn = state.db.begin().await?;
+    let org = store::orgs::insert(&txn, &name, &slug).await.map_err(slug_taken)?;
+    store::members::insert(&txn, org.id, &caller.sub, Role::Owner).await?;
+    txn.commit().await?;
+    Ok(Created {
+        location: format!("/v1/orgs/{}", org.id),
+        body: org.into(),
+    })
+}
+
+/// List the caller's organizations (`?all=true`: every organization, platform admins only).
+#[openapi(tag = "Organizations")]
+#[get("/v1/orgs?<limit>&<cursor>&<all>")]
+pub async fn list_orgs(
+    state: &State<AppState>,
+    caller: Caller,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+    all: Option<bool>,
+) -> Result<Json<Page<OrgView>>, ApiError> {
+    let page = page_request(limit, cursor)?;
+    let (rows, more) = if all == Some(true) {
+        if !caller.is_platform_admin {
+            return Err(ApiError::Forbidden(
+                "all=true needs the gantry-admin realm role".to_owned(),
+            ));
+        }
+        store::orgs::list_all(&state.db, &page).await?
+    } else {
+        store::orgs::list_for_member(&state.db, &caller.sub, &page).await?
+    };
+    Ok(Json(Page::from_rows(rows, more, |o| o.id, OrgView::from)))
+}
+
+/// Get one organization.
+#[openapi(tag = "Organizations")]
+#[get("/v1/orgs/<org_id>")]
+pub async fn get_org(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+) -> Result<Json<OrgView>, ApiError> {
+    let access = org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    Ok(Json(access.org.into()))
+}
+
+/// Rename an organization or change its slug (admin+).
+#[openapi(tag = "Organizations")]
+#[patch("/v1/orgs/<org_id>", data = "<body>")]
+pub async fn update_org(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    body: JsonBody<UpdateOrg>,
+) -> Result<Json<OrgView>, ApiError> {
+    let mut errors = Vec::new();
+    let name = body.0.name.as_deref().map(|n| parse_name(n, &mut errors));
+    let slug = body.0.slug.as_deref().map(|s| parse_slug(s, &mut errors));
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let txn = state.db.begin().await?;
+    let access = org_access(&txn, &caller, org_id, Role::Admin).await?;
+    let org = store::orgs::update(&txn, access.org, name.flatten(), slug.flatten())
+        .await
+        .map_err(slug_taken)?;
+    txn.commit().await?;
+    Ok(Json(org.into()))
+}
+
+/// Delete an organization (owner). Refused (409) while it has workspaces that are not being
+/// deleted, so no virtual cluster is orphaned.
+#[openapi(tag = "Organizations")]
+#[delete("/v1/orgs/<org_id>")]
+pub async fn delete_org(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+) -> Result<NoContent, ApiError> {
+    let txn = state.db.begin().await?;
+    let access = org_access(&txn, &caller, org_id, Role::Owner).await?;
+    let active = store::workspaces::count_active(&txn, org_id).await?;
+    if active > 0 {
+        return Err(ApiError::Conflict(format!(
+            "the organization still has {active} workspace(s); delete them first"
+        )));
+    }
+    store::orgs::soft_delete(&txn, access.org).await?;
+    txn.commit().await?;
+    Ok(NoContent)
+}
+
+/// Routes of this module with their OpenAPI spec.
+pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
+    openapi_get_routes_spec![settings: create_org, list_orgs, get_org, update_org, delete_org]
+}

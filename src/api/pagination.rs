@@ -1,0 +1,92 @@
+//! Cursor pagination: `?limit=` (default 50, max 200) and an opaque `?cursor=`.
+
+use crate::error::ApiError;
+use crate::store::PageRequest;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use schemars::JsonSchema;
+use serde::Serialize;
+use std::str::FromStr;
+
+/// Page size when `limit` is absent.
+pub const DEFAULT_LIMIT: u64 = 50;
+/// Largest page size.
+pub const MAX_LIMIT: u64 = 200;
+
+/// One page of a list.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from rows, mapping each and encoding the last key as the cursor.
+    pub fn from_rows<R, K: ToString>(
+        rows: Vec<R>,
+        more: bool,
+        key: impl Fn(&R) -> K,
+        map: impl Fn(R) -> T,
+    ) -> Self {
+        let next_cursor = if more {
+            rows.last().map(|r| encode_cursor(&key(r).to_string()))
+        } else {
+            None
+        };
+        Self {
+            items: rows.into_iter().map(map).collect(),
+            next_cursor,
+        }
+    }
+}
+
+/// Encodes a key as an opaque cursor.
+pub fn encode_cursor(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(key)
+}
+
+/// Parses `?limit=` and `?cursor=` into a page request over keys of type `K`.
+pub fn page_request<K: FromStr>(
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<PageRequest<K>, ApiError> {
+    let limit = match limit {
+        None => DEFAULT_LIMIT,
+        Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => l as u64,
+        Some(l) => {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be between 1 and {MAX_LIMIT}, got {l}"
+            )))
+        }
+    };
+    let after = match cursor {
+        None | Some("") => None,
+        Some(cursor) => {
+            let invalid = || ApiError::BadRequest("cursor is not valid for this list".to_owned());
+            let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+            let key = String::from_utf8(bytes).map_err(|_| invalid())?;
+            Some(key.parse().map_err(|_| invalid())?)
+        }
+    };
+    Ok(PageRequest { limit, after })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_cursors() {
+        let page: PageRequest<u32> = page_request(None, None).expect("defaults");
+        assert_eq!(page.limit, DEFAULT_LIMIT);
+        assert!(page_request::<u32>(Some(0), None).is_err());
+        assert!(page_request::<u32>(Some(201), None).is_err());
+        let cursor = encode_cursor("42");
+        let page: PageRequest<u32> = page_request(Some(200), Some(&cursor)).expect("valid");
+        assert_eq!(page.after, Some(42));
+        assert!(page_request::<u32>(None, Some("!!")).is_err());
+        assert!(page_request::<uuid::Uuid>(None, Some(&cursor)).is_err());
+    }
+}

@@ -1,0 +1,438 @@
+//! `/v1/orgs/{org_id}/projects`: projects (namespaces in a workspace) and their versioned graph.
+
+use super::access::org_access;
+use super::body::JsonBody;
+use super::pagination::{page_request, Page};
+use super::responses::{Created, NoContent, Tagged};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::{graph, DnsLabel, Role};
+use crate::error::ApiError;
+use crate::store::{self, is_unique_violation, projects::Project};
+use chrono::{DateTime, Utc};
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::serde::json::Json;
+use rocket::{delete, get, patch, post, put, State};
+use rocket_okapi::gen::OpenApiGenerator;
+use rocket_okapi::okapi::openapi3::{Object, OpenApi, Parameter, ParameterValue};
+use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
+use rocket_okapi::settings::OpenApiSettings;
+use rocket_okapi::{openapi, openapi_get_routes_spec};
+use schemars::JsonSchema;
+use sea_orm::TransactionTrait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A project.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProjectView {
+    /// Id.
+    pub id: Uuid,
+    /// Organization id.
+    pub org_id: Uuid,
+    /// Workspace the project lives in.
+    pub workspace_id: Uuid,
+    /// DNS-1123 label, unique in the workspace.
+    pub name: String,
+    /// Current graph version (0 = the empty graph it started with).
+    pub graph_version: i32,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Project> for ProjectView {
+    fn from(p: Project) -> Self {
+        Self {
+            id: p.id,
+            org_id: p.org_id,
+            workspace_id: p.workspace_id,
+            name: p.name,
+            graph_version: p.graph_version,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// Body of `POST …/projects`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    /// DNS-1123 label, unique in the workspace.
+    pub name: String,
+    /// Workspace of the same organization.
+    pub workspace_id: Uuid,
+}
+
+/// Body of `PATCH …/projects/{project_id}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    /// New name.
+    pub name: Option<String>,
+}
+
+/// The current graph and its version.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct GraphView {
+    /// Version number (0 for a new project).
+    pub version: i32,
+    /// The graph: `{"nodes": [...], "edges": [...]}`.
+    pub graph: serde_json::Value,
+}
+
+/// Body of `PUT …/graph`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutGraph {
+    /// The new graph: `{"nodes": [...], "edges": [...]}`.
+    pub graph: serde_json::Value,
+}
+
+/// One stored graph version without its body.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct GraphVersionSummary {
+    /// Version number.
+    pub version: i32,
+    /// `sub` of whoever stored it.
+    pub created_by: String,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One stored graph version with its body.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct GraphVersionView {
+    /// Version number.
+    pub version: i32,
+    /// The graph as stored.
+    pub graph: serde_json::Value,
+    /// `sub` of whoever stored it.
+    pub created_by: String,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The entity tag of a graph version.
+fn etag(version: i32) -> String {
+    format!("\"{version}\"")
+}
+
+/// The `If-Match` request header, if present.
+pub struct IfMatch(Option<String>);
+
+impl IfMatch {
+    /// True when the header names `version` (or is `*`).
+    fn matches(&self, version: i32) -> bool {
+        let Some(value) = &self.0 else { return false };
+        let wanted = etag(version);
+        value.split(',').map(str::trim).any(|tag| {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            tag == "*" || tag == wanted || tag == version.to_string()
+        })
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for IfMatch {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        Outcome::Success(IfMatch(req.headers().get_one("If-Match").map(str::to_owned)))
+    }
+}
+
+impl<'r> OpenApiFromRequest<'r> for IfMatch {
+    fn from_request_input(
+        gen: &mut OpenApiGenerator,
+        _name: String,
+        _required: bool,
+    ) -> rocket_okapi::Result<RequestHeaderInput> {
+        Ok(RequestHeaderInput::Parameter(Parameter {
+            name: "If-Match".to_owned(),
+            location: "header".to_owned(),
+            description: Some(
+                "The `ETag` of the graph being replaced. Missing: 428; stale: 412.".to_owned(),
+            ),
+            required: true,
+            deprecated: false,
+            allow_empty_value: false,
+            value: ParameterValue::Schema {
+                style: None,
+                explode: None,
+                allow_reserved: false,
+                schema: gen.json_schema::<String>(),
+                example: None,
+                examples: None,
+            },
+            extensions: Object::default(),
+        }))
+    }
+}
+
+fn name_taken(name: &str) -> impl FnOnce(sea_orm::DbErr) -> ApiError + '_ {
+    move |err| {
+        if is_unique_violation(&err) {
+            ApiError::Conflict(format!("a project named {name} already exists in this workspace"))
+        } else {
+            err.into()
+        }
+    }
+}
+
+async fn live_project(
+    db: &impl sea_orm::ConnectionTrait,
+    org_id: Uuid,
+    project_id: Uuid,
+) -> Result<Project, ApiError> {
+    store::projects::find_live(db, org_id, project_id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Create a project in a workspace (member+).
+#[openapi(tag = "Projects")]
+#[post("/v1/orgs/<org_id>/projects", data = "<body>")]
+pub async fn create_project(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    body: JsonBody<CreateProject>,
+) -> Result<Created<ProjectView>, ApiError> {
+    let CreateProject { name, workspace_id } = body.0;
+    let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
+    let txn = state.db.begin().await?;
+    org_access(&txn, &caller, org_id, Role::Member).await?;
+    let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
+        .await?
+        .ok_or_else(|| ApiError::invalid("/workspace_id", "no such workspace in this organization"))?;
+    if matches!(
+        workspace.status.as_str(),
+        store::workspaces::status::DELETING | store::workspaces::status::DELETED
+    ) {
+        return Err(ApiError::Conflict("the workspace is being deleted".to_owned()));
+    }
+    let project = store::projects::insert(
+        &txn,
+        org_id,
+        workspace_id,
+        name.as_str(),
+        graph::empty_graph(),
+        &caller.sub,
+    )
+    .await
+    .map_err(name_taken(name.as_str()))?;
+    txn.commit().await?;
+    Ok(Created {
+        location: format!("/v1/orgs/{org_id}/projects/{}", project.id),
+        body: project.into(),
+    })
+}
+
+/// List projects, optionally of one workspace.
+#[openapi(tag = "Projects")]
+#[get("/v1/orgs/<org_id>/projects?<workspace_id>&<limit>&<cursor>")]
+pub async fn list_projects(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    workspace_id: Option<Uuid>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Json<Page<ProjectView>>, ApiError> {
+    let page = page_request(limit, cursor)?;
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    let (rows, more) = store::projects::list(&state.db, org_id, workspace_id, &page).await?;
+    Ok(Json(Page::from_rows(rows, more, |p| p.id, ProjectView::from)))
+}
+
+/// Get one project.
+#[openapi(tag = "Projects")]
+#[get("/v1/orgs/<org_id>/projects/<project_id>")]
+pub async fn get_project(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    project_id: Uuid,
+) -> Result<Json<ProjectView>, ApiError> {
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    Ok(Json(live_project(&state.db, org_id, project_id).await?.into()))
+}
+
+/// Rename a project (member+).
+#[openapi(tag = "Projects")]
+#[patch("/v1/orgs/<org_id>/projects/<project_id>", data = "<body>")]
+pub async fn update_project(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    project_id: Uuid,
+    body: JsonBody<UpdateProject>,
+) -> Result<Json<ProjectView>, ApiError> {
+    let name = body
+        .0
+        .name
+        .map(|n| DnsLabel::parse(&n).map_err(|e| ApiError::invalid("/name", e)))
+        .transpose()?;
+    let txn = state.db.begin().await?;
+    org_access(&txn, &caller, org_id, Role::Member).await?;
+    let project = live_project(&txn, org_id, project_id).await?;
+    let project = match name {
+        Some(name) => store::projects::rename(&txn, project, name.as_str().to_owned())
+            .await
+            .map_err(name_taken(name.as_str()))?,
+        None => project,
+    };
+    txn.commit().await?;
+    Ok(Json(project.into()))
+}
+
+/// Delete a project (member+).
+#[openapi(tag = "Projects")]
+#[delete("/v1/orgs/<org_id>/projects/<project_id>")]
+pub async fn delete_project(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    project_id: Uuid,
+) -> Result<NoContent, ApiError> {
+    let txn = state.db.begin().await?;
+    org_access(&txn, &caller, org_id, Role::Member).await?;
+    let project = live_project(&txn, org_id, project_id).await?;
+    store::projects::soft_delete(&txn, project).await?;
+    txn.commit().await?;
+    Ok(NoContent)
+}
+
+/// The current graph, with its version as `ETag`.
+#[openapi(tag = "Projects")]
+#[get("/v1/orgs/<org_id>/projects/<project_id>/graph")]
+pub async fn get_graph(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    project_id: Uuid,
+) -> Result<Tagged<GraphView>, ApiError> {
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    let project = live_project(&state.db, org_id, project_id).await?;
+    Ok(Tagged {
+        etag: etag(project.graph_version),
+        body: GraphView {
+            version: project.graph_version,
+            graph: project.graph,
+        },
+    })
+}
+
+/// Store a new graph version (member+). `If-Match` must carry the current `ETag`.
+#[openapi(tag = "Projects")]
+#[put("/v1/orgs/<org_id>/projects/<project_id>/graph", data = "<body>")]
+pub async fn put_graph(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    project_id: Uuid,
+    if_match: IfMatch,
+    body: JsonBody<PutGraph>,
+) -> Result<Tagged<GraphView>, ApiError> {
+    let new_graph = body.0.graph;
+    let txn = state.db.begin().await?;
+    org_access(&txn, &caller, org_id, Role::Member).await?;
+    let project = live_project(&txn, org_id, project_id).await?;
+    if if_match.0.is_none() {
+        return Err(ApiError::PreconditionRequired(
+            "send If-Match with the graph's current ETag".to_owned(),
+        ));
+    }
+    if !if_match.matches(project.graph_version) {
+        return Err(ApiError::PreconditionFailed(format!(
+            "the graph changed; the current ETag is {}",
+            etag(project.graph_version)
+        )));
+    }
+    graph::check_envelope(&new_graph).map_err(ApiError::Validation)?;
+    let updated = store::projects::put_graph(
+        &txn,
+        &project,
+        project.graph_version,
+        new_graph,
+        &caller.sub,
+    )
+    .await?
+    .ok_or_else(|| ApiError::PreconditionFailed("the graph changed concurrently".to_owned()))?;
+    txn.commit().await?;
+    Ok(Tagged {
+        etag: etag(updated.graph_version),
+        body: GraphView {
+            version: updated.graph_version,
+            graph: updated.graph,
+        },
+    })
+}
+
+/// Every stored version of the graph, oldest first.
+#[openapi(tag = "Projects")]
+#[get("/v1/orgs/<org_id>/projects/<project_id>/graph/versions?<limit>&<cursor>")]
+pub async fn list_graph_versions(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    project_id: Uuid,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Json<Page<GraphVersionSummary>>, ApiError> {
+    let page = page_request(limit, cursor)?;
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    let project = live_project(&state.db, org_id, project_id).await?;
+    let (rows, more) = store::projects::list_versions(&state.db, project.id, &page).await?;
+    Ok(Json(Page::from_rows(rows, more, |v| v.version, |v| {
+        GraphVersionSummary {
+            version: v.version,
+            created_by: v.created_by,
+            created_at: v.created_at,
+        }
+    })))
+}
+
+/// One stored version of the graph.
+#[openapi(tag = "Projects")]
+#[get("/v1/orgs/<org_id>/projects/<project_id>/graph/versions/<version>")]
+pub async fn get_graph_version(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    project_id: Uuid,
+    version: i32,
+) -> Result<Tagged<GraphVersionView>, ApiError> {
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    let project = live_project(&state.db, org_id, project_id).await?;
+    let stored = store::projects::find_version(&state.db, project.id, version)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Tagged {
+        etag: etag(stored.version),
+        body: GraphVersionView {
+            version: stored.version,
+            graph: stored.graph,
+            created_by: stored.created_by,
+            created_at: stored.created_at,
+        },
+    })
+}
+
+/// Routes of this module with their OpenAPI spec.
+pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
+    openapi_get_routes_spec![
+        settings: create_project,
+        list_projects,
+        get_project,
+        update_project,
+        delete_project,
+        get_graph,
+        put_graph,
+        list_graph_versions,
+        get_graph_version
+    ]
+}

@@ -1,0 +1,221 @@
+//! `/v1/orgs/{org_id}/workspaces`: virtual clusters. The API records intent (`pending`,
+//! `deleting`); the vCluster provisioner does the work.
+
+use super::access::org_access;
+use super::body::JsonBody;
+use super::pagination::{page_request, Page};
+use super::responses::Accepted;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::{DnsLabel, Role};
+use crate::error::ApiError;
+use crate::store::{self, is_unique_violation, workspaces::Workspace};
+use chrono::{DateTime, Utc};
+use rocket::serde::json::Json;
+use rocket::{delete, get, post, State};
+use rocket_okapi::okapi::openapi3::OpenApi;
+use rocket_okapi::settings::OpenApiSettings;
+use rocket_okapi::{openapi, openapi_get_routes_spec};
+use schemars::JsonSchema;
+use sea_orm::TransactionTrait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Workspace plan: where and how big the virtual cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    /// Small limits on shared nodes.
+    Shared,
+    /// A dedicated node pool, larger limits.
+    Dedicated,
+}
+
+impl Plan {
+    fn as_str(self) -> &'static str {
+        match self {
+            Plan::Shared => "shared",
+            Plan::Dedicated => "dedicated",
+        }
+    }
+}
+
+/// Lifecycle of a workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceStatus {
+    /// Recorded, waiting for the provisioner.
+    Pending,
+    /// Being created.
+    Provisioning,
+    /// Usable.
+    Ready,
+    /// Provisioning failed (see `error`).
+    Failed,
+    /// Deletion requested.
+    Deleting,
+    /// Removed.
+    Deleted,
+}
+
+fn status_of(stored: &str) -> WorkspaceStatus {
+    use store::workspaces::status as s;
+    match stored {
+        s::PROVISIONING => WorkspaceStatus::Provisioning,
+        s::READY => WorkspaceStatus::Ready,
+        s::FAILED => WorkspaceStatus::Failed,
+        s::DELETING => WorkspaceStatus::Deleting,
+        s::DELETED => WorkspaceStatus::Deleted,
+        _ => WorkspaceStatus::Pending,
+    }
+}
+
+/// A workspace (one vCluster).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WorkspaceView {
+    /// Id.
+    pub id: Uuid,
+    /// Organization id.
+    pub org_id: Uuid,
+    /// DNS-1123 label, unique in the organization.
+    pub name: String,
+    /// Plan.
+    pub plan: Plan,
+    /// Lifecycle status.
+    pub status: WorkspaceStatus,
+    /// API endpoint of the virtual cluster, once ready.
+    pub kube_endpoint: Option<String>,
+    /// Why provisioning failed, if it did.
+    pub error: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Workspace> for WorkspaceView {
+    fn from(w: Workspace) -> Self {
+        Self {
+            id: w.id,
+            org_id: w.org_id,
+            plan: if w.plan == "dedicated" {
+                Plan::Dedicated
+            } else {
+                Plan::Shared
+            },
+            status: status_of(&w.status),
+            name: w.name,
+            kube_endpoint: w.kube_endpoint,
+            error: w.error,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+/// Body of `POST …/workspaces`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    /// DNS-1123 label, unique in the organization.
+    pub name: String,
+    /// `shared` or `dedicated`.
+    pub plan: Plan,
+}
+
+/// Request a workspace (admin+): answers 202 with status `pending`.
+#[openapi(tag = "Workspaces")]
+#[post("/v1/orgs/<org_id>/workspaces", data = "<body>")]
+pub async fn create_workspace(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    body: JsonBody<CreateWorkspace>,
+) -> Result<Accepted<WorkspaceView>, ApiError> {
+    let CreateWorkspace { name, plan } = body.0;
+    let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
+    let txn = state.db.begin().await?;
+    org_access(&txn, &caller, org_id, Role::Admin).await?;
+    let workspace = store::workspaces::insert(&txn, org_id, name.as_str(), plan.as_str())
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                ApiError::Conflict(format!("a workspace named {name} already exists"))
+            } else {
+                err.into()
+            }
+        })?;
+    txn.commit().await?;
+    Ok(Accepted {
+        location: format!("/v1/orgs/{org_id}/workspaces/{}", workspace.id),
+        body: workspace.into(),
+    })
+}
+
+/// List workspaces.
+#[openapi(tag = "Workspaces")]
+#[get("/v1/orgs/<org_id>/workspaces?<limit>&<cursor>")]
+pub async fn list_workspaces(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Json<Page<WorkspaceView>>, ApiError> {
+    let page = page_request(limit, cursor)?;
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    let (rows, more) = store::workspaces::list(&state.db, org_id, &page).await?;
+    Ok(Json(Page::from_rows(rows, more, |w| w.id, WorkspaceView::from)))
+}
+
+/// Get one workspace.
+#[openapi(tag = "Workspaces")]
+#[get("/v1/orgs/<org_id>/workspaces/<workspace_id>")]
+pub async fn get_workspace(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    workspace_id: Uuid,
+) -> Result<Json<WorkspaceView>, ApiError> {
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    let workspace = store::workspaces::find_live(&state.db, org_id, workspace_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(workspace.into()))
+}
+
+/// Request deletion (admin+): answers 202 with status `deleting`. Repeating it is harmless.
+#[openapi(tag = "Workspaces")]
+#[delete("/v1/orgs/<org_id>/workspaces/<workspace_id>")]
+pub async fn delete_workspace(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    workspace_id: Uuid,
+) -> Result<Accepted<WorkspaceView>, ApiError> {
+    let txn = state.db.begin().await?;
+    org_access(&txn, &caller, org_id, Role::Admin).await?;
+    let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let workspace = if workspace.status == store::workspaces::status::DELETING {
+        workspace
+    } else {
+        store::workspaces::mark_deleting(&txn, workspace).await?
+    };
+    txn.commit().await?;
+    Ok(Accepted {
+        location: format!("/v1/orgs/{org_id}/workspaces/{workspace_id}"),
+        body: workspace.into(),
+    })
+}
+
+/// Routes of this module with their OpenAPI spec.
+pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
+    openapi_get_routes_spec![
+        settings: create_workspace,
+        list_workspaces,
+        get_workspace,
+        delete_workspace
+    ]
+}

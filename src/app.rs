@@ -1,0 +1,223 @@
+//! Builds the Rocket application: state, routes, docs, catchers and fairings.
+
+use crate::api::{self, CachedError};
+use crate::auth::dev::DevSigner;
+use crate::auth::guard::SeenUsers;
+use crate::auth::TokenValidator;
+use crate::config::{AuthConfig, Config};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::store;
+use rocket::fairing::{Fairing, Info, Kind};
+use rocket::figment::Figment;
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::{catch, catchers, get, routes, Build, Data, Response, Rocket, State};
+use rocket_okapi::rapidoc::{make_rapidoc, GeneralConfig, HideShowConfig, RapiDocConfig};
+use rocket_okapi::settings::UrlObject;
+use rocket_okapi::swagger_ui::{make_swagger_ui, SwaggerUIConfig};
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Shared state of the web server.
+pub struct AppState {
+    /// The system of record.
+    pub db: DatabaseConnection,
+    /// Redis, when configured.
+    pub redis: Option<redis::Client>,
+    /// Bearer-token validation.
+    pub validator: TokenValidator,
+    /// Every metric.
+    pub metrics: Arc<Metrics>,
+    /// Users already stored.
+    pub users_seen: SeenUsers,
+    /// The OpenAPI document, serialized once.
+    pub openapi_json: String,
+}
+
+/// Errors while building the application.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// `REDIS_URL` could not be used.
+    #[error("REDIS_URL: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The dev signing key could not be loaded.
+    #[error(transparent)]
+    DevKey(#[from] crate::auth::dev::DevKeyError),
+    /// The metrics registry refused a metric.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The OpenAPI document could not be serialized.
+    #[error("openapi: {0}")]
+    OpenApi(#[from] serde_json::Error),
+}
+
+/// The token validator the configuration asks for.
+pub fn token_validator(config: &Config) -> Result<TokenValidator, BuildError> {
+    Ok(match &config.auth {
+        AuthConfig::Keycloak { issuer, jwks_uri } => {
+            TokenValidator::keycloak(issuer, &config.audience, jwks_uri.clone())
+        }
+        AuthConfig::Embedded => {
+            DevSigner::load_or_create(&config.data_dir)?.validator(&config.audience)
+        }
+    })
+}
+
+/// Builds the server on an already migrated database.
+pub async fn build(
+    config: &Config,
+    db: DatabaseConnection,
+    metrics: Arc<Metrics>,
+) -> Result<Rocket<Build>, BuildError> {
+    let redis = config
+        .redis_url
+        .as_deref()
+        .map(redis::Client::open)
+        .transpose()?;
+    let validator = token_validator(config)?;
+    if let Err(err) = validator.warm_up().await {
+        // Not fatal: Keycloak may come up after us; the first request retries.
+        tracing::warn!(%err, "could not fetch the JWKS at start-up");
+    }
+    let (api_routes, spec) = api::routes_and_spec();
+    let openapi_json = serde_json::to_string_pretty(&spec)?;
+    let state = AppState {
+        db,
+        redis,
+        validator,
+        metrics,
+        users_seen: SeenUsers::default(),
+        openapi_json,
+    };
+
+    let figment = Figment::from(rocket::Config::default())
+        .merge(("address", config.address))
+        .merge(("port", config.port))
+        .merge(("ident", "gantry"))
+        .merge(("log_level", rocket::config::LogLevel::Off))
+        .merge(("cli_colors", false))
+        .merge(("shutdown.grace", config.shutdown_timeout.as_secs().max(1)))
+        .merge(("shutdown.mercy", 5));
+
+    Ok(rocket::custom(figment)
+        .manage(state)
+        .attach(RequestObserver)
+        .mount("/", api_routes)
+        .mount("/", routes![openapi_json])
+        .mount(
+            "/swagger-ui/",
+            make_swagger_ui(&SwaggerUIConfig {
+                url: "/v1/openapi.json".to_owned(),
+                ..SwaggerUIConfig::default()
+            }),
+        )
+        .mount(
+            "/rapidoc/",
+            make_rapidoc(&RapiDocConfig {
+                general: GeneralConfig {
+                    spec_urls: vec![UrlObject::new("Gantry", "/v1/openapi.json")],
+                    ..GeneralConfig::default()
+                },
+                hide_show: HideShowConfig {
+                    allow_spec_url_load: false,
+                    allow_spec_file_load: false,
+                    ..HideShowConfig::default()
+                },
+                ..RapiDocConfig::default()
+            }),
+        )
+        .register("/", catchers![problem_catcher]))
+}
+
+/// The OpenAPI document.
+#[get("/v1/openapi.json")]
+fn openapi_json(state: &State<AppState>) -> (ContentType, String) {
+    (ContentType::JSON, state.openapi_json.clone())
+}
+
+/// Answers every error status with problem+json: the guard's own error when one was kept.
+#[catch(default)]
+fn problem_catcher(status: Status, req: &Request<'_>) -> ApiError {
+    let kept = req
+        .local_cache(|| CachedError(std::sync::Mutex::new(None)))
+        .0
+        .lock()
+        .ok()
+        .and_then(|mut slot| slot.take());
+    kept.unwrap_or_else(|| ApiError::for_status(status))
+}
+
+/// Start time of a request, for the duration histogram.
+struct RequestStart(Instant);
+
+/// Request id, from `X-Request-Id` or generated.
+struct RequestId(String);
+
+/// Records metrics and logs each request with its id and route template.
+struct RequestObserver;
+
+#[rocket::async_trait]
+impl Fairing for RequestObserver {
+    fn info(&self) -> Info {
+        Info {
+            name: "request metrics and logs",
+            kind: Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_request(&self, req: &mut Request<'_>, _data: &mut Data<'_>) {
+        req.local_cache(|| RequestStart(Instant::now()));
+        let id = req
+            .headers()
+            .get_one("X-Request-Id")
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        req.local_cache(|| RequestId(id));
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        let elapsed = req.local_cache(|| RequestStart(Instant::now())).0.elapsed();
+        let request_id = &req.local_cache(|| RequestId(String::new())).0;
+        // The route template, never the raw path, keeps label cardinality bounded.
+        let route = req
+            .route()
+            .map(|r| r.uri.origin.path().as_str().to_owned())
+            .unwrap_or_else(|| "unmatched".to_owned());
+        let method = req.method().as_str();
+        let status = res.status().code;
+        if let Some(state) = req.rocket().state::<AppState>() {
+            state
+                .metrics
+                .http_requests_total
+                .with_label_values(&[route.as_str(), method, &status.to_string()])
+                .inc();
+            state
+                .metrics
+                .http_request_duration_seconds
+                .with_label_values(&[route.as_str(), method])
+                .observe(elapsed.as_secs_f64());
+        }
+        res.set_header(Header::new("X-Request-Id", request_id.clone()));
+        tracing::info!(
+            request_id = %request_id,
+            method,
+            route = %route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+}
+
+/// Opens and migrates the database named by the configuration.
+pub async fn open_database(config: &Config) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let db = store::connect(&config.database_url).await?;
+    store::migrate(&db).await?;
+    Ok(db)
+}

@@ -1,0 +1,134 @@
+//! The `Caller` request guard: a valid bearer token, its user row ensured.
+
+use crate::api::fail;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::store;
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket_okapi::gen::OpenApiGenerator;
+use rocket_okapi::okapi::openapi3::{Object, SecurityRequirement, SecurityScheme, SecuritySchemeData};
+use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
+
+/// Name of the bearer security scheme in the OpenAPI document.
+pub const SECURITY_SCHEME: &str = "bearer";
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Keycloak `sub`.
+    pub sub: String,
+    /// `preferred_username`, if the token had one.
+    pub preferred_username: Option<String>,
+    /// `email`, if the token had one.
+    pub email: Option<String>,
+    /// Holds realm role `gantry-admin`.
+    pub is_platform_admin: bool,
+}
+
+fn bearer_token<'a>(req: &'a Request<'_>) -> Option<&'a str> {
+    let value = req.headers().get_one("Authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Caller {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        let Some(state) = req.rocket().state::<AppState>() else {
+            return fail(req, ApiError::Internal(anyhow::anyhow!("AppState not managed")));
+        };
+        let Some(token) = bearer_token(req) else {
+            tracing::info!(reason = "missing bearer token", path = %req.uri(), "request refused");
+            return fail(req, ApiError::Unauthorized);
+        };
+        let identity = match state.validator.validate(token).await {
+            Ok(identity) => identity,
+            Err(reason) => {
+                tracing::info!(%reason, path = %req.uri(), "token refused");
+                return fail(req, ApiError::Unauthorized);
+            }
+        };
+        if state.users_seen.needs_upsert(&identity) {
+            if let Err(err) = store::users::upsert_seen(
+                &state.db,
+                &identity.sub,
+                identity.preferred_username.as_deref(),
+                identity.email.as_deref(),
+            )
+            .await
+            {
+                return fail(req, err.into());
+            }
+            state.users_seen.remember(&identity);
+        }
+        Outcome::Success(Caller {
+            sub: identity.sub,
+            preferred_username: identity.preferred_username,
+            email: identity.email,
+            is_platform_admin: identity.is_platform_admin,
+        })
+    }
+}
+
+impl<'r> OpenApiFromRequest<'r> for Caller {
+    fn from_request_input(
+        _gen: &mut OpenApiGenerator,
+        _name: String,
+        _required: bool,
+    ) -> rocket_okapi::Result<RequestHeaderInput> {
+        let scheme = SecurityScheme {
+            description: Some(
+                "Keycloak access token (or `gantry dev-token` in embedded mode).".to_owned(),
+            ),
+            data: SecuritySchemeData::Http {
+                scheme: "bearer".to_owned(),
+                bearer_format: Some("JWT".to_owned()),
+            },
+            extensions: Object::default(),
+        };
+        let mut requirement = SecurityRequirement::new();
+        requirement.insert(SECURITY_SCHEME.to_owned(), Vec::new());
+        Ok(RequestHeaderInput::Security(
+            SECURITY_SCHEME.to_owned(),
+            scheme,
+            requirement,
+        ))
+    }
+}
+
+/// Remembers which identities are already stored, so a user row is written on first sight
+/// (and when the username or email changes), not on every request.
+#[derive(Default)]
+pub struct SeenUsers {
+    seen: std::sync::Mutex<std::collections::HashMap<String, (Option<String>, Option<String>)>>,
+}
+
+/// Bound on remembered identities; past it the memory starts over (costing one upsert each).
+const SEEN_USERS_CAPACITY: usize = 10_000;
+
+impl SeenUsers {
+    fn needs_upsert(&self, identity: &crate::auth::Identity) -> bool {
+        let Ok(seen) = self.seen.lock() else {
+            return true;
+        };
+        seen.get(&identity.sub)
+            != Some(&(identity.preferred_username.clone(), identity.email.clone()))
+    }
+
+    fn remember(&self, identity: &crate::auth::Identity) {
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() >= SEEN_USERS_CAPACITY {
+                seen.clear();
+            }
+            seen.insert(
+                identity.sub.clone(),
+                (identity.preferred_username.clone(), identity.email.clone()),
+            );
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The one typed configuration, loaded once from the environment (and `.env` if present).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default database: an SQLite file next to the process (embedded mode).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://gantry.db?mode=rwc";
+/// Default audience a token must carry (`aud` or `azp`).
+pub const DEFAULT_AUDIENCE: &str = "gantry";
+
+/// Deployment environment: decides log format and whether dev auth may exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Laptops, tests: human logs, dev tokens allowed without Keycloak.
+    Development,
+    /// Real deployments: JSON logs, Keycloak required, no dev tokens.
+    Production,
+}
+
+/// Where tokens come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    /// A Keycloak realm (`KEYCLOAK_ISSUER`), keys from its JWKS.
+    Keycloak {
+        /// `iss` every token must carry, e.g. `https://sso.example.com/realms/gantry`.
+        issuer: String,
+        /// Explicit JWKS URI; `None` = discover it from the issuer.
+        jwks_uri: Option<String>,
+    },
+    /// Embedded dev auth: tokens minted by `gantry dev-token` with a local key.
+    Embedded,
+}
+
+/// Everything Gantry reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: `postgres://…` or `sqlite://…`.
+    pub database_url: String,
+    /// `REDIS_URL`: unset means no Redis.
+    pub redis_url: Option<String>,
+    /// `ROCKET_ADDRESS`.
+    pub address: IpAddr,
+    /// `ROCKET_PORT`.
+    pub port: u16,
+    /// `KEYCLOAK_ISSUER` / `KEYCLOAK_JWKS_URI`.
+    pub auth: AuthConfig,
+    /// `KEYCLOAK_AUDIENCE`.
+    pub audience: String,
+    /// `GANTRY_ENV`.
+    pub environment: Environment,
+    /// `GANTRY_LOG`: a tracing filter.
+    pub log_filter: String,
+    /// `GANTRY_DATA_DIR`: local state such as the dev signing key.
+    pub data_dir: PathBuf,
+    /// `GANTRY_SHUTDOWN_TIMEOUT`: how long in-flight work may take after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+/// A configuration value that cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// Why its value was refused.
+    pub reason: String,
+}
+
+fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Reads `.env` (if present) and then the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is worth refusing.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(invalid(".env", e.to_string())),
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+            || database_url.starts_with("sqlite:"))
+        {
+            return Err(invalid(
+                "DATABASE_URL",
+                "must start with postgres://, postgresql:// or sqlite:",
+            ));
+        }
+
+        let redis_url = var("REDIS_URL");
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid(
+                    "REDIS_URL",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+        }
+
+        let address = match var("ROCKET_ADDRESS") {
+            None => IpAddr::from([127, 0, 0, 1]),
+            Some(v) => v
+                .parse()
+                .map_err(|_| invalid("ROCKET_ADDRESS", format!("{v:?} is not an IP address")))?,
+        };
+        let port = match var("ROCKET_PORT") {
+            None => 8000,
+            Some(v) => v
+                .parse()
+                .map_err(|_| invalid("ROCKET_PORT", format!("{v:?} is not a port (0-65535)")))?,
+        };
+
+        let environment = match var("GANTRY_ENV").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                return Err(invalid(
+                    "GANTRY_ENV",
+                    format!("{other:?} is not one of: development, production"),
+                ))
+            }
+        };
+
+        let audience = var("KEYCLOAK_AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
+        let jwks_uri = var("KEYCLOAK_JWKS_URI");
+        if let Some(uri) = &jwks_uri {
+            check_http_url("KEYCLOAK_JWKS_URI", uri)?;
+        }
+        let auth = match var("KEYCLOAK_ISSUER") {
+            Some(issuer) => {
+                check_http_url("KEYCLOAK_ISSUER", &issuer)?;
+                AuthConfig::Keycloak {
+                    issuer: issuer.trim_end_matches('/').to_owned(),
+                    jwks_uri,
+                }
+            }
+            None if environment == Environment::Production => {
+                return Err(invalid(
+                    "KEYCLOAK_ISSUER",
+                    "is required when GANTRY_ENV=production (embedded dev auth is for development only)",
+                ))
+            }
+            None if jwks_uri.is_some() => {
+                return Err(invalid(
+                    "KEYCLOAK_JWKS_URI",
+                    "is set but KEYCLOAK_ISSUER is not; set both or neither",
+                ))
+            }
+            None => AuthConfig::Embedded,
+        };
+
+        let log_filter = var("GANTRY_LOG").unwrap_or_else(|| "info".to_owned());
+        tracing_subscriber::EnvFilter::try_new(&log_filter)
+            .map_err(|e| invalid("GANTRY_LOG", e.to_string()))?;
+
+        let data_dir = PathBuf::from(var("GANTRY_DATA_DIR").unwrap_or_else(|| ".gantry".to_owned()));
+
+        let shutdown_timeout = match var("GANTRY_SHUTDOWN_TIMEOUT") {
+            None => Duration::from_secs(30),
+            Some(v) => humantime::parse_duration(&v).or_else(|_| {
+                v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+                    invalid(
+                        "GANTRY_SHUTDOWN_TIMEOUT",
+                        format!("{v:?} is not a duration (e.g. 30s, 2m)"),
+                    )
+                })
+            })?,
+        };
+
+        Ok(Self {
+            database_url,
+            redis_url,
+            address,
+            port,
+            auth,
+            audience,
+            environment,
+            log_filter,
+            data_dir,
+            shutdown_timeout,
+        })
+    }
+
+    /// True when the system of record is Postgres.
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+}
+
+fn check_http_url(variable: &'static str, value: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        _ => Err(invalid(variable, format!("{value:?} is not an http(s) URL"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_embedded_mode() {
+        let config = load(&[]).expect("defaults are valid");
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.address.to_string(), "127.0.0.1");
+        assert_eq!(config.auth, AuthConfig::Embedded);
+        assert_eq!(config.audience, "gantry");
+        assert_eq!(config.environment, Environment::Development);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert!(config.redis_url.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("ROCKET_PORT", "eighty"),
+            ("ROCKET_ADDRESS", "localhost:80"),
+            ("DATABASE_URL", "mysql://x"),
+            ("REDIS_URL", "http://x"),
+            ("GANTRY_ENV", "staging"),
+            ("KEYCLOAK_ISSUER", "not a url"),
+            ("GANTRY_SHUTDOWN_TIMEOUT", "soon"),
+        ] {
+            let err = load(&[(var, value)]).expect_err(var);
+            assert_eq!(err.variable, var);
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn production_requires_keycloak() {
+        let err = load(&[("GANTRY_ENV", "production")]).expect_err("must refuse");
+        assert_eq!(err.variable, "KEYCLOAK_ISSUER");
+        let ok = load(&[
+            ("GANTRY_ENV", "production"),
+            ("KEYCLOAK_ISSUER", "https://sso.example.com/realms/gantry/"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            ok.auth,
+            AuthConfig::Keycloak {
+                issuer: "https://sso.example.com/realms/gantry".into(),
+                jwks_uri: None
+            }
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The `gantry` binary: parses the command line, loads the configuration, runs the roles.
+
+use clap::{Parser, Subcommand};
+use gantry::app;
+use gantry::auth::dev::DevSigner;
+use gantry::config::{AuthConfig, Config, Environment};
+use gantry::metrics::Metrics;
+use gantry::workers::{self, WorkerName};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Gantry: REST API and background workers of a multi-tenant Kubernetes control plane.
+#[derive(Debug, Parser)]
+#[command(name = "gantry", version, about, long_about = None)]
+struct Cli {
+    /// Run the REST API server.
+    #[arg(long)]
+    server: bool,
+    /// Run these workers (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    workers: Vec<WorkerName>,
+    /// Run every worker.
+    #[arg(long)]
+    all_workers: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI 3 document (JSON) to stdout.
+    PrintOpenapi,
+    /// Print a bearer token signed by the local dev key (embedded mode only).
+    DevToken {
+        /// The user's `sub` (also used as `preferred_username`).
+        #[arg(long)]
+        sub: String,
+        /// The user's email.
+        #[arg(long)]
+        email: Option<String>,
+        /// Grant the platform admin realm role (`gantry-admin`).
+        #[arg(long)]
+        admin: bool,
+        /// Lifetime, e.g. `1h`, `30m`, `7d`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log_filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.environment == Environment::Production {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    gantry::install_crypto_provider();
+    let cli = Cli::parse();
+
+    if let Some(Command::PrintOpenapi) = cli.command {
+        let (_, spec) = gantry::api::routes_and_spec();
+        return match serde_json::to_string_pretty(&spec) {
+            Ok(json) => {
+                use std::io::Write;
+                // A closed pipe (`| head`) is the reader's choice, not an error worth a panic.
+                let _ = writeln!(std::io::stdout().lock(), "{json}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("gantry: cannot serialize the OpenAPI document: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("gantry: {err}");
+            return ExitCode::from(2);
+        }
+    };
+
+    match cli.command {
+        Some(Command::DevToken {
+            sub,
+            email,
+            admin,
+            ttl,
+        }) => dev_token(&config, &sub, email.as_deref(), admin, ttl),
+        Some(Command::Migrate) => {
+            init_logging(&config);
+            match app::open_database(&config).await {
+                Ok(_) => {
+                    tracing::info!("migrations applied");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("gantry: migration failed: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::PrintOpenapi) => ExitCode::SUCCESS,
+        None => {
+            let mut selected = if cli.all_workers {
+                WorkerName::all()
+            } else {
+                cli.workers
+            };
+            selected.sort();
+            selected.dedup();
+            if !cli.server && selected.is_empty() {
+                use clap::CommandFactory;
+                let _ = Cli::command().print_help();
+                eprintln!("\ngantry: choose a role: --server, --workers NAMES or --all-workers");
+                return ExitCode::from(2);
+            }
+            init_logging(&config);
+            run_roles(config, cli.server, selected).await
+        }
+    }
+}
+
+fn dev_token(config: &Config, sub: &str, email: Option<&str>, admin: bool, ttl: Duration) -> ExitCode {
+    if config.environment == Environment::Production {
+        eprintln!("gantry: dev-token is refused when GANTRY_ENV=production; use Keycloak tokens");
+        return ExitCode::from(2);
+    }
+    if let AuthConfig::Keycloak { issuer, .. } = &config.auth {
+        eprintln!(
+            "gantry: dev-token is refused because KEYCLOAK_ISSUER is set ({issuer}); get a token from Keycloak"
+        );
+        return ExitCode::from(2);
+    }
+    if sub.trim().is_empty() {
+        eprintln!("gantry: --sub must not be empty");
+        return ExitCode::from(2);
+    }
+    let token = DevSigner::load_or_create(&config.data_dir)
+        .and_then(|signer| signer.mint(sub, email, admin, ttl, &config.audience));
+    match token {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("gantry: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn run_roles(config: Config, server: bool, workers_selected: Vec<WorkerName>) -> ExitCode {
+    let db = match app::open_database(&config).await {
+        Ok(db) => db,
+        Err(err) => {
+            tracing::error!(%err, "cannot open or migrate the database");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = match Metrics::new() {
+        Ok(metrics) => Arc::new(metrics),
+        Err(err) => {
+            tracing::error!(%err, "cannot register metrics");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (stop_workers, worker_shutdown) = tokio::sync::watch::channel(false);
+    let worker_task = (!workers_selected.is_empty())
+        .then(|| tokio::spawn(workers::run(workers_selected, worker_shutdown)));
+
+    let mut code = ExitCode::SUCCESS;
+    if server {
+        // Rocket handles SIGINT/SIGTERM itself: it stops accepting, lets in-flight requests
+        // finish within the grace period, then returns.
+        match app::build(&config, db, metrics).await {
+            Ok(rocket) => {
+                tracing::info!(address = %config.address, port = config.port, "serving");
+                if let Err(err) = rocket.launch().await {
+                    tracing::error!(%err, "server failed");
+                    code = ExitCode::FAILURE;
+                }
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot build the server");
+                code = ExitCode::FAILURE;
+            }
+        }
+    } else {
+        shutdown_signal().await;
+    }
+    tracing::info!("shutting down");
+    let _ = stop_workers.send(true);
+    if let Some(task) = worker_task {
+        if tokio::time::timeout(config.shutdown_timeout, task).await.is_err() {
+            tracing::warn!("workers did not stop within GANTRY_SHUTDOWN_TIMEOUT");
+        }
+    }
+    code
+}

@@ -1,0 +1,97 @@
+//! The system of record: connecting, migrating, and one module of queries per entity.
+
+pub mod members;
+pub mod orgs;
+pub mod projects;
+pub mod users;
+pub mod workspaces;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    SqlErr, Statement, TransactionTrait,
+};
+use std::time::Duration;
+
+/// Advisory-lock key that serializes migrations across processes on Postgres ("gantry-m").
+const MIGRATION_LOCK_KEY: i64 = 0x67616e_7472792d_6d;
+
+/// Opens the pool for `database_url` with settings suited to each backend.
+pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(database_url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10));
+    if database_url.starts_with("sqlite:") {
+        // WAL lets readers run beside the single writer; the busy timeout makes concurrent
+        // writers wait instead of failing with SQLITE_BUSY.
+        options
+            .max_connections(8)
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+    } else {
+        options.max_connections(20);
+    }
+    Database::connect(options).await
+}
+
+/// Applies pending migrations. On Postgres, concurrent starters serialize on an advisory lock
+/// held for the migration transaction, so two processes never migrate at once.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            let txn = db.begin().await?;
+            txn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [MIGRATION_LOCK_KEY.into()],
+            ))
+            .await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await
+        }
+        _ => Migrator::up(db, None).await,
+    }
+}
+
+/// Answers whether the database responds.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.ping().await
+}
+
+/// Current time at the precision every backend stores (microseconds).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A new time-ordered id (UUIDv7), so ordering by id is ordering by creation.
+pub fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
+
+/// True when `err` is a unique-constraint violation.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// One page request: at most `limit` rows strictly after `after` in key order.
+#[derive(Debug, Clone)]
+pub struct PageRequest<K> {
+    /// Page size (1..=200).
+    pub limit: u64,
+    /// The last key of the previous page.
+    pub after: Option<K>,
+}
+
+/// Splits `rows` (fetched with `limit + 1`) into a page and whether more follow.
+pub fn split_page<T>(mut rows: Vec<T>, limit: u64) -> (Vec<T>, bool) {
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    (rows, more)
+}

@@ -1,0 +1,141 @@
+//! `organizations`: tenants. Soft-deleted rows are invisible to every query here.
+
+use super::{members, split_page, PageRequest};
+use sea_orm::entity::prelude::*;
+use sea_orm::{QueryOrder, QuerySelect, Set};
+
+/// The `organizations` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// An organization row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "organizations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub name: String,
+        pub slug: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub deleted_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use entity::Model as Org;
+
+/// Inserts a new organization.
+pub async fn insert(db: &impl ConnectionTrait, name: &str, slug: &str) -> Result<Org, DbErr> {
+    let now = super::now();
+    entity::ActiveModel {
+        id: Set(super::new_id()),
+        name: Set(name.to_owned()),
+        slug: Set(slug.to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        deleted_at: Set(None),
+    }
+    .insert(db)
+    .await
+}
+
+/// The live organization with this id.
+pub async fn find_live(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Org>, DbErr> {
+    entity::Entity::find_by_id(id)
+        .filter(entity::Column::DeletedAt.is_null())
+        .one(db)
+        .await
+}
+
+/// A page of every live organization (platform admins).
+pub async fn list_all(
+    db: &impl ConnectionTrait,
+    page: &PageRequest<Uuid>,
+) -> Result<(Vec<Org>, bool), DbErr> {
+    let mut query = entity::Entity::find().filter(entity::Column::DeletedAt.is_null());
+    if let Some(after) = page.after {
+        query = query.filter(entity::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(entity::Column::Id)
+        .limit(page.limit + 1)
+        .all(db)
+        .await?;
+    Ok(split_page(rows, page.limit))
+}
+
+/// A page of the live organizations `sub` belongs to.
+pub async fn list_for_member(
+    db: &impl ConnectionTrait,
+    sub: &str,
+    page: &PageRequest<Uuid>,
+) -> Result<(Vec<Org>, bool), DbErr> {
+    let org_ids = members::org_ids_of(db, sub).await?;
+    let mut query = entity::Entity::find()
+        .filter(entity::Column::DeletedAt.is_null())
+        .filter(entity::Column::Id.is_in(org_ids));
+    if let Some(after) = page.after {
+        query = query.filter(entity::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(entity::Column::Id)
+        .limit(page.limit + 1)
+        .all(db)
+        .await?;
+    Ok(split_page(rows, page.limit))
+}
+
+/// Every live organization whose id is in `ids`, ordered by id.
+pub async fn find_live_many(db: &impl ConnectionTrait, ids: Vec<Uuid>) -> Result<Vec<Org>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::DeletedAt.is_null())
+        .filter(entity::Column::Id.is_in(ids))
+        .order_by_asc(entity::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Changes name and/or slug.
+pub async fn update(
+    db: &impl ConnectionTrait,
+    org: Org,
+    name: Option<String>,
+    slug: Option<String>,
+) -> Result<Org, DbErr> {
+    let mut row: entity::ActiveModel = org.into();
+    if let Some(name) = name {
+        row.name = Set(name);
+    }
+    if let Some(slug) = slug {
+        row.slug = Set(slug);
+    }
+    row.updated_at = Set(super::now());
+    row.update(db).await
+}
+
+/// Soft-deletes the organization.
+pub async fn soft_delete(db: &impl ConnectionTrait, org: Org) -> Result<Org, DbErr> {
+    let now = super::now();
+    let mut row: entity::ActiveModel = org.into();
+    row.deleted_at = Set(Some(now));
+    row.updated_at = Set(now);
+    row.update(db).await
+}
+
+/// The live organization, locked for the rest of the transaction (Postgres `FOR UPDATE`), so
+/// concurrent member changes cannot both remove "the other" last owner.
+pub async fn find_live_for_update(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<Org>, DbErr> {
+    entity::Entity::find_by_id(id)
+        .filter(entity::Column::DeletedAt.is_null())
+        .lock_exclusive()
+        .one(db)
+        .await
+}

@@ -1,0 +1,226 @@
+//! `projects` and `project_graph_versions`: a project holds its current graph, and every
+//! version it ever had is kept.
+
+use super::{split_page, PageRequest};
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::Expr;
+use sea_orm::{QueryOrder, QuerySelect, Set};
+
+/// The `projects` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// A project row with its current graph.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "projects")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub workspace_id: Uuid,
+        pub name: String,
+        pub graph_version: i32,
+        #[sea_orm(column_type = "JsonBinary")]
+        pub graph: Json,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub deleted_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `project_graph_versions` table.
+pub mod version_entity {
+    use sea_orm::entity::prelude::*;
+
+    /// One stored graph version.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "project_graph_versions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub project_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i32,
+        pub org_id: Uuid,
+        #[sea_orm(column_type = "JsonBinary")]
+        pub graph: Json,
+        pub created_by: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use entity::Model as Project;
+pub use version_entity::Model as GraphVersion;
+
+/// Inserts a project with version 0 of its graph (`graph`, normally empty).
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    workspace_id: Uuid,
+    name: &str,
+    graph: Json,
+    created_by: &str,
+) -> Result<Project, DbErr> {
+    let now = super::now();
+    let project = entity::ActiveModel {
+        id: Set(super::new_id()),
+        org_id: Set(org_id),
+        workspace_id: Set(workspace_id),
+        name: Set(name.to_owned()),
+        graph_version: Set(0),
+        graph: Set(graph.clone()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        deleted_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    insert_version(db, &project, 0, graph, created_by).await?;
+    Ok(project)
+}
+
+async fn insert_version(
+    db: &impl ConnectionTrait,
+    project: &Project,
+    version: i32,
+    graph: Json,
+    created_by: &str,
+) -> Result<GraphVersion, DbErr> {
+    version_entity::ActiveModel {
+        project_id: Set(project.id),
+        version: Set(version),
+        org_id: Set(project.org_id),
+        graph: Set(graph),
+        created_by: Set(created_by.to_owned()),
+        created_at: Set(project.updated_at),
+    }
+    .insert(db)
+    .await
+}
+
+/// The live project `id` of `org_id`.
+pub async fn find_live(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Project>, DbErr> {
+    entity::Entity::find_by_id(id)
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .one(db)
+        .await
+}
+
+/// A page of the organization's live projects, optionally of one workspace.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    workspace_id: Option<Uuid>,
+    page: &PageRequest<Uuid>,
+) -> Result<(Vec<Project>, bool), DbErr> {
+    let mut query = entity::Entity::find()
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null());
+    if let Some(workspace_id) = workspace_id {
+        query = query.filter(entity::Column::WorkspaceId.eq(workspace_id));
+    }
+    if let Some(after) = page.after {
+        query = query.filter(entity::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(entity::Column::Id)
+        .limit(page.limit + 1)
+        .all(db)
+        .await?;
+    Ok(split_page(rows, page.limit))
+}
+
+/// Renames the project.
+pub async fn rename(db: &impl ConnectionTrait, project: Project, name: String) -> Result<Project, DbErr> {
+    let mut row: entity::ActiveModel = project.into();
+    row.name = Set(name);
+    row.updated_at = Set(super::now());
+    row.update(db).await
+}
+
+/// Soft-deletes the project.
+pub async fn soft_delete(db: &impl ConnectionTrait, project: Project) -> Result<Project, DbErr> {
+    let now = super::now();
+    let mut row: entity::ActiveModel = project.into();
+    row.deleted_at = Set(Some(now));
+    row.updated_at = Set(now);
+    row.update(db).await
+}
+
+/// Stores `graph` as the version after `expected_version`. Returns `None` when the project's
+/// version is no longer `expected_version` (a concurrent writer won): the compare-and-set is in
+/// the `UPDATE … WHERE graph_version = expected`, so it holds under concurrency on both backends.
+pub async fn put_graph(
+    db: &impl ConnectionTrait,
+    project: &Project,
+    expected_version: i32,
+    graph: Json,
+    created_by: &str,
+) -> Result<Option<Project>, DbErr> {
+    let next = expected_version + 1;
+    let now = super::now();
+    let result = entity::Entity::update_many()
+        .col_expr(entity::Column::GraphVersion, Expr::value(next))
+        .col_expr(entity::Column::Graph, Expr::value(graph.clone()))
+        .col_expr(entity::Column::UpdatedAt, Expr::value(now))
+        .filter(entity::Column::Id.eq(project.id))
+        .filter(entity::Column::GraphVersion.eq(expected_version))
+        .filter(entity::Column::DeletedAt.is_null())
+        .exec(db)
+        .await?;
+    if result.rows_affected == 0 {
+        return Ok(None);
+    }
+    let updated = Project {
+        graph_version: next,
+        graph: graph.clone(),
+        updated_at: now,
+        ..project.clone()
+    };
+    insert_version(db, &updated, next, graph, created_by).await?;
+    Ok(Some(updated))
+}
+
+/// A page of the project's graph versions, oldest first.
+pub async fn list_versions(
+    db: &impl ConnectionTrait,
+    project_id: Uuid,
+    page: &PageRequest<i32>,
+) -> Result<(Vec<GraphVersion>, bool), DbErr> {
+    let mut query =
+        version_entity::Entity::find().filter(version_entity::Column::ProjectId.eq(project_id));
+    if let Some(after) = page.after {
+        query = query.filter(version_entity::Column::Version.gt(after));
+    }
+    let rows = query
+        .order_by_asc(version_entity::Column::Version)
+        .limit(page.limit + 1)
+        .all(db)
+        .await?;
+    Ok(split_page(rows, page.limit))
+}
+
+/// One graph version of the project.
+pub async fn find_version(
+    db: &impl ConnectionTrait,
+    project_id: Uuid,
+    version: i32,
+) -> Result<Option<GraphVersion>, DbErr> {
+    version_entity::Entity::find_by_id((project_id, version))
+        .one(db)
+        .await
+}

@@ -1,0 +1,70 @@
+//! `users`: one row per Keycloak `sub`, created on first sight.
+
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::Set;
+
+/// The `users` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// A user as last seen in a token.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(unique)]
+        pub sub: String,
+        pub preferred_username: Option<String>,
+        pub email: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub last_seen_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use entity::Model as User;
+
+/// Creates the user on first sight, or refreshes its username and email.
+pub async fn upsert_seen(
+    db: &impl ConnectionTrait,
+    sub: &str,
+    preferred_username: Option<&str>,
+    email: Option<&str>,
+) -> Result<(), DbErr> {
+    let now = super::now();
+    let row = entity::ActiveModel {
+        id: Set(super::new_id()),
+        sub: Set(sub.to_owned()),
+        preferred_username: Set(preferred_username.map(str::to_owned)),
+        email: Set(email.map(str::to_owned)),
+        created_at: Set(now),
+        last_seen_at: Set(now),
+    };
+    entity::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(entity::Column::Sub)
+                .update_columns([
+                    entity::Column::PreferredUsername,
+                    entity::Column::Email,
+                    entity::Column::LastSeenAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// The user with this `sub`, if it has ever been seen.
+pub async fn find_by_sub(db: &impl ConnectionTrait, sub: &str) -> Result<Option<User>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::Sub.eq(sub))
+        .one(db)
+        .await
+}

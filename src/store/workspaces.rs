@@ -1,0 +1,129 @@
+//! `workspaces`: a vCluster per row; the API records intent, the provisioner acts on it.
+
+use super::{split_page, PageRequest};
+use sea_orm::entity::prelude::*;
+use sea_orm::{QueryOrder, QuerySelect, Set};
+
+/// Workspace lifecycle states as stored.
+pub mod status {
+    /// Recorded, not yet picked up.
+    pub const PENDING: &str = "pending";
+    /// Being created.
+    pub const PROVISIONING: &str = "provisioning";
+    /// Usable.
+    pub const READY: &str = "ready";
+    /// Provisioning failed.
+    pub const FAILED: &str = "failed";
+    /// Deletion requested.
+    pub const DELETING: &str = "deleting";
+    /// Gone.
+    pub const DELETED: &str = "deleted";
+}
+
+/// The `workspaces` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// A workspace row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workspaces")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub name: String,
+        pub plan: String,
+        pub status: String,
+        pub kube_endpoint: Option<String>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub error: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub deleted_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use entity::Model as Workspace;
+
+/// Records a new workspace request (status `pending`).
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    name: &str,
+    plan: &str,
+) -> Result<Workspace, DbErr> {
+    let now = super::now();
+    entity::ActiveModel {
+        id: Set(super::new_id()),
+        org_id: Set(org_id),
+        name: Set(name.to_owned()),
+        plan: Set(plan.to_owned()),
+        status: Set(status::PENDING.to_owned()),
+        kube_endpoint: Set(None),
+        error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        deleted_at: Set(None),
+    }
+    .insert(db)
+    .await
+}
+
+/// The live workspace `id` of `org_id`.
+pub async fn find_live(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Workspace>, DbErr> {
+    entity::Entity::find_by_id(id)
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .one(db)
+        .await
+}
+
+/// A page of the organization's live workspaces.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    page: &PageRequest<Uuid>,
+) -> Result<(Vec<Workspace>, bool), DbErr> {
+    let mut query = entity::Entity::find()
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null());
+    if let Some(after) = page.after {
+        query = query.filter(entity::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(entity::Column::Id)
+        .limit(page.limit + 1)
+        .all(db)
+        .await?;
+    Ok(split_page(rows, page.limit))
+}
+
+/// Marks the workspace for deletion (status `deleting`); the provisioner removes it.
+pub async fn mark_deleting(
+    db: &impl ConnectionTrait,
+    workspace: Workspace,
+) -> Result<Workspace, DbErr> {
+    let mut row: entity::ActiveModel = workspace.into();
+    row.status = Set(status::DELETING.to_owned());
+    row.updated_at = Set(super::now());
+    row.update(db).await
+}
+
+/// How many of the organization's workspaces are neither deleting nor deleted.
+pub async fn count_active(db: &impl ConnectionTrait, org_id: Uuid) -> Result<u64, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .filter(entity::Column::Status.is_not_in([status::DELETING, status::DELETED]))
+        .count(db)
+        .await
+}
