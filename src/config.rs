@@ -148,12 +148,6 @@ impl Config {
                     jwks_uri,
                 }
             }
-            None if environment == Environment::Production => {
-                return Err(invalid(
-                    "KEYCLOAK_ISSUER",
-                    "is required when GANTRY_ENV=production (embedded dev auth is for development only)",
-                ))
-            }
             None if jwks_uri.is_some() => {
                 return Err(invalid(
                     "KEYCLOAK_JWKS_URI",
@@ -167,7 +161,8 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&log_filter)
             .map_err(|e| invalid("GANTRY_LOG", e.to_string()))?;
 
-        let data_dir = PathBuf::from(var("GANTRY_DATA_DIR").unwrap_or_else(|| ".gantry".to_owned()));
+        let data_dir =
+            PathBuf::from(var("GANTRY_DATA_DIR").unwrap_or_else(|| ".gantry".to_owned()));
 
         let shutdown_timeout = match var("GANTRY_SHUTDOWN_TIMEOUT") {
             None => Duration::from_secs(30),
@@ -195,16 +190,25 @@ impl Config {
         })
     }
 
-    /// True when the system of record is Postgres.
-    pub fn is_postgres(&self) -> bool {
-        self.database_url.starts_with("postgres")
+    /// Refuses embedded dev auth in production; checked before serving or running workers.
+    pub fn check_production_auth(&self) -> Result<(), ConfigError> {
+        if self.environment == Environment::Production && self.auth == AuthConfig::Embedded {
+            return Err(invalid(
+                "KEYCLOAK_ISSUER",
+                "is required when GANTRY_ENV=production (embedded dev auth is for development only)",
+            ));
+        }
+        Ok(())
     }
 }
 
 fn check_http_url(variable: &'static str, value: &str) -> Result<(), ConfigError> {
     match reqwest::Url::parse(value) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
-        _ => Err(invalid(variable, format!("{value:?} is not an http(s) URL"))),
+        _ => Err(invalid(
+            variable,
+            format!("{value:?} is not an http(s) URL"),
+        )),
     }
 }
 
@@ -253,7 +257,8 @@ mod tests {
 
     #[test]
     fn production_requires_keycloak() {
-        let err = load(&[("GANTRY_ENV", "production")]).expect_err("must refuse");
+        let embedded = load(&[("GANTRY_ENV", "production")]).expect("loads");
+        let err = embedded.check_production_auth().expect_err("must refuse");
         assert_eq!(err.variable, "KEYCLOAK_ISSUER");
         let ok = load(&[
             ("GANTRY_ENV", "production"),

@@ -189,12 +189,9 @@ impl ApiError {
                 Some("the request body has invalid values".to_owned()),
                 Some(errors.clone()),
             ),
-            ApiError::Unavailable(d) => (
-                "unavailable",
-                "Service unavailable",
-                Some(d.clone()),
-                None,
-            ),
+            ApiError::Unavailable(d) => {
+                ("unavailable", "Service unavailable", Some(d.clone()), None)
+            }
             ApiError::Internal(_) => ("internal", "Internal server error", None, None),
         };
         Problem {
@@ -257,7 +254,10 @@ impl<'r> Responder<'r, 'static> for ApiError {
 
 /// Statuses every authenticated route may answer with (documented once).
 const DOCUMENTED_ERRORS: &[(u16, &str)] = &[
-    (400, "Malformed request (bad JSON syntax, bad query parameter)"),
+    (
+        400,
+        "Malformed request (bad JSON syntax, bad query parameter)",
+    ),
     (401, "Missing or invalid bearer token"),
     (403, "The caller's role does not allow this action"),
     (404, "Not found, or not visible to the caller"),

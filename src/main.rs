@@ -126,13 +126,23 @@ async fn main() -> ExitCode {
                 eprintln!("\ngantry: choose a role: --server, --workers NAMES or --all-workers");
                 return ExitCode::from(2);
             }
+            if let Err(err) = config.check_production_auth() {
+                eprintln!("gantry: {err}");
+                return ExitCode::from(2);
+            }
             init_logging(&config);
             run_roles(config, cli.server, selected).await
         }
     }
 }
 
-fn dev_token(config: &Config, sub: &str, email: Option<&str>, admin: bool, ttl: Duration) -> ExitCode {
+fn dev_token(
+    config: &Config,
+    sub: &str,
+    email: Option<&str>,
+    admin: bool,
+    ttl: Duration,
+) -> ExitCode {
     if config.environment == Environment::Production {
         eprintln!("gantry: dev-token is refused when GANTRY_ENV=production; use Keycloak tokens");
         return ExitCode::from(2);
@@ -225,7 +235,10 @@ async fn run_roles(config: Config, server: bool, workers_selected: Vec<WorkerNam
     tracing::info!("shutting down");
     let _ = stop_workers.send(true);
     if let Some(task) = worker_task {
-        if tokio::time::timeout(config.shutdown_timeout, task).await.is_err() {
+        if tokio::time::timeout(config.shutdown_timeout, task)
+            .await
+            .is_err()
+        {
             tracing::warn!("workers did not stop within GANTRY_SHUTDOWN_TIMEOUT");
         }
     }

@@ -1,6 +1,8 @@
 //! Every Prometheus metric Gantry exports, registered once in one registry.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 /// The process's metrics.
 pub struct Metrics {

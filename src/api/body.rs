@@ -69,14 +69,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
         }
         let message = err.inner().to_string();
-        // serde reports a missing or unknown field at its parent; point at the field itself.
-        for prefix in ["missing field `", "unknown field `"] {
-            if let Some(rest) = message.strip_prefix(prefix) {
-                if let Some(field) = rest.split('`').next() {
-                    pointer.push('/');
-                    pointer.push_str(&escape_pointer(field));
-                }
-            }
+        // serde reports a missing field at its parent; point at the field itself.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            pointer.push('/');
+            pointer.push_str(&escape_pointer(field));
         }
         ApiError::Validation(vec![FieldError::new(pointer, message)])
     })
@@ -115,7 +114,13 @@ mod tests {
         ));
         assert_eq!(pointer_of(r#"{"items": []}"#), "/name");
         assert_eq!(pointer_of(r#"{"name": 1, "items": []}"#), "/name");
-        assert_eq!(pointer_of(r#"{"name": "a", "items": [1, "x"]}"#), "/items/1");
-        assert_eq!(pointer_of(r#"{"name": "a", "items": [], "zzz": 1}"#), "/zzz");
+        assert_eq!(
+            pointer_of(r#"{"name": "a", "items": [1, "x"]}"#),
+            "/items/1"
+        );
+        assert_eq!(
+            pointer_of(r#"{"name": "a", "items": [], "zzz": 1}"#),
+            "/zzz"
+        );
     }
 }

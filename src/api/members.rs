@@ -84,8 +84,7 @@ async fn ensure_not_last_owner(
     db: &impl ConnectionTrait,
     target: &Membership,
 ) -> Result<(), ApiError> {
-    if target.role() == Role::Owner && store::members::count_owners(db, target.org_id).await? <= 1
-    {
+    if target.role() == Role::Owner && store::members::count_owners(db, target.org_id).await? <= 1 {
         return Err(ApiError::Conflict(
             "the last owner cannot be removed or demoted; make someone else owner first".to_owned(),
         ));
@@ -166,7 +165,10 @@ pub async fn update_member(
     let target = store::members::find(&txn, org_id, user_sub)
         .await?
         .ok_or(ApiError::NotFound)?;
-    require_owner_for_owners(&access, target.role() == Role::Owner || new_role == Role::Owner)?;
+    require_owner_for_owners(
+        &access,
+        target.role() == Role::Owner || new_role == Role::Owner,
+    )?;
     if new_role != Role::Owner {
         ensure_not_last_owner(&txn, &target).await?;
     }

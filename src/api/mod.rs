@@ -14,8 +14,8 @@ pub mod workspaces;
 use crate::error::ApiError;
 use rocket::request::{Outcome, Request};
 use rocket::Route;
-use rocket_okapi::okapi::openapi3::{Components, Info, OpenApi, Server, Tag};
 use rocket_okapi::okapi::merge::marge_spec_list;
+use rocket_okapi::okapi::openapi3::{Components, Info, OpenApi, Server, Tag};
 use rocket_okapi::settings::OpenApiSettings;
 
 /// Error kept for the catcher: guards that fail store their `ApiError` here so the catcher can
@@ -39,7 +39,10 @@ pub fn fail<T>(req: &Request<'_>, err: ApiError) -> Outcome<T, ApiError> {
 }
 
 /// Fails a data guard with `err`, keeping it for the catcher.
-pub fn fail_data<'r, T>(req: &Request<'_>, err: ApiError) -> rocket::data::Outcome<'r, T, ApiError> {
+pub fn fail_data<'r, T>(
+    req: &Request<'_>,
+    err: ApiError,
+) -> rocket::data::Outcome<'r, T, ApiError> {
     keep_error(req, &err);
     rocket::data::Outcome::Error((err.status(), err))
 }
@@ -81,16 +84,22 @@ pub fn routes_and_spec() -> (Vec<Route>, OpenApi) {
         url: "/".to_owned(),
         ..Server::default()
     }];
-    spec.tags = ["Health", "Me", "Organizations", "Members", "Workspaces", "Projects"]
-        .into_iter()
-        .map(|name| Tag {
-            name: name.to_owned(),
-            ..Tag::default()
-        })
-        .collect();
+    spec.tags = [
+        "Health",
+        "Me",
+        "Organizations",
+        "Members",
+        "Workspaces",
+        "Projects",
+    ]
+    .into_iter()
+    .map(|name| Tag {
+        name: name.to_owned(),
+        ..Tag::default()
+    })
+    .collect();
     if spec.components.is_none() {
         spec.components = Some(Components::default());
     }
     (routes, spec)
 }
-

@@ -104,7 +104,9 @@ pub async fn create_org(
         return Err(ApiError::Validation(errors));
     };
     let txn = state.db.begin().await?;
-    let org = store::orgs::insert(&txn, &name, &slug).await.map_err(slug_taken)?;
+    let org = store::orgs::insert(&txn, &name, &slug)
+        .await
+        .map_err(slug_taken)?;
     store::members::insert(&txn, org.id, &caller.sub, Role::Owner).await?;
     txn.commit().await?;
     Ok(Created {

@@ -140,7 +140,9 @@ impl<'r> FromRequest<'r> for IfMatch {
     type Error = ApiError;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        Outcome::Success(IfMatch(req.headers().get_one("If-Match").map(str::to_owned)))
+        Outcome::Success(IfMatch(
+            req.headers().get_one("If-Match").map(str::to_owned),
+        ))
     }
 }
 
@@ -175,7 +177,9 @@ impl<'r> OpenApiFromRequest<'r> for IfMatch {
 fn name_taken(name: &str) -> impl FnOnce(sea_orm::DbErr) -> ApiError + '_ {
     move |err| {
         if is_unique_violation(&err) {
-            ApiError::Conflict(format!("a project named {name} already exists in this workspace"))
+            ApiError::Conflict(format!(
+                "a project named {name} already exists in this workspace"
+            ))
         } else {
             err.into()
         }
@@ -207,12 +211,16 @@ pub async fn create_project(
     org_access(&txn, &caller, org_id, Role::Member).await?;
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?
-        .ok_or_else(|| ApiError::invalid("/workspace_id", "no such workspace in this organization"))?;
+        .ok_or_else(|| {
+            ApiError::invalid("/workspace_id", "no such workspace in this organization")
+        })?;
     if matches!(
         workspace.status.as_str(),
         store::workspaces::status::DELETING | store::workspaces::status::DELETED
     ) {
-        return Err(ApiError::Conflict("the workspace is being deleted".to_owned()));
+        return Err(ApiError::Conflict(
+            "the workspace is being deleted".to_owned(),
+        ));
     }
     let project = store::projects::insert(
         &txn,
@@ -245,7 +253,12 @@ pub async fn list_projects(
     let page = page_request(limit, cursor)?;
     org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let (rows, more) = store::projects::list(&state.db, org_id, workspace_id, &page).await?;
-    Ok(Json(Page::from_rows(rows, more, |p| p.id, ProjectView::from)))
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |p| p.id,
+        ProjectView::from,
+    )))
 }
 
 /// Get one project.
@@ -258,7 +271,9 @@ pub async fn get_project(
     project_id: Uuid,
 ) -> Result<Json<ProjectView>, ApiError> {
     org_access(&state.db, &caller, org_id, Role::Viewer).await?;
-    Ok(Json(live_project(&state.db, org_id, project_id).await?.into()))
+    Ok(Json(
+        live_project(&state.db, org_id, project_id).await?.into(),
+    ))
 }
 
 /// Rename a project (member+).
@@ -387,13 +402,16 @@ pub async fn list_graph_versions(
     org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let project = live_project(&state.db, org_id, project_id).await?;
     let (rows, more) = store::projects::list_versions(&state.db, project.id, &page).await?;
-    Ok(Json(Page::from_rows(rows, more, |v| v.version, |v| {
-        GraphVersionSummary {
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |v| v.version,
+        |v| GraphVersionSummary {
             version: v.version,
             created_by: v.created_by,
             created_at: v.created_at,
-        }
-    })))
+        },
+    )))
 }
 
 /// One stored version of the graph.

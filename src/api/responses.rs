@@ -38,8 +38,8 @@ pub struct Tagged<T> {
 /// `204 No Content`.
 pub struct NoContent;
 
-fn json_with<'r, T: Serialize>(
-    req: &'r Request<'_>,
+fn json_with<T: Serialize>(
+    req: &Request<'_>,
     body: T,
     status: Status,
     header: Option<Header<'static>>,
@@ -54,19 +54,34 @@ fn json_with<'r, T: Serialize>(
 
 impl<'r, T: Serialize> Responder<'r, 'static> for Created<T> {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        json_with(req, self.body, Status::Created, Some(Header::new("Location", self.location)))
+        json_with(
+            req,
+            self.body,
+            Status::Created,
+            Some(Header::new("Location", self.location)),
+        )
     }
 }
 
 impl<'r, T: Serialize> Responder<'r, 'static> for Accepted<T> {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        json_with(req, self.body, Status::Accepted, Some(Header::new("Location", self.location)))
+        json_with(
+            req,
+            self.body,
+            Status::Accepted,
+            Some(Header::new("Location", self.location)),
+        )
     }
 }
 
 impl<'r, T: Serialize> Responder<'r, 'static> for Tagged<T> {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        json_with(req, self.body, Status::Ok, Some(Header::new("ETag", self.etag)))
+        json_with(
+            req,
+            self.body,
+            Status::Ok,
+            Some(Header::new("ETag", self.etag)),
+        )
     }
 }
 

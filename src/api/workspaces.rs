@@ -165,7 +165,12 @@ pub async fn list_workspaces(
     let page = page_request(limit, cursor)?;
     org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let (rows, more) = store::workspaces::list(&state.db, org_id, &page).await?;
-    Ok(Json(Page::from_rows(rows, more, |w| w.id, WorkspaceView::from)))
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |w| w.id,
+        WorkspaceView::from,
+    )))
 }
 
 /// Get one workspace.

@@ -194,15 +194,28 @@ mod tests {
         let mode = fs::metadata(dir.path().join(KEY_FILE))
             .expect("key file")
             .permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
 
         let again = DevSigner::load_or_create(dir.path()).expect("reload");
         assert_eq!(again.kid, signer.kid, "the key is reused, not regenerated");
 
         let token = signer
-            .mint("alice", Some("a@example.com"), true, Duration::from_secs(60), "gantry")
+            .mint(
+                "alice",
+                Some("a@example.com"),
+                true,
+                Duration::from_secs(60),
+                "gantry",
+            )
             .expect("mint");
-        let identity = again.validator("gantry").validate(&token).await.expect("valid");
+        let identity = again
+            .validator("gantry")
+            .validate(&token)
+            .await
+            .expect("valid");
         assert_eq!(identity.sub, "alice");
         assert!(identity.is_platform_admin);
         assert!(again.validator("other").validate(&token).await.is_err());

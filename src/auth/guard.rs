@@ -6,7 +6,9 @@ use crate::error::ApiError;
 use crate::store;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket_okapi::gen::OpenApiGenerator;
-use rocket_okapi::okapi::openapi3::{Object, SecurityRequirement, SecurityScheme, SecuritySchemeData};
+use rocket_okapi::okapi::openapi3::{
+    Object, SecurityRequirement, SecurityScheme, SecuritySchemeData,
+};
 use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
 
 /// Name of the bearer security scheme in the OpenAPI document.
@@ -40,7 +42,10 @@ impl<'r> FromRequest<'r> for Caller {
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
         let Some(state) = req.rocket().state::<AppState>() else {
-            return fail(req, ApiError::Internal(anyhow::anyhow!("AppState not managed")));
+            return fail(
+                req,
+                ApiError::Internal(anyhow::anyhow!("AppState not managed")),
+            );
         };
         let Some(token) = bearer_token(req) else {
             tracing::info!(reason = "missing bearer token", path = %req.uri(), "request refused");
@@ -105,8 +110,11 @@ impl<'r> OpenApiFromRequest<'r> for Caller {
 /// (and when the username or email changes), not on every request.
 #[derive(Default)]
 pub struct SeenUsers {
-    seen: std::sync::Mutex<std::collections::HashMap<String, (Option<String>, Option<String>)>>,
+    seen: std::sync::Mutex<std::collections::HashMap<String, StoredProfile>>,
 }
+
+/// `preferred_username` and `email` as last stored.
+type StoredProfile = (Option<String>, Option<String>);
 
 /// Bound on remembered identities; past it the memory starts over (costing one upsert each).
 const SEEN_USERS_CAPACITY: usize = 10_000;

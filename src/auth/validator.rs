@@ -72,7 +72,8 @@ struct RemoteKeys {
     explicit_jwks_uri: Option<String>,
     http: reqwest::Client,
     keys: RwLock<KeySet>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When an unknown `kid` last caused a refetch.
+    last_refetch: Mutex<Option<Instant>>,
 }
 
 #[derive(Deserialize)]
@@ -86,14 +87,14 @@ impl RemoteKeys {
             return Ok(Some(key.clone()));
         }
         // One refresher at a time; the others wait and then look again.
-        let mut last_fetch = self.last_fetch.lock().await;
+        let mut last_refetch = self.last_refetch.lock().await;
         if let Some(key) = self.keys.read().await.get(kid) {
             return Ok(Some(key.clone()));
         }
-        if last_fetch.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+        if last_refetch.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
             return Ok(None);
         }
-        *last_fetch = Some(Instant::now());
+        *last_refetch = Some(Instant::now());
         let fetched = self.fetch().await?;
         tracing::info!(keys = fetched.len(), "fetched JWKS");
         let found = fetched.get(kid).cloned();
@@ -152,7 +153,7 @@ impl TokenValidator {
                 explicit_jwks_uri: jwks_uri,
                 http,
                 keys: RwLock::new(KeySet::default()),
-                last_fetch: Mutex::new(None),
+                last_refetch: Mutex::new(None),
             }),
         }
     }
@@ -169,8 +170,9 @@ impl TokenValidator {
     /// Fetches the remote key set now (at start-up) so the first request does not wait.
     pub async fn warm_up(&self) -> Result<(), AuthError> {
         if let KeySource::Remote(remote) = &self.source {
+            // The start-up fetch does not count against the refetch budget: a key rotated
+            // right after start must still be picked up on first sight.
             let keys = remote.fetch().await?;
-            *remote.last_fetch.lock().await = Some(Instant::now());
             *remote.keys.write().await = keys;
         }
         Ok(())
@@ -197,8 +199,7 @@ impl TokenValidator {
             .ok_or_else(|| AuthError::UnknownKey(Some(kid.clone())))?;
         // The algorithm must fit the key: an RSA key never verifies an ES256 token, and a key
         // that pins its algorithm accepts only that one.
-        if family_of(alg) != Some(key.family) || key.algorithm.is_some_and(|pinned| pinned != alg)
-        {
+        if family_of(alg) != Some(key.family) || key.algorithm.is_some_and(|pinned| pinned != alg) {
             return Err(AuthError::Algorithm(format!("{alg:?} for key {kid}")));
         }
 

@@ -65,7 +65,10 @@ mod tests {
         assert!(check_envelope(&empty_graph()).is_ok());
         let errors = check_envelope(&json!({"nodes": {}, "extra/x": 1})).unwrap_err();
         let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
-        assert_eq!(pointers, ["/graph/nodes", "/graph/edges", "/graph/extra~1x"]);
+        assert_eq!(
+            pointers,
+            ["/graph/nodes", "/graph/edges", "/graph/extra~1x"]
+        );
         assert!(check_envelope(&json!([])).is_err());
         assert!(check_envelope(&json!({"nodes": [1], "edges": []})).is_err());
     }

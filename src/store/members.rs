@@ -62,7 +62,11 @@ pub async fn of_user(db: &impl ConnectionTrait, sub: &str) -> Result<Vec<Members
 
 /// The ids of the organizations `sub` belongs to.
 pub async fn org_ids_of(db: &impl ConnectionTrait, sub: &str) -> Result<Vec<Uuid>, DbErr> {
-    Ok(of_user(db, sub).await?.into_iter().map(|m| m.org_id).collect())
+    Ok(of_user(db, sub)
+        .await?
+        .into_iter()
+        .map(|m| m.org_id)
+        .collect())
 }
 
 /// A page of the organization's members, ordered by `sub`.

@@ -10,13 +10,13 @@ use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    SqlErr, Statement, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, SqlErr,
+    Statement, TransactionTrait,
 };
 use std::time::Duration;
 
-/// Advisory-lock key that serializes migrations across processes on Postgres ("gantry-m").
-const MIGRATION_LOCK_KEY: i64 = 0x67616e_7472792d_6d;
+/// Advisory-lock key that serializes migrations across processes on Postgres (ASCII "gantry-m").
+const MIGRATION_LOCK_KEY: i64 = 0x6761_6e74_7279_2d6d;
 
 /// Opens the pool for `database_url` with settings suited to each backend.
 pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
@@ -28,13 +28,11 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     if database_url.starts_with("sqlite:") {
         // WAL lets readers run beside the single writer; the busy timeout makes concurrent
         // writers wait instead of failing with SQLITE_BUSY.
-        options
-            .max_connections(8)
-            .map_sqlx_sqlite_opts(|opts| {
-                opts.journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true)
-            });
+        options.max_connections(8).map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
     } else {
         options.max_connections(20);
     }

@@ -145,7 +145,11 @@ pub async fn list(
 }
 
 /// Renames the project.
-pub async fn rename(db: &impl ConnectionTrait, project: Project, name: String) -> Result<Project, DbErr> {
+pub async fn rename(
+    db: &impl ConnectionTrait,
+    project: Project,
+    name: String,
+) -> Result<Project, DbErr> {
     let mut row: entity::ActiveModel = project.into();
     row.name = Set(name);
     row.updated_at = Set(super::now());

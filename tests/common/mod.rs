@@ -54,7 +54,9 @@ impl TestDatabase {
                 let name = format!("gantry_test_{}", uuid::Uuid::new_v4().simple());
                 let admin = sea_orm::Database::connect(&admin_url)
                     .await
-                    .unwrap_or_else(|e| panic!("GANTRY_TEST_DATABASE_URL is set but unreachable: {e}"));
+                    .unwrap_or_else(|e| {
+                        panic!("GANTRY_TEST_DATABASE_URL is set but unreachable: {e}")
+                    });
                 use sea_orm::ConnectionTrait;
                 admin
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -89,7 +91,9 @@ impl Drop for TestDatabase {
                     use sea_orm::ConnectionTrait;
                     if let Ok(admin) = sea_orm::Database::connect(&admin_url).await {
                         let _ = admin
-                            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
                             .await;
                         let _ = admin.close().await;
                     }
@@ -116,13 +120,19 @@ pub struct TestResponse {
 impl TestResponse {
     /// A header value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Asserts the status, printing the body when it differs.
     #[track_caller]
     pub fn assert_status(&self, status: u16) -> &Self {
-        assert_eq!(self.status.code, status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status.code, status,
+            "unexpected status; body: {}",
+            self.text
+        );
         self
     }
 
@@ -241,12 +251,14 @@ impl TestApp {
 
     /// POST JSON with a token.
     pub async fn post(&self, path: &str, token: &str, body: Value) -> TestResponse {
-        self.request("POST", path, Some(token), Some(body), &[]).await
+        self.request("POST", path, Some(token), Some(body), &[])
+            .await
     }
 
     /// PATCH JSON with a token.
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> TestResponse {
-        self.request("PATCH", path, Some(token), Some(body), &[]).await
+        self.request("PATCH", path, Some(token), Some(body), &[])
+            .await
     }
 
     /// DELETE with a token.
@@ -257,7 +269,11 @@ impl TestApp {
     /// Creates an organization owned by `token`'s user; returns its id.
     pub async fn create_org(&self, token: &str, slug: &str) -> String {
         let response = self
-            .post("/v1/orgs", token, serde_json::json!({"name": slug, "slug": slug}))
+            .post(
+                "/v1/orgs",
+                token,
+                serde_json::json!({"name": slug, "slug": slug}),
+            )
             .await;
         response.assert_status(201);
         response.id()
