@@ -19,11 +19,18 @@ async fn org_lifecycle(backend: Backend) {
     let alice = app.token("alice");
 
     let created = app
-        .post("/v1/orgs", &alice, json!({"name": "Acme Inc", "slug": "acme"}))
+        .post(
+            "/v1/orgs",
+            &alice,
+            json!({"name": "Acme Inc", "slug": "acme"}),
+        )
         .await;
     created.assert_status(201);
     let org_id = created.id();
-    assert_eq!(created.header("location"), Some(format!("/v1/orgs/{org_id}").as_str()));
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/v1/orgs/{org_id}").as_str())
+    );
     insta::assert_json_snapshot!("org_created", created.body, {
         ".id" => "[uuid]", ".created_at" => "[datetime]", ".updated_at" => "[datetime]"
     });
@@ -39,7 +46,11 @@ async fn org_lifecycle(backend: Backend) {
         .assert_problem(409);
 
     let renamed = app
-        .patch(&format!("/v1/orgs/{org_id}"), &alice, json!({"name": "Acme Corp"}))
+        .patch(
+            &format!("/v1/orgs/{org_id}"),
+            &alice,
+            json!({"name": "Acme Corp"}),
+        )
         .await;
     renamed.assert_status(200);
     assert_eq!(renamed.body["name"], "Acme Corp");
@@ -54,19 +65,29 @@ async fn org_lifecycle(backend: Backend) {
     let bob = app.token("bob");
     let bobs = app.get("/v1/orgs", &bob).await;
     assert_eq!(bobs.body["items"].as_array().map(Vec::len), Some(0));
-    app.get(&format!("/v1/orgs/{org_id}"), &bob).await.assert_problem(404);
+    app.get(&format!("/v1/orgs/{org_id}"), &bob)
+        .await
+        .assert_problem(404);
     app.get("/v1/orgs?all=true", &bob).await.assert_problem(403);
 
     // A platform admin sees everything.
     let admin = app.admin_token("root");
     let all = app.get("/v1/orgs?all=true", &admin).await;
     assert_eq!(all.body["items"].as_array().map(Vec::len), Some(1));
-    app.get(&format!("/v1/orgs/{org_id}"), &admin).await.assert_status(200);
+    app.get(&format!("/v1/orgs/{org_id}"), &admin)
+        .await
+        .assert_status(200);
 
     // Soft delete: gone for everyone, and the slug is free again.
-    app.delete(&format!("/v1/orgs/{org_id}"), &alice).await.assert_status(204);
-    app.get(&format!("/v1/orgs/{org_id}"), &alice).await.assert_problem(404);
-    app.delete(&format!("/v1/orgs/{org_id}"), &alice).await.assert_problem(404);
+    app.delete(&format!("/v1/orgs/{org_id}"), &alice)
+        .await
+        .assert_status(204);
+    app.get(&format!("/v1/orgs/{org_id}"), &alice)
+        .await
+        .assert_problem(404);
+    app.delete(&format!("/v1/orgs/{org_id}"), &alice)
+        .await
+        .assert_problem(404);
     app.post("/v1/orgs", &alice, json!({"name": "Acme", "slug": "acme"}))
         .await
         .assert_status(201);
@@ -77,13 +98,22 @@ async fn validation_errors(backend: Backend) {
     let alice = app.token("alice");
 
     let malformed = app
-        .request("POST", "/v1/orgs", Some(&alice), None, &[("Content-Type", "application/json")])
+        .request(
+            "POST",
+            "/v1/orgs",
+            Some(&alice),
+            None,
+            &[("Content-Type", "application/json")],
+        )
         .await;
     malformed.assert_problem(400);
     let raw = app
         .client
         .post("/v1/orgs")
-        .header(rocket::http::Header::new("Authorization", format!("Bearer {alice}")))
+        .header(rocket::http::Header::new(
+            "Authorization",
+            format!("Bearer {alice}"),
+        ))
         .header(rocket::http::ContentType::JSON)
         .body("{\"name\": ")
         .dispatch()
@@ -91,7 +121,11 @@ async fn validation_errors(backend: Backend) {
     assert_eq!(raw.status().code, 400);
 
     let invalid = app
-        .post("/v1/orgs", &alice, json!({"name": "", "slug": "Not A Label"}))
+        .post(
+            "/v1/orgs",
+            &alice,
+            json!({"name": "", "slug": "Not A Label"}),
+        )
         .await;
     invalid.assert_problem(422);
     insta::assert_json_snapshot!("org_validation", invalid.body);
@@ -100,7 +134,9 @@ async fn validation_errors(backend: Backend) {
     missing.assert_problem(422);
     assert_eq!(missing.body["errors"][0]["pointer"], "/slug");
 
-    let wrong_type = app.post("/v1/orgs", &alice, json!({"name": 5, "slug": "x"})).await;
+    let wrong_type = app
+        .post("/v1/orgs", &alice, json!({"name": 5, "slug": "x"}))
+        .await;
     wrong_type.assert_problem(422);
     assert_eq!(wrong_type.body["errors"][0]["pointer"], "/name");
 
@@ -125,10 +161,18 @@ async fn validation_errors(backend: Backend) {
     bad_name.assert_problem(422);
     assert_eq!(bad_name.body["errors"][0]["pointer"], "/name");
 
-    app.get("/v1/orgs?limit=0", &alice).await.assert_problem(400);
-    app.get("/v1/orgs?limit=201", &alice).await.assert_problem(400);
-    app.get("/v1/orgs?cursor=%%%", &alice).await.assert_problem(400);
-    app.get("/v1/nothing-here", &alice).await.assert_problem(404);
+    app.get("/v1/orgs?limit=0", &alice)
+        .await
+        .assert_problem(400);
+    app.get("/v1/orgs?limit=201", &alice)
+        .await
+        .assert_problem(400);
+    app.get("/v1/orgs?cursor=%%%", &alice)
+        .await
+        .assert_problem(400);
+    app.get("/v1/nothing-here", &alice)
+        .await
+        .assert_problem(404);
 }
 
 async fn members_and_owners(backend: Backend) {
@@ -139,64 +183,110 @@ async fn members_and_owners(backend: Backend) {
     let org_id = app.create_org(&alice, "acme").await;
     let members = format!("/v1/orgs/{org_id}/members");
 
-    let added = app.post(&members, &alice, json!({"user_sub": "bob", "role": "admin"})).await;
+    let added = app
+        .post(
+            &members,
+            &alice,
+            json!({"user_sub": "bob", "role": "admin"}),
+        )
+        .await;
     added.assert_status(201);
-    assert_eq!(added.header("location"), Some(format!("{members}/bob").as_str()));
+    assert_eq!(
+        added.header("location"),
+        Some(format!("{members}/bob").as_str())
+    );
     insta::assert_json_snapshot!("member_added", added.body, {
         ".org_id" => "[uuid]", ".created_at" => "[datetime]", ".updated_at" => "[datetime]"
     });
-    app.post(&members, &alice, json!({"user_sub": "bob", "role": "viewer"}))
-        .await
-        .assert_problem(409);
+    app.post(
+        &members,
+        &alice,
+        json!({"user_sub": "bob", "role": "viewer"}),
+    )
+    .await
+    .assert_problem(409);
     app.post(&members, &alice, json!({"user_sub": "x", "role": "root"}))
         .await
         .assert_problem(422);
 
     // An admin manages members but not owners.
-    app.post(&members, &bob, json!({"user_sub": "carol", "role": "member"}))
-        .await
-        .assert_status(201);
+    app.post(
+        &members,
+        &bob,
+        json!({"user_sub": "carol", "role": "member"}),
+    )
+    .await
+    .assert_status(201);
     app.post(&members, &bob, json!({"user_sub": "dave", "role": "owner"}))
         .await
         .assert_problem(403);
     app.patch(&format!("{members}/alice"), &bob, json!({"role": "member"}))
         .await
         .assert_problem(403);
-    app.delete(&format!("{members}/alice"), &bob).await.assert_problem(403);
-    // A member cannot manage members.
-    app.post(&members, &carol, json!({"user_sub": "erin", "role": "viewer"}))
+    app.delete(&format!("{members}/alice"), &bob)
         .await
         .assert_problem(403);
+    // A member cannot manage members.
+    app.post(
+        &members,
+        &carol,
+        json!({"user_sub": "erin", "role": "viewer"}),
+    )
+    .await
+    .assert_problem(403);
 
     // The last owner cannot be demoted or removed.
-    app.patch(&format!("{members}/alice"), &alice, json!({"role": "admin"}))
+    app.patch(
+        &format!("{members}/alice"),
+        &alice,
+        json!({"role": "admin"}),
+    )
+    .await
+    .assert_problem(409);
+    app.delete(&format!("{members}/alice"), &alice)
         .await
         .assert_problem(409);
-    app.delete(&format!("{members}/alice"), &alice).await.assert_problem(409);
 
     // With a second owner, the first may step down.
     app.patch(&format!("{members}/bob"), &alice, json!({"role": "owner"}))
         .await
         .assert_status(200);
-    app.patch(&format!("{members}/alice"), &alice, json!({"role": "viewer"}))
-        .await
-        .assert_status(200);
+    app.patch(
+        &format!("{members}/alice"),
+        &alice,
+        json!({"role": "viewer"}),
+    )
+    .await
+    .assert_status(200);
     app.patch(&format!("{members}/bob"), &bob, json!({"role": "admin"}))
         .await
         .assert_problem(409);
 
     // A member may leave on its own.
-    app.delete(&format!("{members}/carol"), &carol).await.assert_status(204);
-    app.get(&format!("/v1/orgs/{org_id}"), &carol).await.assert_problem(404);
-    app.patch(&format!("{members}/nobody"), &bob, json!({"role": "viewer"}))
+    app.delete(&format!("{members}/carol"), &carol)
+        .await
+        .assert_status(204);
+    app.get(&format!("/v1/orgs/{org_id}"), &carol)
         .await
         .assert_problem(404);
+    app.patch(
+        &format!("{members}/nobody"),
+        &bob,
+        json!({"role": "viewer"}),
+    )
+    .await
+    .assert_problem(404);
 
     let list = app.get(&format!("{members}?limit=1"), &bob).await;
     list.assert_status(200);
     let first = list.body["items"][0]["user_sub"].clone();
-    let cursor = list.body["next_cursor"].as_str().expect("more pages").to_owned();
-    let next = app.get(&format!("{members}?limit=1&cursor={cursor}"), &bob).await;
+    let cursor = list.body["next_cursor"]
+        .as_str()
+        .expect("more pages")
+        .to_owned();
+    let next = app
+        .get(&format!("{members}?limit=1&cursor={cursor}"), &bob)
+        .await;
     assert_ne!(next.body["items"][0]["user_sub"], first);
 }
 
@@ -284,12 +374,18 @@ async fn workspaces_and_projects(backend: Backend) {
     .assert_problem(403);
 
     let filtered = app
-        .get(&format!("/v1/orgs/{org_id}/projects?workspace_id={ws}"), &vic)
+        .get(
+            &format!("/v1/orgs/{org_id}/projects?workspace_id={ws}"),
+            &vic,
+        )
         .await;
     assert_eq!(filtered.body["items"].as_array().map(Vec::len), Some(1));
     let other = app
         .get(
-            &format!("/v1/orgs/{org_id}/projects?workspace_id={}", uuid::Uuid::new_v4()),
+            &format!(
+                "/v1/orgs/{org_id}/projects?workspace_id={}",
+                uuid::Uuid::new_v4()
+            ),
             &vic,
         )
         .await;
@@ -306,7 +402,9 @@ async fn workspaces_and_projects(backend: Backend) {
     assert_eq!(renamed.body["name"], "store");
 
     // Deleting the org is refused while it has a live workspace.
-    app.delete(&format!("/v1/orgs/{org_id}"), &alice).await.assert_problem(409);
+    app.delete(&format!("/v1/orgs/{org_id}"), &alice)
+        .await
+        .assert_problem(409);
     let deleting = app
         .delete(&format!("/v1/orgs/{org_id}/workspaces/{ws}"), &alice)
         .await;
@@ -326,7 +424,9 @@ async fn workspaces_and_projects(backend: Backend) {
     app.get(&format!("/v1/orgs/{org_id}/projects/{project_id}"), &mia)
         .await
         .assert_problem(404);
-    app.delete(&format!("/v1/orgs/{org_id}"), &alice).await.assert_status(204);
+    app.delete(&format!("/v1/orgs/{org_id}"), &alice)
+        .await
+        .assert_status(204);
 }
 
 async fn graph_versions(backend: Backend) {
@@ -339,7 +439,10 @@ async fn graph_versions(backend: Backend) {
 
     let initial = app.get(&graph_path, &alice).await;
     initial.assert_status(200);
-    assert_eq!(initial.body, json!({"version": 0, "graph": {"nodes": [], "edges": []}}));
+    assert_eq!(
+        initial.body,
+        json!({"version": 0, "graph": {"nodes": [], "edges": []}})
+    );
     let etag0 = initial.header("etag").expect("etag").to_owned();
 
     let graph1 = json!({"nodes": [{"id": "web", "kind": "service"}], "edges": []});
@@ -353,13 +456,21 @@ async fn graph_versions(backend: Backend) {
                 .unwrap_or_default();
             let headers: Vec<(&str, &str)> =
                 headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            app.request("PUT", &graph_path, Some(&alice), Some(json!({"graph": graph})), &headers)
-                .await
+            app.request(
+                "PUT",
+                &graph_path,
+                Some(&alice),
+                Some(json!({"graph": graph})),
+                &headers,
+            )
+            .await
         }
     };
 
     put(graph1.clone(), None).await.assert_problem(428);
-    put(graph1.clone(), Some("\"7\"".to_owned())).await.assert_problem(412);
+    put(graph1.clone(), Some("\"7\"".to_owned()))
+        .await
+        .assert_problem(412);
     let v1 = put(graph1.clone(), Some(etag0.clone())).await;
     v1.assert_status(200);
     assert_eq!(v1.body["version"], 1);
@@ -372,7 +483,8 @@ async fn graph_versions(backend: Backend) {
     invalid.assert_problem(422);
     assert_eq!(invalid.body["errors"][0]["pointer"], "/graph/nodes");
 
-    let graph2 = json!({"nodes": [{"id": "web"}, {"id": "db"}], "edges": [{"from": "web", "to": "db"}]});
+    let graph2 =
+        json!({"nodes": [{"id": "web"}, {"id": "db"}], "edges": [{"from": "web", "to": "db"}]});
     let v2 = put(graph2.clone(), Some(etag1)).await;
     v2.assert_status(200);
     assert_eq!(v2.body["version"], 2);
@@ -423,7 +535,11 @@ async fn pagination(backend: Backend) {
         page.assert_status(200);
         let items = page.body["items"].as_array().expect("items").clone();
         assert!(items.len() <= 2);
-        seen.extend(items.iter().map(|o| o["slug"].as_str().unwrap_or_default().to_owned()));
+        seen.extend(
+            items
+                .iter()
+                .map(|o| o["slug"].as_str().unwrap_or_default().to_owned()),
+        );
         match page.body["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,

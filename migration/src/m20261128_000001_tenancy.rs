@@ -224,10 +224,7 @@ impl MigrationTrait for Migration {
                     )
                     .foreign_key(
                         ForeignKey::create()
-                            .from(
-                                ProjectGraphVersions::Table,
-                                ProjectGraphVersions::ProjectId,
-                            )
+                            .from(ProjectGraphVersions::Table, ProjectGraphVersions::ProjectId)
                             .to(Projects::Table, Projects::Id),
                     )
                     .to_owned(),
