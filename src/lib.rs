@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod outbox;
 pub mod store;
 pub mod workers;
 

@@ -421,3 +421,40 @@ fn readiness_names_what_is_down() {
         let _ = child.wait();
     });
 }
+
+#[tokio::test]
+async fn readiness_checks_redis_when_configured() {
+    let Ok(redis_url) = std::env::var("GANTRY_TEST_REDIS_URL") else {
+        common::report_skip(
+            "readiness_checks_redis_when_configured",
+            "GANTRY_TEST_REDIS_URL is not set",
+        );
+        return;
+    };
+    gantry::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut child = gantry(dir.path())
+        .arg("--server")
+        .env("ROCKET_PORT", port.to_string())
+        .env("REDIS_URL", &redis_url)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        if let Ok(r) = reqwest::get(&url).await {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = ready.status();
+    let body: Value = ready.json().await.expect("json");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{body}; is Redis reachable at {redis_url}?");
+    assert_eq!(body["checks"]["redis"], "ok");
+    assert_eq!(body["checks"]["database"], "ok");
+}

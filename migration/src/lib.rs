@@ -3,6 +3,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_tenancy;
+mod m20261128_000002_outbox;
 
 /// Every migration, in the order it is applied.
 pub struct Migrator;
@@ -10,6 +11,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_tenancy::Migration)]
+        vec![
+            Box::new(m20261128_000001_tenancy::Migration),
+            Box::new(m20261128_000002_outbox::Migration),
+        ]
     }
 }

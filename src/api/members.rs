@@ -11,6 +11,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::Role;
 use crate::error::ApiError;
+use crate::outbox::{self, EventType};
 use crate::store::{self, is_unique_violation, members::Membership};
 use chrono::{DateTime, Utc};
 use rocket::serde::json::Json;
@@ -142,10 +143,12 @@ pub async fn add_member(
                 err.into()
             }
         })?;
+    let view = MemberView::from(member);
+    outbox::record(&txn, EventType::MemberAdded, org_id, org_id, &view).await?;
     txn.commit().await?;
     Ok(Created {
         location: format!("/v1/orgs/{org_id}/members/{user_sub}"),
-        body: member.into(),
+        body: view,
     })
 }
 
@@ -172,9 +175,13 @@ pub async fn update_member(
     if new_role != Role::Owner {
         ensure_not_last_owner(&txn, &target).await?;
     }
+    let previous_role = target.role();
     let member = store::members::update_role(&txn, target, new_role).await?;
+    let view = MemberView::from(member);
+    let data = serde_json::json!({"member": &view, "previous_role": previous_role});
+    outbox::record(&txn, EventType::MemberRoleChanged, org_id, org_id, data).await?;
     txn.commit().await?;
-    Ok(Json(member.into()))
+    Ok(Json(view))
 }
 
 /// Remove a member (admin+, or the member itself; owners only to remove an owner).
@@ -197,7 +204,9 @@ pub async fn remove_member(
         require_owner_for_owners(&access, target.role() == Role::Owner)?;
     }
     ensure_not_last_owner(&txn, &target).await?;
+    let view = MemberView::from(target.clone());
     store::members::delete(&txn, target).await?;
+    outbox::record(&txn, EventType::MemberRemoved, org_id, org_id, &view).await?;
     txn.commit().await?;
     Ok(NoContent)
 }

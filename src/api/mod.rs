@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod body;
+pub mod events;
 pub mod health;
 pub mod me;
 pub mod members;
@@ -58,6 +59,7 @@ pub fn routes_and_spec() -> (Vec<Route>, OpenApi) {
         members::routes(&settings),
         workspaces::routes(&settings),
         projects::routes(&settings),
+        events::routes(&settings),
     ];
     let mut routes = Vec::new();
     let mut specs = Vec::new();

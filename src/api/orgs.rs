@@ -8,6 +8,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{DisplayName, DnsLabel, Role};
 use crate::error::{ApiError, FieldError};
+use crate::outbox::{self, EventType};
 use crate::store::{self, is_unique_violation, orgs::Org};
 use chrono::{DateTime, Utc};
 use rocket::serde::json::Json;
@@ -108,10 +109,12 @@ pub async fn create_org(
         .await
         .map_err(slug_taken)?;
     store::members::insert(&txn, org.id, &caller.sub, Role::Owner).await?;
+    let view = OrgView::from(org);
+    outbox::record(&txn, EventType::OrgCreated, view.id, view.id, &view).await?;
     txn.commit().await?;
     Ok(Created {
-        location: format!("/v1/orgs/{}", org.id),
-        body: org.into(),
+        location: format!("/v1/orgs/{}", view.id),
+        body: view,
     })
 }
 
@@ -171,8 +174,10 @@ pub async fn update_org(
     let org = store::orgs::update(&txn, access.org, name.flatten(), slug.flatten())
         .await
         .map_err(slug_taken)?;
+    let view = OrgView::from(org);
+    outbox::record(&txn, EventType::OrgUpdated, view.id, view.id, &view).await?;
     txn.commit().await?;
-    Ok(Json(org.into()))
+    Ok(Json(view))
 }
 
 /// Delete an organization (owner). Refused (409) while it has workspaces that are not being
@@ -192,7 +197,15 @@ pub async fn delete_org(
             "the organization still has {active} workspace(s); delete them first"
         )));
     }
-    store::orgs::soft_delete(&txn, access.org).await?;
+    let org = store::orgs::soft_delete(&txn, access.org).await?;
+    outbox::record(
+        &txn,
+        EventType::OrgDeleted,
+        org.id,
+        org.id,
+        OrgView::from(org),
+    )
+    .await?;
     txn.commit().await?;
     Ok(NoContent)
 }

@@ -8,6 +8,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{graph, DnsLabel, Role};
 use crate::error::ApiError;
+use crate::outbox::{self, EventType};
 use crate::store::{self, is_unique_violation, projects::Project};
 use chrono::{DateTime, Utc};
 use rocket::request::{FromRequest, Outcome, Request};
@@ -232,10 +233,12 @@ pub async fn create_project(
     )
     .await
     .map_err(name_taken(name.as_str()))?;
+    let view = ProjectView::from(project);
+    outbox::record(&txn, EventType::ProjectCreated, org_id, view.id, &view).await?;
     txn.commit().await?;
     Ok(Created {
-        location: format!("/v1/orgs/{org_id}/projects/{}", project.id),
-        body: project.into(),
+        location: format!("/v1/orgs/{org_id}/projects/{}", view.id),
+        body: view,
     })
 }
 
@@ -294,14 +297,19 @@ pub async fn update_project(
     let txn = state.db.begin().await?;
     org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
-    let project = match name {
-        Some(name) => store::projects::rename(&txn, project, name.as_str().to_owned())
-            .await
-            .map_err(name_taken(name.as_str()))?,
-        None => project,
+    let view = match name {
+        Some(name) if name.as_str() != project.name => {
+            let project = store::projects::rename(&txn, project, name.as_str().to_owned())
+                .await
+                .map_err(name_taken(name.as_str()))?;
+            let view = ProjectView::from(project);
+            outbox::record(&txn, EventType::ProjectUpdated, org_id, view.id, &view).await?;
+            view
+        }
+        _ => ProjectView::from(project),
     };
     txn.commit().await?;
-    Ok(Json(project.into()))
+    Ok(Json(view))
 }
 
 /// Delete a project (member+).
@@ -316,7 +324,9 @@ pub async fn delete_project(
     let txn = state.db.begin().await?;
     org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
-    store::projects::soft_delete(&txn, project).await?;
+    let project = store::projects::soft_delete(&txn, project).await?;
+    let view = ProjectView::from(project);
+    outbox::record(&txn, EventType::ProjectDeleted, org_id, view.id, &view).await?;
     txn.commit().await?;
     Ok(NoContent)
 }
@@ -377,6 +387,19 @@ pub async fn put_graph(
     )
     .await?
     .ok_or_else(|| ApiError::PreconditionFailed("the graph changed concurrently".to_owned()))?;
+    let data = serde_json::json!({
+        "project_id": updated.id,
+        "workspace_id": updated.workspace_id,
+        "version": updated.graph_version,
+    });
+    outbox::record(
+        &txn,
+        EventType::ProjectGraphUpdated,
+        org_id,
+        updated.id,
+        data,
+    )
+    .await?;
     txn.commit().await?;
     Ok(Tagged {
         etag: etag(updated.graph_version),

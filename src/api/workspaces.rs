@@ -9,6 +9,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{DnsLabel, Role};
 use crate::error::ApiError;
+use crate::outbox::{self, EventType};
 use crate::store::{self, is_unique_violation, workspaces::Workspace};
 use chrono::{DateTime, Utc};
 use rocket::serde::json::Json;
@@ -145,10 +146,12 @@ pub async fn create_workspace(
                 err.into()
             }
         })?;
+    let view = WorkspaceView::from(workspace);
+    outbox::record(&txn, EventType::WorkspaceRequested, org_id, view.id, &view).await?;
     txn.commit().await?;
     Ok(Accepted {
-        location: format!("/v1/orgs/{org_id}/workspaces/{}", workspace.id),
-        body: workspace.into(),
+        location: format!("/v1/orgs/{org_id}/workspaces/{}", view.id),
+        body: view,
     })
 }
 
@@ -203,15 +206,26 @@ pub async fn delete_workspace(
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let workspace = if workspace.status == store::workspaces::status::DELETING {
-        workspace
+    // Repeating the request is harmless: only the first records the command event.
+    let view = if workspace.status == store::workspaces::status::DELETING {
+        WorkspaceView::from(workspace)
     } else {
-        store::workspaces::mark_deleting(&txn, workspace).await?
+        let workspace = store::workspaces::mark_deleting(&txn, workspace).await?;
+        let view = WorkspaceView::from(workspace);
+        outbox::record(
+            &txn,
+            EventType::WorkspaceDeletionRequested,
+            org_id,
+            view.id,
+            &view,
+        )
+        .await?;
+        view
     };
     txn.commit().await?;
     Ok(Accepted {
         location: format!("/v1/orgs/{org_id}/workspaces/{workspace_id}"),
-        body: workspace.into(),
+        body: view,
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub mod members;
 pub mod orgs;
+pub mod outbox;
 pub mod projects;
 pub mod users;
 pub mod workspaces;

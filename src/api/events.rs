@@ -1,0 +1,183 @@
+//! `/v1/orgs/{org_id}/events`: the organization's events, read from the outbox (so it works in
+//! embedded mode too), as a cursor-paged list and as a Server-Sent Events stream.
+
+use super::access::org_access;
+use super::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::Role;
+use crate::error::ApiError;
+use crate::outbox::Envelope;
+use crate::store::{self, outbox::TypeFilter};
+use rocket::futures::stream::{BoxStream, StreamExt};
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::stream::{Event, EventStream};
+use rocket::serde::json::Json;
+use rocket::{get, Shutdown, State};
+use rocket_okapi::gen::OpenApiGenerator;
+use rocket_okapi::okapi::openapi3::{Object, OpenApi, Parameter, ParameterValue};
+use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
+use rocket_okapi::settings::OpenApiSettings;
+use rocket_okapi::{openapi, openapi_get_routes_spec};
+use schemars::JsonSchema;
+use serde::Serialize;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How often an open stream looks for new events.
+const STREAM_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How often an idle stream sends a heartbeat comment.
+const STREAM_HEARTBEAT: Duration = Duration::from_secs(15);
+/// Events fetched per poll of a stream.
+const STREAM_BATCH: u64 = 100;
+
+/// A page of events.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EventPage {
+    /// Events, oldest first.
+    pub items: Vec<Envelope>,
+    /// Pass as `?after=` to continue; when there are no new events it is the cursor you sent,
+    /// so a poller can keep using it.
+    pub next_cursor: Option<String>,
+}
+
+fn parse_cursor(value: &str) -> Result<i64, ApiError> {
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("{value:?} is not an event cursor")))
+}
+
+/// The organization's events after a cursor, oldest first (`type` filters: `workspace.*`,
+/// `org.created,project.*`).
+#[openapi(tag = "Events")]
+#[get("/v1/orgs/<org_id>/events?<after>&<limit>&<type>")]
+pub async fn list_events(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    after: Option<&str>,
+    limit: Option<i64>,
+    r#type: Option<&str>,
+) -> Result<Json<EventPage>, ApiError> {
+    let limit = match limit {
+        None => DEFAULT_LIMIT,
+        Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => l as u64,
+        Some(l) => {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be between 1 and {MAX_LIMIT}, got {l}"
+            )))
+        }
+    };
+    let after = after
+        .filter(|a| !a.is_empty())
+        .map(parse_cursor)
+        .transpose()?;
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    let filter = TypeFilter::parse(r#type.unwrap_or_default());
+    let (rows, _more) =
+        store::outbox::list_for_org(&state.db, org_id, after, &filter, limit).await?;
+    let next_cursor = rows.last().map(|e| e.id).or(after).map(|id| id.to_string());
+    Ok(Json(EventPage {
+        items: rows.iter().map(Envelope::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// The `Last-Event-ID` header an `EventSource` sends when it reconnects.
+pub struct LastEventId(Option<String>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for LastEventId {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        Outcome::Success(LastEventId(
+            req.headers().get_one("Last-Event-ID").map(str::to_owned),
+        ))
+    }
+}
+
+impl<'r> OpenApiFromRequest<'r> for LastEventId {
+    fn from_request_input(
+        gen: &mut OpenApiGenerator,
+        _name: String,
+        _required: bool,
+    ) -> rocket_okapi::Result<RequestHeaderInput> {
+        Ok(RequestHeaderInput::Parameter(Parameter {
+            name: "Last-Event-ID".to_owned(),
+            location: "header".to_owned(),
+            description: Some("Resume after this event cursor (sent by EventSource).".to_owned()),
+            required: false,
+            deprecated: false,
+            allow_empty_value: false,
+            value: ParameterValue::Schema {
+                style: None,
+                explode: None,
+                allow_reserved: false,
+                schema: gen.json_schema::<String>(),
+                example: None,
+                examples: None,
+            },
+            extensions: Object::default(),
+        }))
+    }
+}
+
+/// Server-Sent Events: each event's `id:` is its cursor, `event:` its type and `data:` the
+/// envelope. Resumes after `Last-Event-ID` (or `?after=`); without either it starts with the next
+/// new event. Heartbeat comments keep idle connections open.
+#[openapi(tag = "Events")]
+#[get("/v1/orgs/<org_id>/events/stream?<after>&<type>")]
+pub async fn stream_events(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    after: Option<&str>,
+    r#type: Option<&str>,
+    last_event_id: LastEventId,
+    mut shutdown: Shutdown,
+) -> Result<EventStream<BoxStream<'static, Event>>, ApiError> {
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    let resume = last_event_id
+        .0
+        .as_deref()
+        .or(after)
+        .filter(|a| !a.is_empty());
+    let mut cursor = match resume {
+        Some(value) => parse_cursor(value)?,
+        None => store::outbox::latest_id_for_org(&state.db, org_id).await?,
+    };
+    let filter = TypeFilter::parse(r#type.unwrap_or_default());
+    let db = state.db.clone();
+    let events = rocket::async_stream::stream! {
+        let mut poll = tokio::time::interval(STREAM_POLL_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = poll.tick() => {}
+                _ = &mut shutdown => break,
+            }
+            let rows = match store::outbox::list_for_org(&db, org_id, Some(cursor), &filter, STREAM_BATCH).await {
+                Ok((rows, _)) => rows,
+                Err(err) => {
+                    tracing::warn!(%err, %org_id, "event stream read failed; retrying");
+                    continue;
+                }
+            };
+            for row in rows {
+                cursor = row.id;
+                yield Event::json(&Envelope::from(&row))
+                    .id(row.id.to_string())
+                    .event(row.event_type.clone());
+            }
+        }
+    };
+    Ok(EventStream::from(events.boxed()).heartbeat(STREAM_HEARTBEAT))
+}
+
+/// Routes of this module with their OpenAPI spec.
+pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
+    openapi_get_routes_spec![settings: list_events, stream_events]
+}

@@ -1,0 +1,177 @@
+//! The transactional outbox: event types, the envelope every consumer sees, and the writer used
+//! inside the transaction of each state change.
+
+use crate::store::outbox::{self as outbox_store, NewEvent, StoredEvent};
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use sea_orm::{ConnectionTrait, DbErr};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Every event type Gantry emits: `aggregate.verb`, past tense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// An organization was created.
+    OrgCreated,
+    /// An organization's name or slug changed.
+    OrgUpdated,
+    /// An organization was deleted.
+    OrgDeleted,
+    /// A member was added.
+    MemberAdded,
+    /// A member's role changed.
+    MemberRoleChanged,
+    /// A member was removed (or left).
+    MemberRemoved,
+    /// A workspace was requested (command for the vCluster provisioner).
+    WorkspaceRequested,
+    /// A workspace's deletion was requested (command for the vCluster provisioner).
+    WorkspaceDeletionRequested,
+    /// A project was created.
+    ProjectCreated,
+    /// A project was renamed.
+    ProjectUpdated,
+    /// A project was deleted.
+    ProjectDeleted,
+    /// A new graph version was stored.
+    ProjectGraphUpdated,
+}
+
+impl EventType {
+    /// Every event type.
+    pub const ALL: [EventType; 12] = [
+        EventType::OrgCreated,
+        EventType::OrgUpdated,
+        EventType::OrgDeleted,
+        EventType::MemberAdded,
+        EventType::MemberRoleChanged,
+        EventType::MemberRemoved,
+        EventType::WorkspaceRequested,
+        EventType::WorkspaceDeletionRequested,
+        EventType::ProjectCreated,
+        EventType::ProjectUpdated,
+        EventType::ProjectDeleted,
+        EventType::ProjectGraphUpdated,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::OrgCreated => "org.created",
+            EventType::OrgUpdated => "org.updated",
+            EventType::OrgDeleted => "org.deleted",
+            EventType::MemberAdded => "member.added",
+            EventType::MemberRoleChanged => "member.role_changed",
+            EventType::MemberRemoved => "member.removed",
+            EventType::WorkspaceRequested => "workspace.requested",
+            EventType::WorkspaceDeletionRequested => "workspace.deletion_requested",
+            EventType::ProjectCreated => "project.created",
+            EventType::ProjectUpdated => "project.updated",
+            EventType::ProjectDeleted => "project.deleted",
+            EventType::ProjectGraphUpdated => "project.graph_updated",
+        }
+    }
+
+    /// The aggregate this event is about.
+    pub fn aggregate_type(self) -> &'static str {
+        match self {
+            EventType::OrgCreated | EventType::OrgUpdated | EventType::OrgDeleted => "org",
+            EventType::MemberAdded | EventType::MemberRoleChanged | EventType::MemberRemoved => {
+                "org"
+            }
+            EventType::WorkspaceRequested | EventType::WorkspaceDeletionRequested => "workspace",
+            EventType::ProjectCreated
+            | EventType::ProjectUpdated
+            | EventType::ProjectDeleted
+            | EventType::ProjectGraphUpdated => "project",
+        }
+    }
+}
+
+/// The aggregate an event is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AggregateRef {
+    /// `org`, `workspace`, `project`, …
+    #[serde(rename = "type")]
+    pub aggregate_type: String,
+    /// Its id.
+    pub id: Uuid,
+}
+
+/// The event envelope: the body of webhooks, SSE messages, stream entries and the events API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Envelope {
+    /// Event id; consumers deduplicate by it.
+    pub id: Uuid,
+    /// Event type, `aggregate.verb`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Organization the event belongs to.
+    pub org_id: Uuid,
+    /// What the event is about.
+    pub aggregate: AggregateRef,
+    /// When the change was committed (RFC 3339, UTC).
+    pub occurred_at: DateTime<Utc>,
+    /// Event-specific data.
+    pub data: Value,
+}
+
+impl From<&StoredEvent> for Envelope {
+    fn from(event: &StoredEvent) -> Self {
+        Envelope {
+            id: event.event_id,
+            event_type: event.event_type.clone(),
+            org_id: event.org_id,
+            aggregate: AggregateRef {
+                aggregate_type: event.aggregate_type.clone(),
+                id: event.aggregate_id,
+            },
+            occurred_at: event.created_at,
+            data: event.payload.clone(),
+        }
+    }
+}
+
+/// Records one event in the caller's transaction. Call it last, just before commit: on Postgres
+/// it takes the outbox write lock, held until the transaction ends.
+pub async fn record(
+    db: &impl ConnectionTrait,
+    event_type: EventType,
+    org_id: Uuid,
+    aggregate_id: Uuid,
+    data: impl Serialize,
+) -> Result<StoredEvent, DbErr> {
+    let payload = serde_json::to_value(data).map_err(|e| DbErr::Json(e.to_string()))?;
+    let mut stored = outbox_store::insert_all(
+        db,
+        vec![NewEvent {
+            event_id: Uuid::new_v4(),
+            org_id,
+            aggregate_type: event_type.aggregate_type(),
+            aggregate_id,
+            event_type: event_type.as_str(),
+            payload,
+        }],
+    )
+    .await?;
+    stored
+        .pop()
+        .ok_or_else(|| DbErr::Custom("outbox insert returned nothing".to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_well_formed() {
+        let names: HashSet<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(names.len(), EventType::ALL.len());
+        for name in names {
+            let (aggregate, verb) = name.split_once('.').expect("aggregate.verb");
+            assert!(!aggregate.is_empty() && !verb.is_empty());
+        }
+    }
+}

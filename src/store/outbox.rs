@@ -1,0 +1,183 @@
+//! `outbox_events`: events written in the same transaction as the change they describe.
+//!
+//! On Postgres every writer takes a transaction-scoped advisory lock before inserting, so ids
+//! are assigned in commit order: a reader that has seen id N will never later see an id below
+//! N appear. (A bare sequence does not give that: a transaction can take id 5, commit after
+//! the one that took id 6, and a cursor at 6 would skip it.) SQLite has one writer at a time.
+
+use super::{now, split_page};
+use sea_orm::entity::prelude::*;
+use sea_orm::{DatabaseBackend, QueryOrder, QuerySelect, Set, Statement};
+
+/// Advisory-lock key that orders outbox writers on Postgres (ASCII "gantry-o").
+const OUTBOX_WRITE_LOCK_KEY: i64 = 0x6761_6e74_7279_2d6f;
+
+/// The `outbox_events` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// One event.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        #[sea_orm(unique)]
+        pub event_id: Uuid,
+        pub org_id: Uuid,
+        pub aggregate_type: String,
+        pub aggregate_id: Uuid,
+        pub event_type: String,
+        #[sea_orm(column_type = "JsonBinary")]
+        pub payload: Json,
+        pub created_at: DateTimeUtc,
+        pub published_at: Option<DateTimeUtc>,
+        pub attempts: i32,
+        pub lease_owner: Option<String>,
+        pub lease_expires_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use entity::Model as StoredEvent;
+
+/// What to insert.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Globally unique event id (consumers dedupe by it).
+    pub event_id: Uuid,
+    /// Tenant.
+    pub org_id: Uuid,
+    /// `org`, `workspace`, `project`, …
+    pub aggregate_type: &'static str,
+    /// Id of the aggregate.
+    pub aggregate_id: Uuid,
+    /// `aggregate.verb`.
+    pub event_type: &'static str,
+    /// Event-specific data.
+    pub payload: Json,
+}
+
+/// Inserts events inside the caller's transaction, in order.
+pub async fn insert_all(
+    db: &impl ConnectionTrait,
+    events: Vec<NewEvent>,
+) -> Result<Vec<StoredEvent>, DbErr> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [OUTBOX_WRITE_LOCK_KEY.into()],
+        ))
+        .await?;
+    }
+    let created_at = now();
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        let row = entity::ActiveModel {
+            event_id: Set(event.event_id),
+            org_id: Set(event.org_id),
+            aggregate_type: Set(event.aggregate_type.to_owned()),
+            aggregate_id: Set(event.aggregate_id),
+            event_type: Set(event.event_type.to_owned()),
+            payload: Set(event.payload),
+            created_at: Set(created_at),
+            published_at: Set(None),
+            attempts: Set(0),
+            lease_owner: Set(None),
+            lease_expires_at: Set(None),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+        stored.push(row);
+    }
+    Ok(stored)
+}
+
+/// Which event types a reader wants: exact names or `prefix.*` patterns.
+#[derive(Debug, Clone, Default)]
+pub struct TypeFilter {
+    /// Exact event types.
+    pub exact: Vec<String>,
+    /// Prefixes (from `workspace.*`, stored as `workspace.`).
+    pub prefixes: Vec<String>,
+}
+
+impl TypeFilter {
+    /// Parses comma-separated patterns such as `workspace.*,codegen.succeeded`.
+    pub fn parse(patterns: &str) -> Self {
+        let mut filter = TypeFilter::default();
+        for pattern in patterns.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match pattern.strip_suffix('*') {
+                Some(prefix) => filter.prefixes.push(prefix.to_owned()),
+                None => filter.exact.push(pattern.to_owned()),
+            }
+        }
+        filter
+    }
+
+    /// True when `event_type` passes.
+    pub fn matches(&self, event_type: &str) -> bool {
+        (self.exact.is_empty() && self.prefixes.is_empty())
+            || self.exact.iter().any(|e| e == event_type)
+            || self
+                .prefixes
+                .iter()
+                .any(|p| event_type.starts_with(p.as_str()))
+    }
+
+    fn condition(&self) -> Option<sea_orm::Condition> {
+        if self.exact.is_empty() && self.prefixes.is_empty() {
+            return None;
+        }
+        let mut any = sea_orm::Condition::any();
+        if !self.exact.is_empty() {
+            any = any.add(entity::Column::EventType.is_in(self.exact.clone()));
+        }
+        for prefix in &self.prefixes {
+            any = any.add(entity::Column::EventType.starts_with(prefix.as_str()));
+        }
+        Some(any)
+    }
+}
+
+/// Events of one organization after `after`, oldest first.
+pub async fn list_for_org(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    after: Option<i64>,
+    types: &TypeFilter,
+    limit: u64,
+) -> Result<(Vec<StoredEvent>, bool), DbErr> {
+    let mut query = entity::Entity::find().filter(entity::Column::OrgId.eq(org_id));
+    if let Some(after) = after {
+        query = query.filter(entity::Column::Id.gt(after));
+    }
+    if let Some(condition) = types.condition() {
+        query = query.filter(condition);
+    }
+    let rows = query
+        .order_by_asc(entity::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    Ok(split_page(rows, limit))
+}
+
+/// The newest event id of an organization (where a fresh stream starts).
+pub async fn latest_id_for_org(db: &impl ConnectionTrait, org_id: Uuid) -> Result<i64, DbErr> {
+    let latest = entity::Entity::find()
+        .filter(entity::Column::OrgId.eq(org_id))
+        .order_by_desc(entity::Column::Id)
+        .one(db)
+        .await?;
+    Ok(latest.map_or(0, |event| event.id))
+}
