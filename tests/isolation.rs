@@ -1,0 +1,895 @@
+//! Tenant isolation and role rules over every authenticated route.
+//!
+//! - Another organization's resource, or an organization the caller is not in, is `404` (never
+//!   `403`, and with the same body as for an id that exists nowhere: no existence leak).
+//! - Roles: owner > admin > member > viewer. Viewers only read; members write projects and
+//!   graphs; admins manage workspaces, members (not owners) and the organization's name; only
+//!   owners delete the organization or touch owners.
+//! - Platform admins (realm role `gantry-admin`) see and may do everything.
+//!
+//! Every rejection is `application/problem+json`. The routes are tables of [`Call`]s, so a new
+//! route added to [`org_level`] or [`child_level`] is covered by every scenario at once.
+
+mod common;
+
+use common::{Backend, TestApp, TestResponse};
+use serde_json::{json, Value};
+use std::fmt;
+use uuid::Uuid;
+
+macro_rules! spawn {
+    ($backend:expr, $name:expr) => {
+        match TestApp::spawn($backend, $name).await {
+            Some(app) => app,
+            None => return,
+        }
+    };
+}
+
+/// The `If-Match` a fresh project's graph accepts.
+const FRESH_ETAG: &str = "\"0\"";
+
+/// One request of a route table.
+#[derive(Debug, Clone)]
+struct Call {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    headers: Vec<(&'static str, &'static str)>,
+}
+
+impl Call {
+    fn new(method: &'static str, path: impl Into<String>, body: Option<Value>) -> Call {
+        Call {
+            method,
+            path: path.into(),
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    fn get(path: impl Into<String>) -> Call {
+        Call::new("GET", path, None)
+    }
+
+    fn delete(path: impl Into<String>) -> Call {
+        Call::new("DELETE", path, None)
+    }
+
+    fn post(path: impl Into<String>, body: Value) -> Call {
+        Call::new("POST", path, Some(body))
+    }
+
+    fn patch(path: impl Into<String>, body: Value) -> Call {
+        Call::new("PATCH", path, Some(body))
+    }
+
+    /// `PUT …/graph` replacing version 0 (a fresh project's graph).
+    fn put_graph(path: impl Into<String>, graph: Value) -> Call {
+        let mut call = Call::new("PUT", path, Some(json!({ "graph": graph })));
+        call.headers.push(("If-Match", FRESH_ETAG));
+        call
+    }
+
+    fn with_header(mut self, name: &'static str, value: &'static str) -> Call {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name, value));
+        self
+    }
+
+    fn is_read(&self) -> bool {
+        self.method == "GET"
+    }
+
+    async fn send(&self, app: &TestApp, token: &str) -> TestResponse {
+        app.request(
+            self.method,
+            &self.path,
+            Some(token),
+            self.body.clone(),
+            &self.headers,
+        )
+        .await
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+/// Checks `response` has `status`; an error status must come as a problem document.
+#[track_caller]
+fn check(response: &TestResponse, status: u16, what: &str) {
+    assert_eq!(
+        response.status.code, status,
+        "{what}: expected {status}, got {}; body: {}",
+        response.status.code, response.text
+    );
+    if status >= 400 {
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/problem+json"),
+            "{what}: a rejection must be problem+json; body: {}",
+            response.text
+        );
+        assert_eq!(
+            response.body["status"], status,
+            "{what}: problem status; body: {}",
+            response.text
+        );
+        assert!(
+            response.body["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("https://gantry.dev/problems/")),
+            "{what}: problem type; body: {}",
+            response.text
+        );
+    }
+}
+
+/// Sends `call` as `who` and checks the answer.
+async fn expect(app: &TestApp, who: &str, token: &str, call: &Call, status: u16) -> TestResponse {
+    let response = call.send(app, token).await;
+    check(&response, status, &format!("{who}: {call}"));
+    response
+}
+
+/// Sends every call as `who` and checks each is a 404 identical to `not_found` (the answer for
+/// an id that exists nowhere), so a refusal says nothing about existence. Returns the count.
+async fn expect_all_not_found(
+    app: &TestApp,
+    who: &str,
+    token: &str,
+    calls: &[Call],
+    not_found: &Value,
+) -> usize {
+    for call in calls {
+        let response = expect(app, who, token, call, 404).await;
+        assert_eq!(
+            &response.body, not_found,
+            "{who}: {call}: the 404 differs from the one for an unknown id"
+        );
+    }
+    calls.len()
+}
+
+/// The ids a route table is filled with.
+#[derive(Debug, Clone)]
+struct Ids {
+    org: String,
+    ws: String,
+    project: String,
+    /// `sub` of the member the member routes address.
+    member: String,
+}
+
+impl Ids {
+    /// Ids that exist nowhere.
+    fn random() -> Ids {
+        Ids {
+            org: Uuid::new_v4().to_string(),
+            ws: Uuid::new_v4().to_string(),
+            project: Uuid::new_v4().to_string(),
+            member: format!("ghost-{}", Uuid::new_v4().simple()),
+        }
+    }
+
+    /// `org` with the children (workspace, project, member) of `children`.
+    fn mixed(org: &Ids, children: &Ids) -> Ids {
+        Ids {
+            org: org.org.clone(),
+            ..children.clone()
+        }
+    }
+
+    fn org_path(&self) -> String {
+        format!("/v1/orgs/{}", self.org)
+    }
+
+    fn project_path(&self) -> String {
+        format!("{}/projects/{}", self.org_path(), self.project)
+    }
+}
+
+/// Routes addressed by the organization id alone (bodies that name a child use `ids` too).
+fn org_level(ids: &Ids) -> Vec<Call> {
+    let org = ids.org_path();
+    vec![
+        Call::get(&org),
+        Call::patch(&org, json!({"name": "Taken Over"})),
+        Call::delete(&org),
+        Call::get(format!("{org}/members")),
+        Call::post(
+            format!("{org}/members"),
+            json!({"user_sub": "intruder", "role": "owner"}),
+        ),
+        Call::post(
+            format!("{org}/workspaces"),
+            json!({"name": "intruder", "plan": "shared"}),
+        ),
+        Call::get(format!("{org}/workspaces")),
+        Call::post(
+            format!("{org}/projects"),
+            json!({"name": "intruder", "workspace_id": ids.ws}),
+        ),
+        Call::get(format!("{org}/projects")),
+        Call::get(format!("{org}/events")),
+    ]
+}
+
+/// Routes that also address a member, workspace or project inside the organization.
+fn child_level(ids: &Ids) -> Vec<Call> {
+    let org = ids.org_path();
+    let member = format!("{org}/members/{}", ids.member);
+    let workspace = format!("{org}/workspaces/{}", ids.ws);
+    let project = ids.project_path();
+    vec![
+        Call::patch(&member, json!({"role": "owner"})),
+        Call::delete(&member),
+        Call::get(&workspace),
+        Call::delete(&workspace),
+        Call::get(&project),
+        Call::patch(&project, json!({"name": "intruder"})),
+        Call::delete(&project),
+        Call::get(format!("{project}/graph")),
+        Call::put_graph(
+            format!("{project}/graph"),
+            json!({"nodes": [{"id": "intruder"}], "edges": []}),
+        ),
+        Call::get(format!("{project}/graph/versions")),
+        Call::get(format!("{project}/graph/versions/0")),
+    ]
+}
+
+/// Every authenticated route under `/v1/orgs/{org_id}`.
+fn every_route(ids: &Ids) -> Vec<Call> {
+    let mut calls = org_level(ids);
+    calls.extend(child_level(ids));
+    calls
+}
+
+/// Every read route.
+fn reads(ids: &Ids) -> Vec<Call> {
+    every_route(ids).into_iter().filter(Call::is_read).collect()
+}
+
+/// What every read route answers `token` (status and body), to prove nothing changed.
+async fn snapshot(app: &TestApp, token: &str, ids: &Ids) -> Vec<(String, u16, Value)> {
+    let mut state = Vec::new();
+    for call in reads(ids) {
+        let response = call.send(app, token).await;
+        state.push((call.to_string(), response.status.code, response.body));
+    }
+    state
+}
+
+#[track_caller]
+fn assert_unchanged(
+    before: &[(String, u16, Value)],
+    after: &[(String, u16, Value)],
+    context: &str,
+) {
+    assert_eq!(before.len(), after.len());
+    for (was, now) in before.iter().zip(after) {
+        assert_eq!(was, now, "{}: changed by {context}", was.0);
+    }
+}
+
+/// The 404 body for an organization that exists nowhere.
+async fn unknown_org_body(app: &TestApp, token: &str) -> Value {
+    let response = app
+        .get(&format!("/v1/orgs/{}", Uuid::new_v4()), token)
+        .await;
+    check(&response, 404, "GET /v1/orgs/{random}");
+    response.body
+}
+
+/// Org of `owner` with a workspace, a project and `member` as a member.
+async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> Ids {
+    let org = app.create_org(owner, slug).await;
+    let ws = app
+        .create_workspace(owner, &org, &format!("{slug}-ws"))
+        .await;
+    let project = app
+        .create_project(owner, &org, &ws, &format!("{slug}-project"))
+        .await;
+    app.add_member(owner, &org, member, "member").await;
+    Ids {
+        org,
+        ws,
+        project,
+        member: member.to_owned(),
+    }
+}
+
+/// The ids of `/v1/orgs` (the caller's organizations) as `token` lists them.
+async fn listed_orgs(app: &TestApp, token: &str, query: &str) -> Vec<String> {
+    let response = app.get(&format!("/v1/orgs{query}"), token).await;
+    check(&response, 200, &format!("GET /v1/orgs{query}"));
+    response.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|o| o["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// Requests a handler may refuse before looking the organization up (invalid bodies, missing
+/// or stale `If-Match`).
+fn early_refusals(ids: &Ids) -> Vec<Call> {
+    let org = ids.org_path();
+    let graph = format!("{}/graph", ids.project_path());
+    let empty_graph = json!({"nodes": [], "edges": []});
+    vec![
+        Call::patch(&org, json!({"name": ""})),
+        Call::patch(&org, json!({"owner": "mallory"})),
+        Call::post(
+            format!("{org}/members"),
+            json!({"user_sub": " ", "role": "owner"}),
+        ),
+        Call::post(
+            format!("{org}/workspaces"),
+            json!({"name": "Bad_Name", "plan": "shared"}),
+        ),
+        Call::post(
+            format!("{org}/projects"),
+            json!({"name": "Bad_Name", "workspace_id": ids.ws}),
+        ),
+        Call::patch(ids.project_path(), json!({"name": "Bad_Name"})),
+        Call::new("PUT", &graph, Some(json!({ "graph": empty_graph }))),
+        Call::put_graph(&graph, empty_graph.clone()).with_header("If-Match", "\"7\""),
+        Call::put_graph(&graph, json!({"nodes": {}})),
+    ]
+}
+
+/// Sends `calls` and `twins` (the same requests with other ids) pairwise as `who`: each pair must
+/// be refused with the same status and body. Returns the count.
+async fn expect_same_refusals(
+    app: &TestApp,
+    who: &str,
+    token: &str,
+    calls: &[Call],
+    twins: &[Call],
+) -> usize {
+    assert_eq!(calls.len(), twins.len());
+    for (call, twin) in calls.iter().zip(twins) {
+        let answer = call.send(app, token).await;
+        let twin_answer = twin.send(app, token).await;
+        let what = format!("{who}: {call}");
+        assert!(
+            answer.status.code >= 400,
+            "{what}: accepted; body: {}",
+            answer.text
+        );
+        check(&answer, answer.status.code, &what);
+        assert_eq!(
+            (answer.status.code, &answer.body),
+            (twin_answer.status.code, &twin_answer.body),
+            "{who}: {call} is answered differently from {twin}"
+        );
+    }
+    calls.len()
+}
+
+async fn cross_org_matrix(backend: Backend) {
+    let app = spawn!(backend, "cross_org_matrix");
+    let alice = app.token("alice");
+    let mallory = app.token("mallory");
+    let nobody = app.token("nobody");
+    let a = populated_org(&app, &alice, "org-a", "bob").await;
+    let b = populated_org(&app, &mallory, "org-b", "mike").await;
+    let not_found = unknown_org_body(&app, &alice).await;
+
+    let a_before = snapshot(&app, &alice, &a).await;
+    let b_before = snapshot(&app, &mallory, &b).await;
+    for (call, status, body) in a_before.iter().chain(&b_before) {
+        assert_eq!(*status, 200, "owner: {call}: {body}");
+    }
+
+    let mut checks = 0;
+    // (a) The owner of another organization, on every route of A.
+    checks += expect_all_not_found(&app, "mallory", &mallory, &every_route(&a), &not_found).await;
+    // …including leaving an organization she is not in.
+    let leave = Call::delete(format!("{}/members/mallory", a.org_path()));
+    checks += expect_all_not_found(&app, "mallory", &mallory, &[leave], &not_found).await;
+
+    // (b) Ids mixed across organizations: own org id, the other org's children; both ways.
+    let b_with_a_children = child_level(&Ids::mixed(&b, &a));
+    checks += expect_all_not_found(&app, "mallory", &mallory, &b_with_a_children, &not_found).await;
+    let a_with_b_children = child_level(&Ids::mixed(&a, &b));
+    checks += expect_all_not_found(&app, "alice", &alice, &a_with_b_children, &not_found).await;
+    // A plain member of A (bob) too, on the routes his role may use (on the others his role
+    // is refused first, with a 403 that says nothing about the ids).
+    let bob = app.token("bob");
+    let bobs_routes: Vec<Call> = a_with_b_children
+        .iter()
+        .filter(|call| call.is_read() || call.path.contains("/projects/"))
+        .cloned()
+        .collect();
+    checks += expect_all_not_found(&app, "bob", &bob, &bobs_routes, &not_found).await;
+
+    // (c) A user in no organization.
+    for ids in [&a, &b] {
+        checks +=
+            expect_all_not_found(&app, "nobody", &nobody, &every_route(ids), &not_found).await;
+    }
+
+    // (d) Ids that exist nowhere: a random organization for everyone, and random children in
+    // the caller's own organization.
+    for (who, token) in [
+        ("alice", &alice),
+        ("mallory", &mallory),
+        ("nobody", &nobody),
+    ] {
+        let calls = every_route(&Ids::random());
+        checks += expect_all_not_found(&app, who, token, &calls, &not_found).await;
+    }
+    for (who, token, own) in [("alice", &alice, &a), ("mallory", &mallory, &b)] {
+        let calls = child_level(&Ids::mixed(own, &Ids::random()));
+        checks += expect_all_not_found(&app, who, token, &calls, &not_found).await;
+    }
+
+    // Requests refused before the organization is looked up are answered for A exactly as for
+    // an organization that exists nowhere, so they reveal nothing either.
+    let random = Ids::random();
+    for (who, token) in [("mallory", &mallory), ("nobody", &nobody)] {
+        let (calls, twins) = (early_refusals(&a), early_refusals(&random));
+        checks += expect_same_refusals(&app, who, token, &calls, &twins).await;
+    }
+
+    // A project in B naming A's workspace is refused exactly like an unknown workspace.
+    let unknown_workspace = expect(
+        &app,
+        "mallory",
+        &mallory,
+        &Call::post(
+            format!("{}/projects", b.org_path()),
+            json!({"name": "probe", "workspace_id": Uuid::new_v4()}),
+        ),
+        422,
+    )
+    .await;
+    for (who, token, org, foreign_ws) in [
+        ("mallory", &mallory, &b, &a.ws),
+        ("alice", &alice, &a, &b.ws),
+    ] {
+        let call = Call::post(
+            format!("{}/projects", org.org_path()),
+            json!({"name": "stolen", "workspace_id": foreign_ws}),
+        );
+        let refused = expect(&app, who, token, &call, 422).await;
+        assert_eq!(
+            refused.body["errors"][0]["pointer"], "/workspace_id",
+            "{who}: {call}: {}",
+            refused.text
+        );
+        assert_eq!(
+            refused.body, unknown_workspace.body,
+            "{who}: {call}: differs from the answer for an unknown workspace"
+        );
+        checks += 1;
+    }
+
+    // Listings only show the caller's own organizations.
+    assert_eq!(listed_orgs(&app, &alice, "").await, [a.org.as_str()]);
+    assert_eq!(listed_orgs(&app, &mallory, "").await, [b.org.as_str()]);
+    assert!(listed_orgs(&app, &nobody, "").await.is_empty());
+    let me = app.get("/v1/me", &mallory).await;
+    check(&me, 200, "mallory: GET /v1/me");
+    let my_orgs: Vec<_> = me.body["orgs"]
+        .as_array()
+        .expect("orgs")
+        .iter()
+        .map(|o| &o["id"])
+        .collect();
+    assert_eq!(my_orgs, [&json!(b.org)], "mallory: GET /v1/me: {}", me.text);
+    checks += 4;
+
+    // Nothing the refused requests named was created, changed or deleted.
+    assert_unchanged(
+        &a_before,
+        &snapshot(&app, &alice, &a).await,
+        "the refused requests",
+    );
+    assert_unchanged(
+        &b_before,
+        &snapshot(&app, &mallory, &b).await,
+        "the refused requests",
+    );
+    eprintln!("cross_org_matrix: {checks} route×caller checks");
+}
+
+/// The four roles and the user holding each in a role-matrix organization.
+const ROLES: [(&str, &str); 4] = [
+    ("viewer", "vic"),
+    ("member", "mia"),
+    ("admin", "ada"),
+    ("owner", "otto"),
+];
+
+/// Where a write rule runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The shared organization, with a fresh workspace, project and member targets.
+    Shared,
+    /// A fresh organization with one member per role (for calls that end the org or the
+    /// caller's membership).
+    FreshOrg,
+}
+
+/// Fresh resources for one call of the role matrix.
+struct Fixture {
+    /// `member` is a fresh viewer; `ws` and `project` are fresh (random in a fresh org).
+    ids: Ids,
+    /// A fresh owner (besides alice and otto).
+    owner_target: String,
+    /// `sub` of the caller.
+    caller: String,
+    /// Unique number for names.
+    n: usize,
+}
+
+/// A write route and the status each role gets: viewer, member, admin, owner.
+struct WriteRule {
+    scope: Scope,
+    expect: [u16; 4],
+    call: fn(&Fixture) -> Call,
+}
+
+fn rule(scope: Scope, expect: [u16; 4], call: fn(&Fixture) -> Call) -> WriteRule {
+    WriteRule {
+        scope,
+        expect,
+        call,
+    }
+}
+
+fn write_rules() -> Vec<WriteRule> {
+    use Scope::{FreshOrg, Shared};
+    vec![
+        rule(Shared, [403, 403, 200, 200], |f| {
+            Call::patch(
+                f.ids.org_path(),
+                json!({"name": format!("Renamed {}", f.n)}),
+            )
+        }),
+        rule(FreshOrg, [403, 403, 403, 204], |f| {
+            Call::delete(f.ids.org_path())
+        }),
+        rule(Shared, [403, 403, 201, 201], |f| {
+            Call::post(
+                format!("{}/members", f.ids.org_path()),
+                json!({"user_sub": format!("new-member-{}", f.n), "role": "viewer"}),
+            )
+        }),
+        rule(Shared, [403, 403, 403, 201], |f| {
+            Call::post(
+                format!("{}/members", f.ids.org_path()),
+                json!({"user_sub": format!("new-owner-{}", f.n), "role": "owner"}),
+            )
+        }),
+        rule(Shared, [403, 403, 200, 200], |f| {
+            Call::patch(
+                format!("{}/members/{}", f.ids.org_path(), f.ids.member),
+                json!({"role": "member"}),
+            )
+        }),
+        rule(Shared, [403, 403, 403, 200], |f| {
+            Call::patch(
+                format!("{}/members/{}", f.ids.org_path(), f.owner_target),
+                json!({"role": "admin"}),
+            )
+        }),
+        rule(Shared, [403, 403, 204, 204], |f| {
+            Call::delete(format!("{}/members/{}", f.ids.org_path(), f.ids.member))
+        }),
+        rule(Shared, [403, 403, 403, 204], |f| {
+            Call::delete(format!("{}/members/{}", f.ids.org_path(), f.owner_target))
+        }),
+        // Promoting oneself is changing a member like any other.
+        rule(FreshOrg, [403, 403, 403, 200], |f| {
+            Call::patch(
+                format!("{}/members/{}", f.ids.org_path(), f.caller),
+                json!({"role": "owner"}),
+            )
+        }),
+        // Any member may leave (the one write a viewer may do).
+        rule(FreshOrg, [204, 204, 204, 204], |f| {
+            Call::delete(format!("{}/members/{}", f.ids.org_path(), f.caller))
+        }),
+        rule(Shared, [403, 403, 202, 202], |f| {
+            Call::post(
+                format!("{}/workspaces", f.ids.org_path()),
+                json!({"name": format!("new-ws-{}", f.n), "plan": "shared"}),
+            )
+        }),
+        rule(Shared, [403, 403, 202, 202], |f| {
+            Call::delete(format!("{}/workspaces/{}", f.ids.org_path(), f.ids.ws))
+        }),
+        rule(Shared, [403, 201, 201, 201], |f| {
+            Call::post(
+                format!("{}/projects", f.ids.org_path()),
+                json!({"name": format!("new-project-{}", f.n), "workspace_id": f.ids.ws}),
+            )
+        }),
+        rule(Shared, [403, 200, 200, 200], |f| {
+            Call::patch(
+                f.ids.project_path(),
+                json!({"name": format!("renamed-{}", f.n)}),
+            )
+        }),
+        rule(Shared, [403, 204, 204, 204], |f| {
+            Call::delete(f.ids.project_path())
+        }),
+        rule(Shared, [403, 200, 200, 200], |f| {
+            Call::put_graph(
+                format!("{}/graph", f.ids.project_path()),
+                json!({"nodes": [{"id": "web"}], "edges": []}),
+            )
+        }),
+    ]
+}
+
+/// A fresh organization owned by `alice` with one member per role.
+async fn org_with_roles(app: &TestApp, alice: &str, slug: &str) -> String {
+    let org = app.create_org(alice, slug).await;
+    for (role, sub) in ROLES {
+        app.add_member(alice, &org, sub, role).await;
+    }
+    org
+}
+
+/// Fresh resources for call number `n` by `caller`.
+async fn fixture(
+    app: &TestApp,
+    alice: &str,
+    shared_org: &str,
+    scope: Scope,
+    caller: &str,
+    n: usize,
+) -> Fixture {
+    let ids = match scope {
+        Scope::Shared => {
+            let ws = app
+                .create_workspace(alice, shared_org, &format!("ws-{n}"))
+                .await;
+            let project = app
+                .create_project(alice, shared_org, &ws, &format!("project-{n}"))
+                .await;
+            let member = format!("target-{n}");
+            app.add_member(alice, shared_org, &member, "viewer").await;
+            Ids {
+                org: shared_org.to_owned(),
+                ws,
+                project,
+                member,
+            }
+        }
+        Scope::FreshOrg => Ids {
+            org: org_with_roles(app, alice, &format!("fresh-{n}")).await,
+            ..Ids::random()
+        },
+    };
+    let owner_target = format!("owner-target-{n}");
+    app.add_member(alice, &ids.org, &owner_target, "owner")
+        .await;
+    Fixture {
+        ids,
+        owner_target,
+        caller: caller.to_owned(),
+        n,
+    }
+}
+
+async fn role_matrix(backend: Backend) {
+    let app = spawn!(backend, "role_matrix");
+    let alice = app.token("alice");
+    let shared_org = org_with_roles(&app, &alice, "shared").await;
+    let mut checks = 0;
+    let mut n = 0;
+
+    // Reads: every role reads every route.
+    let read_fixture = fixture(&app, &alice, &shared_org, Scope::Shared, "alice", n).await;
+    for (role, sub) in ROLES {
+        let token = app.token(sub);
+        for call in reads(&read_fixture.ids) {
+            expect(&app, &format!("{sub} ({role})"), &token, &call, 200).await;
+            checks += 1;
+        }
+        let me = app.get("/v1/me", &token).await;
+        check(&me, 200, &format!("{sub}: GET /v1/me"));
+        assert_eq!(
+            me.body["orgs"][0]["id"],
+            shared_org.as_str(),
+            "{sub}: {}",
+            me.text
+        );
+        assert_eq!(me.body["orgs"][0]["role"], role, "{sub}: {}", me.text);
+    }
+
+    // Writes: each call on fresh resources, so no call depends on another.
+    for rule in write_rules() {
+        for ((role, sub), status) in ROLES.into_iter().zip(rule.expect) {
+            n += 1;
+            let fixture = fixture(&app, &alice, &shared_org, rule.scope, sub, n).await;
+            let call = (rule.call)(&fixture);
+            let who = format!("{sub} ({role})");
+            let refused = status >= 400;
+            let before = if refused {
+                snapshot(&app, &alice, &fixture.ids).await
+            } else {
+                Vec::new()
+            };
+            expect(&app, &who, &app.token(sub), &call, status).await;
+            if refused {
+                let after = snapshot(&app, &alice, &fixture.ids).await;
+                assert_unchanged(&before, &after, &format!("{who}: refused {call}"));
+            }
+            checks += 1;
+        }
+    }
+    eprintln!("role_matrix: {checks} route×role checks");
+}
+
+async fn platform_admin_sees_everything(backend: Backend) {
+    let app = spawn!(backend, "platform_admin_sees_everything");
+    let alice = app.token("alice");
+    let mallory = app.token("mallory");
+    let root = app.admin_token("root");
+    let a = populated_org(&app, &alice, "org-a", "bob").await;
+    let b = populated_org(&app, &mallory, "org-b", "mike").await;
+    let not_found = unknown_org_body(&app, &root).await;
+
+    // Every read, exactly as the owner sees it.
+    let as_owner = snapshot(&app, &alice, &a).await;
+    let as_admin = snapshot(&app, &root, &a).await;
+    for (admin_view, owner_view) in as_admin.iter().zip(&as_owner) {
+        let (call, status, body) = admin_view;
+        assert_eq!(*status, 200, "root: {call}: {body}");
+        assert_eq!(
+            admin_view, owner_view,
+            "root: {call}: differs from the owner's view"
+        );
+    }
+    let mut all = listed_orgs(&app, &root, "?all=true").await;
+    all.sort();
+    let mut both = vec![a.org.clone(), b.org.clone()];
+    both.sort();
+    assert_eq!(all, both, "root: GET /v1/orgs?all=true");
+    let me = app.get("/v1/me", &root).await;
+    check(&me, 200, "root: GET /v1/me");
+    assert_eq!(me.body["is_platform_admin"], true, "{}", me.text);
+    assert_eq!(me.body["orgs"], json!([]), "{}", me.text);
+
+    // Seeing everything does not make ids from one organization valid in another.
+    expect_all_not_found(
+        &app,
+        "root",
+        &root,
+        &child_level(&Ids::mixed(&b, &a)),
+        &not_found,
+    )
+    .await;
+    expect_all_not_found(
+        &app,
+        "root",
+        &root,
+        &every_route(&Ids::random()),
+        &not_found,
+    )
+    .await;
+
+    // Writes, including the owner-only ones.
+    let org = a.org_path();
+    let step = |call: Call, status: u16| {
+        let (app, root) = (&app, &root);
+        async move { expect(app, "root", root, &call, status).await }
+    };
+    step(Call::patch(&org, json!({"name": "Renamed By Root"})), 200).await;
+    step(
+        Call::post(
+            format!("{org}/members"),
+            json!({"user_sub": "carol", "role": "owner"}),
+        ),
+        201,
+    )
+    .await;
+    step(
+        Call::patch(format!("{org}/members/bob"), json!({"role": "admin"})),
+        200,
+    )
+    .await;
+    let ws = step(
+        Call::post(
+            format!("{org}/workspaces"),
+            json!({"name": "by-root", "plan": "shared"}),
+        ),
+        202,
+    )
+    .await
+    .id();
+    let project = step(
+        Call::post(
+            format!("{org}/projects"),
+            json!({"name": "by-root", "workspace_id": ws}),
+        ),
+        201,
+    )
+    .await
+    .id();
+    let project = format!("{org}/projects/{project}");
+    let graph = step(
+        Call::put_graph(
+            format!("{project}/graph"),
+            json!({"nodes": [{"id": "db"}], "edges": []}),
+        ),
+        200,
+    )
+    .await;
+    assert_eq!(graph.body["version"], 1, "root: PUT graph: {}", graph.text);
+    step(Call::patch(&project, json!({"name": "by-root-2"})), 200).await;
+    step(Call::delete(&project), 204).await;
+    step(Call::delete(format!("{org}/members/carol")), 204).await;
+    for ws in [&ws, &a.ws] {
+        step(Call::delete(format!("{org}/workspaces/{ws}")), 202).await;
+    }
+    step(Call::delete(&org), 204).await;
+    expect(&app, "alice", &alice, &Call::get(&org), 404).await;
+}
+
+/// Routes deliberately outside the tables: the SSE stream never ends for an allowed caller, so
+/// it cannot be read like the others. `tests/events.rs` proves outsiders get 404 on it and that
+/// a stream carries only its own organization's events.
+const COVERED_ELSEWHERE: &[&str] = &["GET /v1/orgs/{}/events/stream"];
+
+/// The tables above cover every route under `/v1/orgs/{org_id}` the application serves (apart
+/// from [`COVERED_ELSEWHERE`]), and every row is a route it serves: a new route fails here until
+/// it is added to them.
+#[test]
+fn route_tables_cover_every_org_route() {
+    let template = |method: &str, path: &str| {
+        let segments: Vec<&str> = path
+            .split('/')
+            .map(|segment| {
+                let is_id = segment.starts_with('<')
+                    || segment == "{}"
+                    || (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()));
+                if is_id {
+                    "{}"
+                } else {
+                    segment
+                }
+            })
+            .collect();
+        format!("{method} {}", segments.join("/"))
+    };
+    let placeholders = Ids {
+        org: "{}".into(),
+        ws: "{}".into(),
+        project: "{}".into(),
+        member: "{}".into(),
+    };
+    let mut tested: Vec<String> = every_route(&placeholders)
+        .iter()
+        .map(|call| template(call.method, &call.path))
+        .collect();
+    tested.sort();
+    tested.dedup();
+    let (routes, _) = gantry::api::routes_and_spec();
+    let mut served: Vec<String> = routes
+        .iter()
+        .filter(|route| route.uri.path().starts_with("/v1/orgs/<"))
+        .map(|route| template(route.method.as_str(), route.uri.path()))
+        .collect();
+    served.retain(|route| !COVERED_ELSEWHERE.contains(&route.as_str()));
+    served.sort();
+    assert_eq!(tested, served, "route tables vs. the application's routes");
+}
+
+on_both_backends!(
+    cross_org_matrix,
+    role_matrix,
+    platform_admin_sees_everything
+);
