@@ -55,6 +55,25 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `GANTRY_SHUTDOWN_TIMEOUT`: how long in-flight work may take after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// The outbox publisher's knobs.
+    pub outbox: OutboxConfig,
+}
+
+/// How the outbox publisher claims and routes events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxConfig {
+    /// `GANTRY_OUTBOX_POLL_INTERVAL`: wait between polls when idle (the only delay on SQLite;
+    /// on Postgres `LISTEN/NOTIFY` wakes the publisher at once).
+    pub poll_interval: Duration,
+    /// `GANTRY_OUTBOX_LEASE`: how long a claimed batch is held before another publisher may
+    /// re-claim it (a crashed publisher's events come back after this).
+    pub lease: Duration,
+    /// `GANTRY_OUTBOX_BATCH_SIZE`: events claimed at once.
+    pub batch_size: u64,
+    /// `GANTRY_EVENT_STREAM`: the Redis stream every event is appended to.
+    pub stream_key: String,
+    /// `GANTRY_EVENT_STREAM_MAXLEN`: approximate length the stream is trimmed to.
+    pub stream_maxlen: u64,
 }
 
 /// A configuration value that cannot be used; the message names the variable.
@@ -164,17 +183,22 @@ impl Config {
         let data_dir =
             PathBuf::from(var("GANTRY_DATA_DIR").unwrap_or_else(|| ".gantry".to_owned()));
 
-        let shutdown_timeout = match var("GANTRY_SHUTDOWN_TIMEOUT") {
-            None => Duration::from_secs(30),
-            Some(v) => humantime::parse_duration(&v).or_else(|_| {
-                v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
-                    invalid(
-                        "GANTRY_SHUTDOWN_TIMEOUT",
-                        format!("{v:?} is not a duration (e.g. 30s, 2m)"),
-                    )
-                })
-            })?,
+        let shutdown_timeout = duration(&var, "GANTRY_SHUTDOWN_TIMEOUT", Duration::from_secs(30))?;
+
+        let outbox = OutboxConfig {
+            poll_interval: duration(
+                &var,
+                "GANTRY_OUTBOX_POLL_INTERVAL",
+                Duration::from_millis(500),
+            )?,
+            lease: duration(&var, "GANTRY_OUTBOX_LEASE", Duration::from_secs(30))?,
+            batch_size: number(&var, "GANTRY_OUTBOX_BATCH_SIZE", 200, 1..=10_000)?,
+            stream_key: var("GANTRY_EVENT_STREAM").unwrap_or_else(|| "gantry:events".to_owned()),
+            stream_maxlen: number(&var, "GANTRY_EVENT_STREAM_MAXLEN", 100_000, 1..=u64::MAX)?,
         };
+        if outbox.lease < Duration::from_secs(1) {
+            return Err(invalid("GANTRY_OUTBOX_LEASE", "must be at least 1s"));
+        }
 
         Ok(Self {
             database_url,
@@ -187,6 +211,7 @@ impl Config {
             log_filter,
             data_dir,
             shutdown_timeout,
+            outbox,
         })
     }
 
@@ -199,6 +224,51 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// A duration variable: `500ms`, `30s`, `2m`, or a bare number of seconds.
+fn duration(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => humantime::parse_duration(&v)
+            .or_else(|_| v.parse::<u64>().map(Duration::from_secs))
+            .map_err(|_| {
+                invalid(
+                    name,
+                    format!("{v:?} is not a duration (e.g. 500ms, 30s, 2m)"),
+                )
+            }),
+    }
+}
+
+/// A whole-number variable within `range`.
+fn number(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    name,
+                    format!(
+                        "{v:?} is not a number in {}..={}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            }),
     }
 }
 
@@ -248,6 +318,8 @@ mod tests {
             ("GANTRY_ENV", "staging"),
             ("KEYCLOAK_ISSUER", "not a url"),
             ("GANTRY_SHUTDOWN_TIMEOUT", "soon"),
+            ("GANTRY_OUTBOX_BATCH_SIZE", "0"),
+            ("GANTRY_OUTBOX_LEASE", "100ms"),
         ] {
             let err = load(&[(var, value)]).expect_err(var);
             assert_eq!(err.variable, var);

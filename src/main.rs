@@ -209,8 +209,25 @@ async fn run_roles(config: Config, server: bool, workers_selected: Vec<WorkerNam
         }
     };
     let (stop_workers, worker_shutdown) = tokio::sync::watch::channel(false);
+    let worker_ctx = workers::WorkerContext {
+        db: db.clone(),
+        redis: match config
+            .redis_url
+            .as_deref()
+            .map(redis::Client::open)
+            .transpose()
+        {
+            Ok(redis) => redis,
+            Err(err) => {
+                tracing::error!(%err, "REDIS_URL is not usable");
+                return ExitCode::FAILURE;
+            }
+        },
+        config: Arc::new(config.clone()),
+        metrics: metrics.clone(),
+    };
     let worker_task = (!workers_selected.is_empty())
-        .then(|| tokio::spawn(workers::run(workers_selected, worker_shutdown)));
+        .then(|| tokio::spawn(workers::run(worker_ctx, workers_selected, worker_shutdown)));
 
     let mut code = ExitCode::SUCCESS;
     if server {

@@ -1,7 +1,8 @@
 //! Every Prometheus metric Gantry exports, registered once in one registry.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// The process's metrics.
@@ -11,6 +12,12 @@ pub struct Metrics {
     pub http_requests_total: IntCounterVec,
     /// `gantry_http_request_duration_seconds{route,method}`.
     pub http_request_duration_seconds: HistogramVec,
+    /// `gantry_outbox_backlog`: unpublished events, as last seen by a publisher.
+    pub outbox_backlog: IntGauge,
+    /// `gantry_outbox_lag_seconds`: commit → published.
+    pub outbox_lag_seconds: Histogram,
+    /// `gantry_outbox_published_total`: events this process published.
+    pub outbox_published_total: IntCounter,
 }
 
 impl Metrics {
@@ -34,8 +41,28 @@ impl Metrics {
             ]),
             &["route", "method"],
         )?;
+        let outbox_backlog = IntGauge::new(
+            "gantry_outbox_backlog",
+            "Outbox events not yet published, as last seen by this process's publisher.",
+        )?;
+        let outbox_lag_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "gantry_outbox_lag_seconds",
+                "Time from an event's commit to its publication.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        )?;
+        let outbox_published_total = IntCounter::new(
+            "gantry_outbox_published_total",
+            "Outbox events this process published.",
+        )?;
         registry.register(Box::new(http_requests_total.clone()))?;
         registry.register(Box::new(http_request_duration_seconds.clone()))?;
+        registry.register(Box::new(outbox_backlog.clone()))?;
+        registry.register(Box::new(outbox_lag_seconds.clone()))?;
+        registry.register(Box::new(outbox_published_total.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -44,6 +71,9 @@ impl Metrics {
             registry,
             http_requests_total,
             http_request_duration_seconds,
+            outbox_backlog,
+            outbox_lag_seconds,
+            outbox_published_total,
         })
     }
 

@@ -9,17 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gantry");
-
-/// A command with a clean environment (no variables from the developer's shell or `.env`).
-fn gantry(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GANTRY_LOG", "warn");
-    cmd
-}
+use common::process::{free_port, gantry, signal};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run gantry")
@@ -200,13 +190,6 @@ async fn concurrent_migrations_on_postgres_are_serialized() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 struct Server {
     child: Child,
     base: String,
@@ -238,12 +221,7 @@ impl Server {
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        signal(&self.child, false);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {

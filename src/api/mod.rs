@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each exporting its routes with their OpenAPI spec.
 
 pub mod access;
+pub mod admin;
 pub mod body;
 pub mod events;
 pub mod health;
@@ -60,6 +61,7 @@ pub fn routes_and_spec() -> (Vec<Route>, OpenApi) {
         workspaces::routes(&settings),
         projects::routes(&settings),
         events::routes(&settings),
+        admin::routes(&settings),
     ];
     let mut routes = Vec::new();
     let mut specs = Vec::new();

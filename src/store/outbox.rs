@@ -181,3 +181,117 @@ pub async fn latest_id_for_org(db: &impl ConnectionTrait, org_id: Uuid) -> Resul
         .await?;
     Ok(latest.map_or(0, |event| event.id))
 }
+
+const CLAIM_POSTGRES: &str = "UPDATE outbox_events \
+    SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1 \
+    WHERE id IN (SELECT id FROM outbox_events \
+      WHERE published_at IS NULL AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
+      ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+    RETURNING *";
+
+/// SQLite has one writer at a time, so the claim needs no row locks.
+const CLAIM_SQLITE: &str = "UPDATE outbox_events \
+    SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1 \
+    WHERE id IN (SELECT id FROM outbox_events \
+      WHERE published_at IS NULL AND (lease_expires_at IS NULL OR lease_expires_at < ?) \
+      ORDER BY id LIMIT ?) \
+    RETURNING *";
+
+/// Claims up to `limit` unpublished events in id order for `owner` until `lease_until`.
+/// Events leased by someone else are skipped until that lease expires (a crashed publisher's
+/// batch comes back); on Postgres concurrent claimers skip each other's rows (`SKIP LOCKED`).
+pub async fn claim_unpublished(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    lease_until: chrono::DateTime<chrono::Utc>,
+    limit: u64,
+) -> Result<Vec<StoredEvent>, DbErr> {
+    let backend = db.get_database_backend();
+    let statement = match backend {
+        DatabaseBackend::Postgres => CLAIM_POSTGRES,
+        _ => CLAIM_SQLITE,
+    };
+    let mut rows = entity::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            backend,
+            statement,
+            [
+                owner.into(),
+                lease_until.into(),
+                now().into(),
+                (limit as i64).into(),
+            ],
+        ))
+        .all(db)
+        .await?;
+    rows.sort_by_key(|row| row.id);
+    Ok(rows)
+}
+
+/// Marks events published, if `owner` still holds their lease. Returns how many were marked.
+pub async fn mark_published(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    ids: &[i64],
+) -> Result<u64, DbErr> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let result = entity::Entity::update_many()
+        .col_expr(
+            entity::Column::PublishedAt,
+            sea_orm::sea_query::Expr::value(now()),
+        )
+        .col_expr(
+            entity::Column::LeaseOwner,
+            sea_orm::sea_query::Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            entity::Column::LeaseExpiresAt,
+            sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .filter(entity::Column::Id.is_in(ids.iter().copied()))
+        .filter(entity::Column::LeaseOwner.eq(owner))
+        .filter(entity::Column::PublishedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Gives a lease back early (routing failed), so the events are claimed again at once.
+pub async fn release(db: &impl ConnectionTrait, owner: &str, ids: &[i64]) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    entity::Entity::update_many()
+        .col_expr(
+            entity::Column::LeaseOwner,
+            sea_orm::sea_query::Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            entity::Column::LeaseExpiresAt,
+            sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .filter(entity::Column::Id.is_in(ids.iter().copied()))
+        .filter(entity::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The unpublished backlog: how many events, and when the oldest was written.
+pub async fn backlog(
+    db: &impl ConnectionTrait,
+) -> Result<(u64, Option<chrono::DateTime<chrono::Utc>>), DbErr> {
+    let count = entity::Entity::find()
+        .filter(entity::Column::PublishedAt.is_null())
+        .count(db)
+        .await?;
+    let oldest = entity::Entity::find()
+        .filter(entity::Column::PublishedAt.is_null())
+        .order_by_asc(entity::Column::Id)
+        .one(db)
+        .await?
+        .map(|event| event.created_at);
+    Ok((count, oldest))
+}

@@ -1,12 +1,31 @@
-//! Background workers: the names the CLI accepts and the runtime that hosts them.
+//! Background workers: the names the CLI accepts, their shared context, and the runtime that
+//! hosts them.
 //!
-//! Each worker will be a module here with the same shape (job type, queue, concurrency,
-//! handler). Until the spine lands, a selected worker only holds its place in the process and
-//! stops cleanly on shutdown.
+//! The outbox publisher runs here. The job-queue workers (codegen, vCluster, backups, health)
+//! are accepted and hosted but have no job kinds registered until their issues land.
 
+pub mod outbox_publisher;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
 use clap::ValueEnum;
+use sea_orm::DatabaseConnection;
 use std::fmt;
+use std::sync::Arc;
 use tokio::sync::watch;
+
+/// What every worker gets: the database, Redis (if configured), configuration and metrics.
+#[derive(Clone)]
+pub struct WorkerContext {
+    /// The system of record.
+    pub db: DatabaseConnection,
+    /// Redis, when `REDIS_URL` is set.
+    pub redis: Option<redis::Client>,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
+}
 
 /// Every worker role, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
@@ -47,17 +66,33 @@ impl fmt::Display for WorkerName {
     }
 }
 
-/// Runs the selected workers until `shutdown` turns true.
-pub async fn run(workers: Vec<WorkerName>, mut shutdown: watch::Receiver<bool>) {
-    for worker in &workers {
-        tracing::info!(worker = %worker, "worker started (no job kinds registered yet)");
-    }
-    while !*shutdown.borrow() {
-        if shutdown.changed().await.is_err() {
-            break;
+/// Runs the selected workers until `shutdown` turns true, then waits for each to finish its
+/// current round.
+pub async fn run(ctx: WorkerContext, workers: Vec<WorkerName>, shutdown: watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in workers {
+        match worker {
+            WorkerName::OutboxPublisher => {
+                let publisher = outbox_publisher::OutboxPublisher::new(ctx.clone());
+                tasks.spawn(publisher.run(shutdown.clone()));
+            }
+            other => {
+                let mut shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    tracing::info!(worker = %other, "worker started (no job kinds registered yet)");
+                    while !*shutdown.borrow() {
+                        if shutdown.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                    tracing::info!(worker = %other, "worker stopped");
+                });
+            }
         }
     }
-    for worker in &workers {
-        tracing::info!(worker = %worker, "worker stopped");
+    while let Some(result) = tasks.join_next().await {
+        if let Err(err) = result {
+            tracing::error!(%err, "a worker task failed");
+        }
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod issuer;
+pub mod process;
 
 use gantry::config::Config;
 use gantry::metrics::Metrics;

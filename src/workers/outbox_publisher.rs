@@ -1,0 +1,214 @@
+//! The outbox publisher: claims unpublished events in id order with a lease, routes each one,
+//! then marks it published.
+//!
+//! Routing today: every event is appended to the Redis stream (`XADD … MAXLEN ~ n`) when Redis
+//! is configured; without Redis the events API and SSE read the outbox directly, so publishing
+//! only marks events. Delivery is at-least-once: a publisher that dies between `XADD` and the
+//! mark leaves its batch leased; once the lease expires another publisher routes it again, and
+//! consumers deduplicate by event `id`.
+
+use super::WorkerContext;
+use crate::outbox::Envelope;
+use crate::store::outbox::{self as outbox_store, StoredEvent};
+use chrono::Utc;
+use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::DatabaseBackend;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Postgres channel the outbox trigger notifies on commit.
+pub const NOTIFY_CHANNEL: &str = "gantry_outbox";
+/// How often the backlog gauge is refreshed while busy.
+const BACKLOG_REFRESH: Duration = Duration::from_secs(1);
+/// Pause after a failed round (database or Redis down) before trying again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Why a publishing round failed; the batch's lease is released so it is retried at once.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The database refused a claim or a mark.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// Redis refused the stream append.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// One publisher: a lease owner with its connections.
+pub struct OutboxPublisher {
+    ctx: WorkerContext,
+    owner: String,
+    redis: Option<redis::aio::MultiplexedConnection>,
+}
+
+impl OutboxPublisher {
+    /// A publisher with a unique lease-owner name.
+    pub fn new(ctx: WorkerContext) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "gantry".to_owned());
+        let owner = format!(
+            "{host}:{}:{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        Self {
+            ctx,
+            owner,
+            redis: None,
+        }
+    }
+
+    async fn redis(
+        &mut self,
+    ) -> Result<Option<&mut redis::aio::MultiplexedConnection>, PublishError> {
+        let Some(client) = &self.ctx.redis else {
+            return Ok(None);
+        };
+        if self.redis.is_none() {
+            self.redis = Some(client.get_multiplexed_async_connection().await?);
+        }
+        Ok(self.redis.as_mut())
+    }
+
+    /// Claims, routes and marks one batch; returns how many events it published.
+    pub async fn publish_batch(&mut self) -> Result<usize, PublishError> {
+        let config = &self.ctx.config.outbox;
+        let lease_until = Utc::now()
+            + chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(30));
+        let batch = outbox_store::claim_unpublished(
+            &self.ctx.db,
+            &self.owner,
+            lease_until,
+            config.batch_size,
+        )
+        .await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+        if let Err(err) = self.route(&batch).await {
+            // Give the batch back now rather than after the lease; a dropped connection is
+            // re-opened on the next round.
+            self.redis = None;
+            outbox_store::release(&self.ctx.db, &self.owner, &ids).await?;
+            return Err(err);
+        }
+        let marked = outbox_store::mark_published(&self.ctx.db, &self.owner, &ids).await?;
+        if marked < ids.len() as u64 {
+            // Our lease expired mid-batch and another publisher took over; it will route those
+            // events again (at-least-once), which consumers tolerate.
+            tracing::warn!(
+                claimed = ids.len(),
+                marked,
+                "outbox lease expired before the batch was marked; raise GANTRY_OUTBOX_LEASE"
+            );
+        }
+        let now = Utc::now();
+        for event in &batch {
+            let lag = (now - event.created_at).to_std().unwrap_or_default();
+            self.ctx
+                .metrics
+                .outbox_lag_seconds
+                .observe(lag.as_secs_f64());
+        }
+        self.ctx.metrics.outbox_published_total.inc_by(marked);
+        Ok(batch.len())
+    }
+
+    async fn route(&mut self, batch: &[StoredEvent]) -> Result<(), PublishError> {
+        let key = self.ctx.config.outbox.stream_key.clone();
+        let maxlen = self.ctx.config.outbox.stream_maxlen;
+        let Some(redis) = self.redis().await? else {
+            return Ok(());
+        };
+        let mut pipe = redis::pipe();
+        for event in batch {
+            let envelope = serde_json::to_string(&Envelope::from(event)).unwrap_or_default();
+            pipe.cmd("XADD")
+                .arg(&key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(maxlen)
+                .arg("*")
+                .arg("id")
+                .arg(event.event_id.to_string())
+                .arg("type")
+                .arg(&event.event_type)
+                .arg("org_id")
+                .arg(event.org_id.to_string())
+                .arg("cursor")
+                .arg(event.id)
+                .arg("envelope")
+                .arg(envelope)
+                .ignore();
+        }
+        pipe.query_async::<()>(redis).await?;
+        Ok(())
+    }
+
+    async fn refresh_backlog(&self) {
+        match outbox_store::backlog(&self.ctx.db).await {
+            Ok((count, _)) => self.ctx.metrics.outbox_backlog.set(count as i64),
+            Err(err) => tracing::warn!(%err, "could not read the outbox backlog"),
+        }
+    }
+
+    /// Publishes until `shutdown` turns true, waking on NOTIFY (Postgres) or every poll interval.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut listener = self.listen().await;
+        let poll = self.ctx.config.outbox.poll_interval;
+        let full_batch = self.ctx.config.outbox.batch_size as usize;
+        let mut backlog_refreshed = Instant::now() - BACKLOG_REFRESH;
+        tracing::info!(owner = %self.owner, notify = listener.is_some(), "outbox publisher started");
+        while !*shutdown.borrow() {
+            let wait = match self.publish_batch().await {
+                Ok(n) if n >= full_batch => None,
+                Ok(_) => Some(poll),
+                Err(err) => {
+                    tracing::warn!(%err, "outbox publishing round failed; retrying");
+                    Some(ERROR_BACKOFF)
+                }
+            };
+            if backlog_refreshed.elapsed() >= BACKLOG_REFRESH || wait.is_some() {
+                self.refresh_backlog().await;
+                backlog_refreshed = Instant::now();
+            }
+            let Some(wait) = wait else { continue };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+                notified = async {
+                    match listener.as_mut() {
+                        Some(l) => l.recv().await.map(|_| ()),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Err(err) = notified {
+                        tracing::warn!(%err, "LISTEN connection lost; polling until it is back");
+                    }
+                }
+            }
+        }
+        tracing::info!(owner = %self.owner, "outbox publisher stopped");
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        if self.ctx.db.get_database_backend() != DatabaseBackend::Postgres {
+            return None;
+        }
+        let pool = self.ctx.db.get_postgres_connection_pool();
+        let mut listener = match PgListener::connect_with(pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(%err, "cannot LISTEN; the outbox publisher will poll");
+                return None;
+            }
+        };
+        match listener.listen(NOTIFY_CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(err) => {
+                tracing::warn!(%err, "cannot LISTEN; the outbox publisher will poll");
+                None
+            }
+        }
+    }
+}
