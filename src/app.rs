@@ -34,6 +34,8 @@ pub struct AppState {
     pub users_seen: SeenUsers,
     /// The OpenAPI document, serialized once.
     pub openapi_json: String,
+    /// Which addresses webhooks may reach.
+    pub outbound: crate::webhooks::outbound::OutboundPolicy,
 }
 
 /// Errors while building the application.
@@ -93,6 +95,7 @@ pub async fn build(
         metrics,
         users_seen: SeenUsers::default(),
         openapi_json,
+        outbound: crate::webhooks::outbound::OutboundPolicy::new(config.outbound_allow.clone()),
     };
 
     let figment = Figment::from(rocket::Config::default())

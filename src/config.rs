@@ -57,6 +57,25 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The outbox publisher's knobs.
     pub outbox: OutboxConfig,
+    /// `GANTRY_OUTBOUND_ALLOW_CIDRS`: non-public ranges webhooks may reach anyway.
+    pub outbound_allow: Vec<ipnet::IpNet>,
+    /// How webhook deliveries are attempted.
+    pub webhooks: WebhookConfig,
+}
+
+/// Webhook delivery knobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `GANTRY_WEBHOOK_MAX_ATTEMPTS`: attempts before a delivery is `failed`.
+    pub max_attempts: u32,
+    /// `GANTRY_WEBHOOK_TIMEOUT`: bound on one attempt.
+    pub timeout: Duration,
+    /// `GANTRY_WEBHOOK_BACKOFF_BASE`: first retry ceiling; it doubles per attempt (full jitter).
+    pub backoff_base: Duration,
+    /// `GANTRY_WEBHOOK_BACKOFF_CAP`: largest retry ceiling.
+    pub backoff_cap: Duration,
+    /// `GANTRY_WEBHOOK_CONCURRENCY`: attempts in flight per process.
+    pub concurrency: usize,
 }
 
 /// How the outbox publisher claims and routes events.
@@ -200,6 +219,26 @@ impl Config {
             return Err(invalid("GANTRY_OUTBOX_LEASE", "must be at least 1s"));
         }
 
+        let outbound_allow = crate::webhooks::outbound::OutboundPolicy::parse_allow_list(
+            &var("GANTRY_OUTBOUND_ALLOW_CIDRS").unwrap_or_default(),
+        )
+        .map_err(|e| invalid("GANTRY_OUTBOUND_ALLOW_CIDRS", e))?;
+
+        let webhooks = WebhookConfig {
+            max_attempts: number(&var, "GANTRY_WEBHOOK_MAX_ATTEMPTS", 8, 1..=100)? as u32,
+            timeout: duration(&var, "GANTRY_WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
+            backoff_base: duration(&var, "GANTRY_WEBHOOK_BACKOFF_BASE", Duration::from_secs(30))?,
+            backoff_cap: duration(
+                &var,
+                "GANTRY_WEBHOOK_BACKOFF_CAP",
+                Duration::from_secs(1800),
+            )?,
+            concurrency: number(&var, "GANTRY_WEBHOOK_CONCURRENCY", 8, 1..=256)? as usize,
+        };
+        if webhooks.timeout.is_zero() {
+            return Err(invalid("GANTRY_WEBHOOK_TIMEOUT", "must be more than 0"));
+        }
+
         Ok(Self {
             database_url,
             redis_url,
@@ -212,6 +251,8 @@ impl Config {
             data_dir,
             shutdown_timeout,
             outbox,
+            outbound_allow,
+            webhooks,
         })
     }
 
@@ -320,6 +361,9 @@ mod tests {
             ("GANTRY_SHUTDOWN_TIMEOUT", "soon"),
             ("GANTRY_OUTBOX_BATCH_SIZE", "0"),
             ("GANTRY_OUTBOX_LEASE", "100ms"),
+            ("GANTRY_OUTBOUND_ALLOW_CIDRS", "127.0.0.1/99"),
+            ("GANTRY_WEBHOOK_MAX_ATTEMPTS", "0"),
+            ("GANTRY_WEBHOOK_TIMEOUT", "0s"),
         ] {
             let err = load(&[(var, value)]).expect_err(var);
             assert_eq!(err.variable, var);

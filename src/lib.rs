@@ -10,6 +10,7 @@ pub mod error;
 pub mod metrics;
 pub mod outbox;
 pub mod store;
+pub mod webhooks;
 pub mod workers;
 
 /// Installs the process-wide rustls crypto provider (sqlx brings `ring`, reqwest and

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub outbox_lag_seconds: Histogram,
     /// `gantry_outbox_published_total`: events this process published.
     pub outbox_published_total: IntCounter,
+    /// `gantry_webhook_deliveries_total{outcome}`: attempts by outcome
+    /// (`delivered`, `retry`, `failed`).
+    pub webhook_deliveries_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -58,6 +61,15 @@ impl Metrics {
             "gantry_outbox_published_total",
             "Outbox events this process published.",
         )?;
+        let webhook_deliveries_total = IntCounterVec::new(
+            Opts::new(
+                "gantry_webhook_deliveries_total",
+                "Webhook delivery attempts by outcome: delivered, retry (will be tried again), \
+                 failed (no attempts left).",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(webhook_deliveries_total.clone()))?;
         registry.register(Box::new(http_requests_total.clone()))?;
         registry.register(Box::new(http_request_duration_seconds.clone()))?;
         registry.register(Box::new(outbox_backlog.clone()))?;
@@ -74,6 +86,7 @@ impl Metrics {
             outbox_backlog,
             outbox_lag_seconds,
             outbox_published_total,
+            webhook_deliveries_total,
         })
     }
 

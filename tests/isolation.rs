@@ -3,8 +3,9 @@
 //! - Another organization's resource, or an organization the caller is not in, is `404` (never
 //!   `403`, and with the same body as for an id that exists nowhere: no existence leak).
 //! - Roles: owner > admin > member > viewer. Viewers only read; members write projects and
-//!   graphs; admins manage workspaces, members (not owners) and the organization's name; only
-//!   owners delete the organization or touch owners.
+//!   graphs; admins manage workspaces, members (not owners), webhooks and the organization's
+//!   name; only owners delete the organization or touch owners. Webhooks are admin business even
+//!   to read: viewers and members get `403` on every webhook route.
 //! - Platform admins (realm role `gantry-admin`) see and may do everything.
 //!
 //! Every rejection is `application/problem+json`. The routes are tables of [`Call`]s, so a new
@@ -79,6 +80,20 @@ impl Call {
 
     fn is_read(&self) -> bool {
         self.method == "GET"
+    }
+
+    /// A webhook route: every one, reads included, needs the admin role or higher.
+    fn is_webhook(&self) -> bool {
+        self.path.contains("/webhooks")
+    }
+
+    /// What `role` gets on this read in its own organization.
+    fn read_status(&self, role: &str) -> u16 {
+        if self.is_webhook() && matches!(role, "viewer" | "member") {
+            403
+        } else {
+            200
+        }
     }
 
     async fn send(&self, app: &TestApp, token: &str) -> TestResponse {
@@ -163,6 +178,9 @@ struct Ids {
     project: String,
     /// `sub` of the member the member routes address.
     member: String,
+    webhook: String,
+    /// A delivery of `webhook` (these tests make none, so it exists nowhere).
+    delivery: String,
 }
 
 impl Ids {
@@ -173,10 +191,12 @@ impl Ids {
             ws: Uuid::new_v4().to_string(),
             project: Uuid::new_v4().to_string(),
             member: format!("ghost-{}", Uuid::new_v4().simple()),
+            webhook: Uuid::new_v4().to_string(),
+            delivery: Uuid::new_v4().to_string(),
         }
     }
 
-    /// `org` with the children (workspace, project, member) of `children`.
+    /// `org` with the children (workspace, project, member, webhook) of `children`.
     fn mixed(org: &Ids, children: &Ids) -> Ids {
         Ids {
             org: org.org.clone(),
@@ -191,7 +211,14 @@ impl Ids {
     fn project_path(&self) -> String {
         format!("{}/projects/{}", self.org_path(), self.project)
     }
+
+    fn webhook_path(&self) -> String {
+        format!("{}/webhooks/{}", self.org_path(), self.webhook)
+    }
 }
+
+/// A public address literal: accepted without a DNS lookup, and nothing connects to it here.
+const WEBHOOK_URL: &str = "https://93.184.215.14/hooks/x";
 
 /// Routes addressed by the organization id alone (bodies that name a child use `ids` too).
 fn org_level(ids: &Ids) -> Vec<Call> {
@@ -216,15 +243,21 @@ fn org_level(ids: &Ids) -> Vec<Call> {
         ),
         Call::get(format!("{org}/projects")),
         Call::get(format!("{org}/events")),
+        Call::post(
+            format!("{org}/webhooks"),
+            json!({"url": WEBHOOK_URL, "events": ["*"], "description": "intruder"}),
+        ),
+        Call::get(format!("{org}/webhooks")),
     ]
 }
 
-/// Routes that also address a member, workspace or project inside the organization.
+/// Routes that also address a member, workspace, project or webhook inside the organization.
 fn child_level(ids: &Ids) -> Vec<Call> {
     let org = ids.org_path();
     let member = format!("{org}/members/{}", ids.member);
     let workspace = format!("{org}/workspaces/{}", ids.ws);
     let project = ids.project_path();
+    let webhook = ids.webhook_path();
     vec![
         Call::patch(&member, json!({"role": "owner"})),
         Call::delete(&member),
@@ -240,6 +273,20 @@ fn child_level(ids: &Ids) -> Vec<Call> {
         ),
         Call::get(format!("{project}/graph/versions")),
         Call::get(format!("{project}/graph/versions/0")),
+        Call::get(&webhook),
+        Call::patch(
+            &webhook,
+            json!({"url": WEBHOOK_URL, "description": "intruder"}),
+        ),
+        Call::delete(&webhook),
+        Call::new("POST", format!("{webhook}/rotate-secret"), None),
+        Call::get(format!("{webhook}/deliveries")),
+        // These tests make no deliveries: a caller allowed to redeliver gets 404 as well.
+        Call::new(
+            "POST",
+            format!("{webhook}/deliveries/{}/redeliver", ids.delivery),
+            None,
+        ),
     ]
 }
 
@@ -286,7 +333,23 @@ async fn unknown_org_body(app: &TestApp, token: &str) -> Value {
     response.body
 }
 
-/// Org of `owner` with a workspace, a project and `member` as a member.
+/// Creates a webhook in `org` as `token`; returns its id.
+async fn create_webhook(app: &TestApp, token: &str, org: &str) -> String {
+    let call = Call::post(
+        format!("/v1/orgs/{org}/webhooks"),
+        json!({"url": WEBHOOK_URL, "events": ["*"]}),
+    );
+    let response = call.send(app, token).await;
+    check(&response, 201, &call.to_string());
+    assert!(
+        response.body["secret"].is_string(),
+        "{call}: no secret; body: {}",
+        response.text
+    );
+    response.id()
+}
+
+/// Org of `owner` with a workspace, a project, a webhook and `member` as a member.
 async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> Ids {
     let org = app.create_org(owner, slug).await;
     let ws = app
@@ -295,12 +358,15 @@ async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> 
     let project = app
         .create_project(owner, &org, &ws, &format!("{slug}-project"))
         .await;
+    let webhook = create_webhook(app, owner, &org).await;
     app.add_member(owner, &org, member, "member").await;
     Ids {
         org,
         ws,
         project,
         member: member.to_owned(),
+        webhook,
+        ..Ids::random()
     }
 }
 
@@ -341,6 +407,12 @@ fn early_refusals(ids: &Ids) -> Vec<Call> {
         Call::new("PUT", &graph, Some(json!({ "graph": empty_graph }))),
         Call::put_graph(&graph, empty_graph.clone()).with_header("If-Match", "\"7\""),
         Call::put_graph(&graph, json!({"nodes": {}})),
+        Call::post(format!("{org}/webhooks"), json!({"url": WEBHOOK_URL})),
+        Call::post(
+            format!("{org}/webhooks"),
+            json!({"url": WEBHOOK_URL, "events": ["*"], "secret": "whsec_mine"}),
+        ),
+        Call::patch(ids.webhook_path(), json!({"secret": "whsec_mine"})),
     ]
 }
 
@@ -405,10 +477,29 @@ async fn cross_org_matrix(backend: Backend) {
     let bob = app.token("bob");
     let bobs_routes: Vec<Call> = a_with_b_children
         .iter()
-        .filter(|call| call.is_read() || call.path.contains("/projects/"))
+        .filter(|call| !call.is_webhook() && (call.is_read() || call.path.contains("/projects/")))
         .cloned()
         .collect();
     checks += expect_all_not_found(&app, "bob", &bob, &bobs_routes, &not_found).await;
+    // Webhook routes, reads included, refuse him the same 403 whether the webhook is A's own,
+    // B's or exists nowhere.
+    let webhook_routes = |ids: &Ids| -> Vec<Call> {
+        every_route(ids)
+            .into_iter()
+            .filter(Call::is_webhook)
+            .collect()
+    };
+    let own = webhook_routes(&a);
+    for call in &own {
+        expect(&app, "bob", &bob, call, 403).await;
+        checks += 1;
+    }
+    for twins in [
+        webhook_routes(&Ids::mixed(&a, &b)),
+        webhook_routes(&Ids::mixed(&a, &Ids::random())),
+    ] {
+        checks += expect_same_refusals(&app, "bob", &bob, &own, &twins).await;
+    }
 
     // (c) A user in no organization.
     for ids in [&a, &b] {
@@ -515,13 +606,15 @@ enum Scope {
     /// The shared organization, with a fresh workspace, project and member targets.
     Shared,
     /// A fresh organization with one member per role (for calls that end the org or the
-    /// caller's membership).
+    /// caller's membership, and for webhook calls: the shared organization gains a webhook per
+    /// fixture, soon more than a list page shows, so a refused create would go unseen there).
     FreshOrg,
 }
 
 /// Fresh resources for one call of the role matrix.
 struct Fixture {
-    /// `member` is a fresh viewer; `ws` and `project` are fresh (random in a fresh org).
+    /// `member` is a fresh viewer; `ws` and `project` are fresh (random in a fresh org);
+    /// `webhook` is fresh in either scope.
     ids: Ids,
     /// A fresh owner (besides alice and otto).
     owner_target: String,
@@ -629,6 +722,40 @@ fn write_rules() -> Vec<WriteRule> {
                 json!({"nodes": [{"id": "web"}], "edges": []}),
             )
         }),
+        rule(FreshOrg, [403, 403, 201, 201], |f| {
+            Call::post(
+                format!("{}/webhooks", f.ids.org_path()),
+                json!({"url": WEBHOOK_URL, "events": ["*"], "description": format!("new-{}", f.n)}),
+            )
+        }),
+        rule(FreshOrg, [403, 403, 200, 200], |f| {
+            Call::patch(
+                f.ids.webhook_path(),
+                json!({"description": format!("changed-{}", f.n)}),
+            )
+        }),
+        rule(FreshOrg, [403, 403, 200, 200], |f| {
+            Call::new(
+                "POST",
+                format!("{}/rotate-secret", f.ids.webhook_path()),
+                None,
+            )
+        }),
+        rule(FreshOrg, [403, 403, 204, 204], |f| {
+            Call::delete(f.ids.webhook_path())
+        }),
+        // The role is checked first; past it, the delivery exists nowhere.
+        rule(FreshOrg, [403, 403, 404, 404], |f| {
+            Call::new(
+                "POST",
+                format!(
+                    "{}/deliveries/{}/redeliver",
+                    f.ids.webhook_path(),
+                    f.ids.delivery
+                ),
+                None,
+            )
+        }),
     ]
 }
 
@@ -660,17 +787,25 @@ async fn fixture(
                 .await;
             let member = format!("target-{n}");
             app.add_member(alice, shared_org, &member, "viewer").await;
+            let webhook = create_webhook(app, alice, shared_org).await;
             Ids {
                 org: shared_org.to_owned(),
                 ws,
                 project,
                 member,
+                webhook,
+                ..Ids::random()
             }
         }
-        Scope::FreshOrg => Ids {
-            org: org_with_roles(app, alice, &format!("fresh-{n}")).await,
-            ..Ids::random()
-        },
+        Scope::FreshOrg => {
+            let org = org_with_roles(app, alice, &format!("fresh-{n}")).await;
+            let webhook = create_webhook(app, alice, &org).await;
+            Ids {
+                org,
+                webhook,
+                ..Ids::random()
+            }
+        }
     };
     let owner_target = format!("owner-target-{n}");
     app.add_member(alice, &ids.org, &owner_target, "owner")
@@ -690,12 +825,13 @@ async fn role_matrix(backend: Backend) {
     let mut checks = 0;
     let mut n = 0;
 
-    // Reads: every role reads every route.
+    // Reads: every role reads every route, except webhooks (admins and owners only).
     let read_fixture = fixture(&app, &alice, &shared_org, Scope::Shared, "alice", n).await;
     for (role, sub) in ROLES {
         let token = app.token(sub);
         for call in reads(&read_fixture.ids) {
-            expect(&app, &format!("{sub} ({role})"), &token, &call, 200).await;
+            let status = call.read_status(role);
+            expect(&app, &format!("{sub} ({role})"), &token, &call, status).await;
             checks += 1;
         }
         let me = app.get("/v1/me", &token).await;
@@ -835,6 +971,54 @@ async fn platform_admin_sees_everything(backend: Backend) {
     for ws in [&ws, &a.ws] {
         step(Call::delete(format!("{org}/workspaces/{ws}")), 202).await;
     }
+    let created = step(
+        Call::post(
+            format!("{org}/webhooks"),
+            json!({"url": WEBHOOK_URL, "events": ["*"], "description": "by root"}),
+        ),
+        201,
+    )
+    .await;
+    assert!(
+        created.body["secret"].is_string(),
+        "root: POST webhook: {}",
+        created.text
+    );
+    let webhook = format!("{org}/webhooks/{}", created.id());
+    step(
+        Call::patch(&webhook, json!({"description": "by root 2"})),
+        200,
+    )
+    .await;
+    let rotated = step(
+        Call::new("POST", format!("{webhook}/rotate-secret"), None),
+        200,
+    )
+    .await;
+    assert!(
+        rotated.body["secret"].is_string(),
+        "root: rotate-secret: {}",
+        rotated.text
+    );
+    let deliveries = step(Call::get(format!("{webhook}/deliveries")), 200).await;
+    assert_eq!(
+        deliveries.body,
+        json!({"items": [], "next_cursor": null}),
+        "root: GET deliveries"
+    );
+    step(
+        Call::new(
+            "POST",
+            format!("{webhook}/deliveries/{}/redeliver", Uuid::new_v4()),
+            None,
+        ),
+        404,
+    )
+    .await;
+    for webhook in [webhook, a.webhook_path()] {
+        step(Call::delete(&webhook), 204).await;
+        step(Call::get(&webhook), 404).await;
+    }
     step(Call::delete(&org), 204).await;
     expect(&app, "alice", &alice, &Call::get(&org), 404).await;
 }
@@ -870,6 +1054,8 @@ fn route_tables_cover_every_org_route() {
         ws: "{}".into(),
         project: "{}".into(),
         member: "{}".into(),
+        webhook: "{}".into(),
+        delivery: "{}".into(),
     };
     let mut tested: Vec<String> = every_route(&placeholders)
         .iter()

@@ -281,3 +281,84 @@ on_both_backends!(
     routes_events_and_stops_on_sigterm,
     publisher_crashes_lose_nothing
 );
+
+/// The publisher records one pending delivery per matching webhook and event, and routing the
+/// same events again (a re-claimed batch) records nothing twice.
+async fn routes_events_to_matching_webhooks(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend, "routes_events_to_matching_webhooks").await else {
+        return;
+    };
+    let alice = app.token("alice");
+    let org = app.create_org(&alice, "acme").await;
+    let hook = |events: serde_json::Value| json!({"url": "https://93.184.215.14/hooks/gantry", "events": events});
+    let workspaces_hook = app
+        .post(
+            &format!("/v1/orgs/{org}/webhooks"),
+            &alice,
+            hook(json!(["workspace.*"])),
+        )
+        .await;
+    workspaces_hook.assert_status(201);
+    let workspaces_hook = workspaces_hook.id();
+    let everything = app
+        .post(
+            &format!("/v1/orgs/{org}/webhooks"),
+            &alice,
+            hook(json!(["*"])),
+        )
+        .await
+        .id();
+    let ws = app.create_workspace(&alice, &org, "dev").await;
+    app.create_project(&alice, &org, &ws, "shop").await;
+    // Another org's events never reach this org's webhooks.
+    app.create_org(&app.token("mallory"), "evil").await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = vec![("GANTRY_OUTBOX_POLL_INTERVAL", "50ms".to_owned())];
+    let db = sea_orm::Database::connect(&app.database_url)
+        .await
+        .expect("db");
+    for round in 0..2 {
+        let mut publisher = start_publisher(dir.path(), &app.database_url, &env);
+        wait_until_published(&db, Duration::from_secs(20)).await;
+        signal(&publisher, false);
+        assert_eq!(publisher.wait().expect("wait").code(), Some(0));
+        if round == 0 {
+            // Pretend every event was re-claimed: route them all again.
+            db.execute_unprepared("UPDATE outbox_events SET published_at = NULL")
+                .await
+                .expect("reset");
+        }
+    }
+
+    let deliveries = |id: String| {
+        let app = &app;
+        let alice = alice.clone();
+        let org = org.clone();
+        async move {
+            let page = app
+                .get(&format!("/v1/orgs/{org}/webhooks/{id}/deliveries"), &alice)
+                .await;
+            page.assert_status(200);
+            let mut types: Vec<String> = page.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|d| {
+                    assert_eq!(d["status"], "pending");
+                    d["event_type"].as_str().unwrap_or_default().to_owned()
+                })
+                .collect();
+            types.sort();
+            types
+        }
+    };
+    assert_eq!(deliveries(workspaces_hook).await, ["workspace.requested"]);
+    assert_eq!(
+        deliveries(everything).await,
+        ["project.created", "workspace.requested"],
+        "events before the webhook existed are not delivered; none twice"
+    );
+}
+
+on_both_backends!(routes_events_to_matching_webhooks);

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_tenancy;
 mod m20261128_000002_outbox;
+mod m20261128_000003_webhooks;
 
 /// Every migration, in the order it is applied.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_tenancy::Migration),
             Box::new(m20261128_000002_outbox::Migration),
+            Box::new(m20261128_000003_webhooks::Migration),
         ]
     }
 }

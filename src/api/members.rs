@@ -20,7 +20,7 @@ use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -131,7 +131,7 @@ pub async fn add_member(
             format!("must be 1 to {MAX_SUB_LEN} characters"),
         ));
     }
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     let access = org_access_for_update(&txn, &caller, org_id, Role::Admin).await?;
     require_owner_for_owners(&access, role == Role::Owner)?;
     let member = store::members::insert(&txn, org_id, &user_sub, role)
@@ -163,7 +163,7 @@ pub async fn update_member(
     body: JsonBody<UpdateMember>,
 ) -> Result<Json<MemberView>, ApiError> {
     let new_role = body.0.role;
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     let access = org_access_for_update(&txn, &caller, org_id, Role::Admin).await?;
     let target = store::members::find(&txn, org_id, user_sub)
         .await?
@@ -195,7 +195,7 @@ pub async fn remove_member(
 ) -> Result<NoContent, ApiError> {
     let leaving = user_sub == caller.sub;
     let required = if leaving { Role::Viewer } else { Role::Admin };
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     let access = org_access_for_update(&txn, &caller, org_id, required).await?;
     let target = store::members::find(&txn, org_id, user_sub)
         .await?

@@ -11,6 +11,7 @@ pub mod orgs;
 pub mod pagination;
 pub mod projects;
 pub mod responses;
+pub mod webhooks;
 pub mod workspaces;
 
 use crate::error::ApiError;
@@ -61,6 +62,7 @@ pub fn routes_and_spec() -> (Vec<Route>, OpenApi) {
         workspaces::routes(&settings),
         projects::routes(&settings),
         events::routes(&settings),
+        webhooks::routes(&settings),
         admin::routes(&settings),
     ];
     let mut routes = Vec::new();

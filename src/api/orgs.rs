@@ -17,7 +17,6 @@ use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
-use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -104,7 +103,7 @@ pub async fn create_org(
     let (Some(name), Some(slug)) = (name, slug) else {
         return Err(ApiError::Validation(errors));
     };
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     let org = store::orgs::insert(&txn, &name, &slug)
         .await
         .map_err(slug_taken)?;
@@ -169,7 +168,7 @@ pub async fn update_org(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     let access = org_access(&txn, &caller, org_id, Role::Admin).await?;
     let org = store::orgs::update(&txn, access.org, name.flatten(), slug.flatten())
         .await
@@ -189,7 +188,7 @@ pub async fn delete_org(
     caller: Caller,
     org_id: Uuid,
 ) -> Result<NoContent, ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     let access = org_access(&txn, &caller, org_id, Role::Owner).await?;
     let active = store::workspaces::count_active(&txn, org_id).await?;
     if active > 0 {

@@ -20,7 +20,6 @@ use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
-use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -208,7 +207,7 @@ pub async fn create_project(
 ) -> Result<Created<ProjectView>, ApiError> {
     let CreateProject { name, workspace_id } = body.0;
     let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     org_access(&txn, &caller, org_id, Role::Member).await?;
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?
@@ -294,7 +293,7 @@ pub async fn update_project(
         .name
         .map(|n| DnsLabel::parse(&n).map_err(|e| ApiError::invalid("/name", e)))
         .transpose()?;
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
     let view = match name {
@@ -321,7 +320,7 @@ pub async fn delete_project(
     org_id: Uuid,
     project_id: Uuid,
 ) -> Result<NoContent, ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
     let project = store::projects::soft_delete(&txn, project).await?;
@@ -363,7 +362,7 @@ pub async fn put_graph(
     body: JsonBody<PutGraph>,
 ) -> Result<Tagged<GraphView>, ApiError> {
     let new_graph = body.0.graph;
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
     if if_match.0.is_none() {

@@ -18,7 +18,6 @@ use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
-use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -135,7 +134,7 @@ pub async fn create_workspace(
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
     let CreateWorkspace { name, plan } = body.0;
     let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     org_access(&txn, &caller, org_id, Role::Admin).await?;
     let workspace = store::workspaces::insert(&txn, org_id, name.as_str(), plan.as_str())
         .await
@@ -201,7 +200,7 @@ pub async fn delete_workspace(
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
-    let txn = state.db.begin().await?;
+    let txn = store::begin_write(&state.db).await?;
     org_access(&txn, &caller, org_id, Role::Admin).await?;
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?

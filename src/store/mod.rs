@@ -5,14 +5,16 @@ pub mod orgs;
 pub mod outbox;
 pub mod projects;
 pub mod users;
+pub mod webhooks;
 pub mod workspaces;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, SqlErr,
-    Statement, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, SqlErr, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait,
 };
 use std::time::Duration;
 
@@ -56,6 +58,23 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
             txn.commit().await
         }
         _ => Migrator::up(db, None).await,
+    }
+}
+
+/// Begins a transaction that will write. On SQLite it starts `IMMEDIATE`, taking the write lock
+/// up front: a deferred transaction that reads and then writes cannot wait for the lock (SQLite
+/// fails the upgrade with `SQLITE_BUSY` at once when another process wrote meanwhile), while an
+/// immediate one waits up to the busy timeout like any other writer.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    match db.get_database_backend() {
+        DatabaseBackend::Sqlite => {
+            db.begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+        }
+        _ => db.begin().await,
     }
 }
 

@@ -295,3 +295,14 @@ pub async fn backlog(
         .map(|event| event.created_at);
     Ok((count, oldest))
 }
+
+/// The event with this event id.
+pub async fn find_by_event_id(
+    db: &impl ConnectionTrait,
+    event_id: Uuid,
+) -> Result<Option<StoredEvent>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::EventId.eq(event_id))
+        .one(db)
+        .await
+}

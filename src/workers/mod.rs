@@ -4,7 +4,9 @@
 //! The outbox publisher runs here. The job-queue workers (codegen, vCluster, backups, health)
 //! are accepted and hosted but have no job kinds registered until their issues land.
 
+pub mod backoff;
 pub mod outbox_publisher;
+pub mod webhook_sender;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -73,8 +75,10 @@ pub async fn run(ctx: WorkerContext, workers: Vec<WorkerName>, shutdown: watch::
     for worker in workers {
         match worker {
             WorkerName::OutboxPublisher => {
+                // The publisher role also runs the spine's own consumers: webhook deliveries.
                 let publisher = outbox_publisher::OutboxPublisher::new(ctx.clone());
                 tasks.spawn(publisher.run(shutdown.clone()));
+                tasks.spawn(webhook_sender::run(ctx.clone(), shutdown.clone()));
             }
             other => {
                 let mut shutdown = shutdown.clone();

@@ -2,17 +2,20 @@
 //! then marks it published.
 //!
 //! Routing today: every event is appended to the Redis stream (`XADD … MAXLEN ~ n`) when Redis
-//! is configured; without Redis the events API and SSE read the outbox directly, so publishing
-//! only marks events. Delivery is at-least-once: a publisher that dies between `XADD` and the
+//! is configured (without Redis the events API and SSE read the outbox directly), and a pending
+//! `webhook_deliveries` row is recorded for each matching webhook, in the same transaction that
+//! marks the batch published. Delivery is at-least-once: a publisher that dies between `XADD` and the
 //! mark leaves its batch leased; once the lease expires another publisher routes it again, and
 //! consumers deduplicate by event `id`.
 
 use super::WorkerContext;
 use crate::outbox::Envelope;
 use crate::store::outbox::{self as outbox_store, StoredEvent};
+use crate::store::webhooks::{self as webhook_store, Webhook};
 use chrono::Utc;
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::DatabaseBackend;
+use std::collections::hash_map::{Entry, HashMap};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -92,7 +95,7 @@ impl OutboxPublisher {
             outbox_store::release(&self.ctx.db, &self.owner, &ids).await?;
             return Err(err);
         }
-        let marked = outbox_store::mark_published(&self.ctx.db, &self.owner, &ids).await?;
+        let marked = self.record_deliveries_and_mark(&batch, &ids).await?;
         if marked < ids.len() as u64 {
             // Our lease expired mid-batch and another publisher took over; it will route those
             // events again (at-least-once), which consumers tolerate.
@@ -112,6 +115,40 @@ impl OutboxPublisher {
         }
         self.ctx.metrics.outbox_published_total.inc_by(marked);
         Ok(batch.len())
+    }
+
+    /// Records webhook deliveries and marks the batch published, atomically: a crash between the
+    /// two cannot leave an event published without its deliveries.
+    async fn record_deliveries_and_mark(
+        &self,
+        batch: &[StoredEvent],
+        ids: &[i64],
+    ) -> Result<u64, PublishError> {
+        let txn = crate::store::begin_write(&self.ctx.db).await?;
+        let mut webhooks_by_org: HashMap<uuid::Uuid, Vec<Webhook>> = HashMap::new();
+        for event in batch {
+            let webhooks = match webhooks_by_org.entry(event.org_id) {
+                Entry::Occupied(cached) => cached.into_mut(),
+                Entry::Vacant(slot) => {
+                    slot.insert(webhook_store::all_live_for_org(&txn, event.org_id).await?)
+                }
+            };
+            // A webhook gets the events committed after it was created, never earlier ones.
+            for webhook in webhooks.iter().filter(|w| w.created_at <= event.created_at) {
+                if crate::webhooks::matches(&webhook.patterns(), &event.event_type) {
+                    webhook_store::insert_delivery(
+                        &txn,
+                        webhook,
+                        event.event_id,
+                        &event.event_type,
+                    )
+                    .await?;
+                }
+            }
+        }
+        let marked = outbox_store::mark_published(&txn, &self.owner, ids).await?;
+        txn.commit().await?;
+        Ok(marked)
     }
 
     async fn route(&mut self, batch: &[StoredEvent]) -> Result<(), PublishError> {

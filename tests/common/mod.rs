@@ -179,10 +179,19 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the app on `backend`; `None` when that backend is not available here.
     pub async fn spawn(backend: Backend, test: &str) -> Option<TestApp> {
+        Self::spawn_with(backend, test, &[]).await
+    }
+
+    /// Like [`TestApp::spawn`], with extra configuration variables.
+    pub async fn spawn_with(
+        backend: Backend,
+        test: &str,
+        extra: &[(&str, &str)],
+    ) -> Option<TestApp> {
         gantry::install_crypto_provider();
         let (database, database_url) = TestDatabase::create(backend, test).await?;
         let issuer = TestIssuer::start().await;
-        let config = test_config(&database_url, &issuer, None);
+        let config = test_config(&database_url, &issuer, None, extra);
         let db = gantry::app::open_database(&config).await.expect("migrate");
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let rocket = gantry::app::build(&config, db, metrics)
@@ -325,8 +334,16 @@ impl TestApp {
 }
 
 /// A configuration pointing at `database_url` and trusting `issuer`.
-pub fn test_config(database_url: &str, issuer: &TestIssuer, redis_url: Option<String>) -> Config {
+pub fn test_config(
+    database_url: &str,
+    issuer: &TestIssuer,
+    redis_url: Option<String>,
+    extra: &[(&str, &str)],
+) -> Config {
     let mut vars: HashMap<&str, String> = HashMap::new();
+    for (name, value) in extra {
+        vars.insert(name, value.to_string());
+    }
     vars.insert("DATABASE_URL", database_url.to_owned());
     vars.insert("KEYCLOAK_ISSUER", issuer.issuer());
     vars.insert("KEYCLOAK_AUDIENCE", "gantry".to_owned());

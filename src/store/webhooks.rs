@@ -1,0 +1,397 @@
+//! `webhooks` and `webhook_deliveries`.
+
+use super::{new_id, now, split_page, PageRequest};
+use sea_orm::entity::prelude::*;
+use sea_orm::{DatabaseBackend, QueryOrder, QuerySelect, Set, Statement};
+
+/// Delivery states as stored.
+pub mod delivery_status {
+    /// Waiting for its (next) attempt.
+    pub const PENDING: &str = "pending";
+    /// A receiver answered 2xx.
+    pub const DELIVERED: &str = "delivered";
+    /// Every attempt failed.
+    pub const FAILED: &str = "failed";
+}
+
+/// The `webhooks` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// A webhook subscription; `events` is a JSON array of patterns.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhooks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        #[sea_orm(column_type = "Text")]
+        pub url: String,
+        #[sea_orm(column_type = "JsonBinary")]
+        pub events: Json,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub description: Option<String>,
+        pub secret: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub deleted_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `webhook_deliveries` table.
+pub mod delivery_entity {
+    use sea_orm::entity::prelude::*;
+
+    /// One event's delivery to one webhook.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_deliveries")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub webhook_id: Uuid,
+        pub org_id: Uuid,
+        pub event_id: Uuid,
+        pub event_type: String,
+        pub status: String,
+        pub attempts: i32,
+        pub response_code: Option<i32>,
+        pub duration_ms: Option<i32>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub last_error: Option<String>,
+        pub next_attempt_at: Option<DateTimeUtc>,
+        pub lease_owner: Option<String>,
+        pub lease_expires_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub delivered_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use delivery_entity::Model as Delivery;
+pub use entity::Model as Webhook;
+
+impl Webhook {
+    /// The subscribed event patterns.
+    pub fn patterns(&self) -> Vec<String> {
+        serde_json::from_value(self.events.clone()).unwrap_or_default()
+    }
+}
+
+/// Inserts a webhook.
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    url: &str,
+    events: &[String],
+    description: Option<String>,
+    secret: &str,
+) -> Result<Webhook, DbErr> {
+    let at = now();
+    entity::ActiveModel {
+        id: Set(new_id()),
+        org_id: Set(org_id),
+        url: Set(url.to_owned()),
+        events: Set(serde_json::json!(events)),
+        description: Set(description),
+        secret: Set(secret.to_owned()),
+        created_at: Set(at),
+        updated_at: Set(at),
+        deleted_at: Set(None),
+    }
+    .insert(db)
+    .await
+}
+
+/// The live webhook `id` of `org_id`.
+pub async fn find_live(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Webhook>, DbErr> {
+    entity::Entity::find_by_id(id)
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .one(db)
+        .await
+}
+
+/// A page of the organization's live webhooks.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    page: &PageRequest<Uuid>,
+) -> Result<(Vec<Webhook>, bool), DbErr> {
+    let mut query = entity::Entity::find()
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null());
+    if let Some(after) = page.after {
+        query = query.filter(entity::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(entity::Column::Id)
+        .limit(page.limit + 1)
+        .all(db)
+        .await?;
+    Ok(split_page(rows, page.limit))
+}
+
+/// Every live webhook of the organization (for routing).
+pub async fn all_live_for_org(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+) -> Result<Vec<Webhook>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .all(db)
+        .await
+}
+
+/// Changes url, events and/or description.
+pub async fn update(
+    db: &impl ConnectionTrait,
+    webhook: Webhook,
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    description: Option<Option<String>>,
+) -> Result<Webhook, DbErr> {
+    let mut row: entity::ActiveModel = webhook.into();
+    if let Some(url) = url {
+        row.url = Set(url);
+    }
+    if let Some(events) = events {
+        row.events = Set(serde_json::json!(events));
+    }
+    if let Some(description) = description {
+        row.description = Set(description);
+    }
+    row.updated_at = Set(now());
+    row.update(db).await
+}
+
+/// Replaces the signing secret.
+pub async fn set_secret(
+    db: &impl ConnectionTrait,
+    webhook: Webhook,
+    secret: &str,
+) -> Result<Webhook, DbErr> {
+    let mut row: entity::ActiveModel = webhook.into();
+    row.secret = Set(secret.to_owned());
+    row.updated_at = Set(now());
+    row.update(db).await
+}
+
+/// Soft-deletes the webhook.
+pub async fn soft_delete(db: &impl ConnectionTrait, webhook: Webhook) -> Result<Webhook, DbErr> {
+    let at = now();
+    let mut row: entity::ActiveModel = webhook.into();
+    row.deleted_at = Set(Some(at));
+    row.updated_at = Set(at);
+    row.update(db).await
+}
+
+/// Records that `event_id` must be delivered to `webhook`; a second call for the same pair
+/// (a re-routed event) does nothing.
+pub async fn insert_delivery(
+    db: &impl ConnectionTrait,
+    webhook: &Webhook,
+    event_id: Uuid,
+    event_type: &str,
+) -> Result<(), DbErr> {
+    let at = now();
+    let row = delivery_entity::ActiveModel {
+        id: Set(new_id()),
+        webhook_id: Set(webhook.id),
+        org_id: Set(webhook.org_id),
+        event_id: Set(event_id),
+        event_type: Set(event_type.to_owned()),
+        status: Set(delivery_status::PENDING.to_owned()),
+        attempts: Set(0),
+        response_code: Set(None),
+        duration_ms: Set(None),
+        last_error: Set(None),
+        next_attempt_at: Set(Some(at)),
+        lease_owner: Set(None),
+        lease_expires_at: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+        delivered_at: Set(None),
+    };
+    delivery_entity::Entity::insert(row)
+        .on_conflict_do_nothing_on([
+            delivery_entity::Column::WebhookId,
+            delivery_entity::Column::EventId,
+        ])
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A page of a webhook's deliveries, newest first.
+pub async fn list_deliveries(
+    db: &impl ConnectionTrait,
+    webhook_id: Uuid,
+    page: &PageRequest<Uuid>,
+) -> Result<(Vec<Delivery>, bool), DbErr> {
+    let mut query =
+        delivery_entity::Entity::find().filter(delivery_entity::Column::WebhookId.eq(webhook_id));
+    if let Some(before) = page.after {
+        query = query.filter(delivery_entity::Column::Id.lt(before));
+    }
+    let rows = query
+        .order_by_desc(delivery_entity::Column::Id)
+        .limit(page.limit + 1)
+        .all(db)
+        .await?;
+    Ok(split_page(rows, page.limit))
+}
+
+/// One delivery of a webhook.
+pub async fn find_delivery(
+    db: &impl ConnectionTrait,
+    webhook_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Delivery>, DbErr> {
+    delivery_entity::Entity::find_by_id(id)
+        .filter(delivery_entity::Column::WebhookId.eq(webhook_id))
+        .one(db)
+        .await
+}
+
+/// Puts a delivery back to pending, due now, with a fresh attempt budget.
+pub async fn redeliver(db: &impl ConnectionTrait, delivery: Delivery) -> Result<Delivery, DbErr> {
+    let at = now();
+    let mut row: delivery_entity::ActiveModel = delivery.into();
+    row.status = Set(delivery_status::PENDING.to_owned());
+    row.attempts = Set(0);
+    row.next_attempt_at = Set(Some(at));
+    row.updated_at = Set(at);
+    row.update(db).await
+}
+
+const CLAIM_DUE_POSTGRES: &str = "UPDATE webhook_deliveries \
+    SET lease_owner = $1, lease_expires_at = $2 \
+    WHERE id IN (SELECT id FROM webhook_deliveries \
+      WHERE status = 'pending' AND next_attempt_at <= $3 \
+        AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
+      ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+    RETURNING *";
+
+const CLAIM_DUE_SQLITE: &str = "UPDATE webhook_deliveries \
+    SET lease_owner = ?1, lease_expires_at = ?2 \
+    WHERE id IN (SELECT id FROM webhook_deliveries \
+      WHERE status = 'pending' AND next_attempt_at <= ?3 \
+        AND (lease_expires_at IS NULL OR lease_expires_at < ?3) \
+      ORDER BY next_attempt_at LIMIT ?4) \
+    RETURNING *";
+
+/// Claims up to `limit` due pending deliveries for `owner` until `lease_until`. A sender that
+/// dies mid-attempt leaves its lease; the delivery is claimed again when the lease expires.
+pub async fn claim_due_deliveries(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    lease_until: chrono::DateTime<chrono::Utc>,
+    limit: u64,
+) -> Result<Vec<Delivery>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => CLAIM_DUE_POSTGRES,
+        _ => CLAIM_DUE_SQLITE,
+    };
+    delivery_entity::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                owner.into(),
+                lease_until.into(),
+                now().into(),
+                (limit as i64).into(),
+            ],
+        ))
+        .all(db)
+        .await
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// `delivered`, `failed`, or `pending` (to be retried at `next_attempt_at`).
+    pub status: &'static str,
+    /// HTTP status, if a response came.
+    pub response_code: Option<i32>,
+    /// How long the attempt took.
+    pub duration_ms: i32,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// When to try again (pending only).
+    pub next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Records an attempt made under `owner`'s lease and releases the lease. Returns false when the
+/// lease was lost meanwhile (another sender owns the delivery now).
+pub async fn record_attempt(
+    db: &impl ConnectionTrait,
+    delivery: &Delivery,
+    owner: &str,
+    record: &AttemptRecord,
+) -> Result<bool, DbErr> {
+    use sea_orm::sea_query::Expr;
+    let at = now();
+    let delivered_at = (record.status == delivery_status::DELIVERED).then_some(at);
+    let result = delivery_entity::Entity::update_many()
+        .col_expr(delivery_entity::Column::Status, Expr::value(record.status))
+        .col_expr(
+            delivery_entity::Column::Attempts,
+            Expr::value(delivery.attempts + 1),
+        )
+        .col_expr(
+            delivery_entity::Column::ResponseCode,
+            Expr::value(record.response_code),
+        )
+        .col_expr(
+            delivery_entity::Column::DurationMs,
+            Expr::value(record.duration_ms),
+        )
+        .col_expr(
+            delivery_entity::Column::LastError,
+            Expr::value(record.error.clone()),
+        )
+        .col_expr(
+            delivery_entity::Column::NextAttemptAt,
+            Expr::value(record.next_attempt_at),
+        )
+        .col_expr(
+            delivery_entity::Column::DeliveredAt,
+            Expr::value(delivered_at),
+        )
+        .col_expr(
+            delivery_entity::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            delivery_entity::Column::LeaseExpiresAt,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
+        .col_expr(delivery_entity::Column::UpdatedAt, Expr::value(at))
+        .filter(delivery_entity::Column::Id.eq(delivery.id))
+        .filter(delivery_entity::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// The webhook with this id, even if deleted since (a sender must know it is gone).
+pub async fn find_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Webhook>, DbErr> {
+    entity::Entity::find_by_id(id).one(db).await
+}
