@@ -20,16 +20,24 @@ use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Shared state of the web server.
-pub struct AppState {
+/// What the operational endpoints (health, metrics) need; served by every process.
+pub struct OpsState {
     /// The system of record.
     pub db: DatabaseConnection,
     /// Redis, when configured.
     pub redis: Option<redis::Client>,
-    /// Bearer-token validation.
-    pub validator: TokenValidator,
     /// Every metric.
     pub metrics: Arc<Metrics>,
+}
+
+/// Shared state of the REST API.
+pub struct AppState {
+    /// The system of record.
+    pub db: DatabaseConnection,
+    /// Bearer-token validation.
+    pub validator: TokenValidator,
+    /// The job queues (admin views, probes).
+    pub queues: crate::jobs::Queues,
     /// Users already stored.
     pub users_seen: SeenUsers,
     /// The OpenAPI document, serialized once.
@@ -75,12 +83,9 @@ pub async fn build(
     config: &Config,
     db: DatabaseConnection,
     metrics: Arc<Metrics>,
+    queues: crate::jobs::Queues,
 ) -> Result<Rocket<Build>, BuildError> {
-    let redis = config
-        .redis_url
-        .as_deref()
-        .map(redis::Client::open)
-        .transpose()?;
+    let ops = ops_state(config, db.clone(), metrics)?;
     let validator = token_validator(config)?;
     if let Err(err) = validator.warm_up().await {
         // Not fatal: Keycloak may come up after us; the first request retries.
@@ -90,26 +95,16 @@ pub async fn build(
     let openapi_json = serde_json::to_string_pretty(&spec)?;
     let state = AppState {
         db,
-        redis,
         validator,
-        metrics,
+        queues,
         users_seen: SeenUsers::default(),
         openapi_json,
         outbound: crate::webhooks::outbound::OutboundPolicy::new(config.outbound_allow.clone()),
     };
 
-    let figment = Figment::from(rocket::Config::default())
-        .merge(("address", config.address))
-        .merge(("port", config.port))
-        .merge(("ident", "gantry"))
-        .merge(("log_level", rocket::config::LogLevel::Off))
-        .merge(("cli_colors", false))
-        .merge(("shutdown.grace", config.shutdown_timeout.as_secs().max(1)))
-        .merge(("shutdown.mercy", 5));
-
-    Ok(rocket::custom(figment)
+    Ok(base(config)
+        .manage(ops)
         .manage(state)
-        .attach(RequestObserver)
         .mount("/", api_routes)
         .mount("/", routes![openapi_json])
         .mount(
@@ -133,8 +128,48 @@ pub async fn build(
                 },
                 ..RapiDocConfig::default()
             }),
-        )
-        .register("/", catchers![problem_catcher]))
+        ))
+}
+
+/// The operational surface only (`/health/*`, `/metrics`), for worker-only processes, so
+/// Prometheus can scrape and Kubernetes can probe them like API processes.
+pub fn build_ops(
+    config: &Config,
+    db: DatabaseConnection,
+    metrics: Arc<Metrics>,
+) -> Result<Rocket<Build>, BuildError> {
+    let ops = ops_state(config, db, metrics)?;
+    Ok(base(config)
+        .manage(ops)
+        .mount("/", api::health::ops_routes()))
+}
+
+fn ops_state(
+    config: &Config,
+    db: DatabaseConnection,
+    metrics: Arc<Metrics>,
+) -> Result<OpsState, BuildError> {
+    let redis = config
+        .redis_url
+        .as_deref()
+        .map(redis::Client::open)
+        .transpose()?;
+    Ok(OpsState { db, redis, metrics })
+}
+
+/// Rocket configured from our `Config`, with the catcher and the request observer.
+fn base(config: &Config) -> Rocket<Build> {
+    let figment = Figment::from(rocket::Config::default())
+        .merge(("address", config.address))
+        .merge(("port", config.port))
+        .merge(("ident", "gantry"))
+        .merge(("log_level", rocket::config::LogLevel::Off))
+        .merge(("cli_colors", false))
+        .merge(("shutdown.grace", config.shutdown_timeout.as_secs().max(1)))
+        .merge(("shutdown.mercy", 5));
+    rocket::custom(figment)
+        .attach(RequestObserver)
+        .register("/", catchers![problem_catcher])
 }
 
 /// The OpenAPI document.
@@ -194,7 +229,7 @@ impl Fairing for RequestObserver {
             .unwrap_or_else(|| "unmatched".to_owned());
         let method = req.method().as_str();
         let status = res.status().code;
-        if let Some(state) = req.rocket().state::<AppState>() {
+        if let Some(state) = req.rocket().state::<OpsState>() {
             state
                 .metrics
                 .http_requests_total

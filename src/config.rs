@@ -61,6 +61,70 @@ pub struct Config {
     pub outbound_allow: Vec<ipnet::IpNet>,
     /// How webhook deliveries are attempted.
     pub webhooks: WebhookConfig,
+    /// Job queues and the worker runtime.
+    pub jobs: JobsConfig,
+}
+
+/// The job queues every worker role consumes, with the variables that tune each one.
+pub const QUEUES: &[QueueSpec] = &[QueueSpec {
+    name: "probe",
+    max_attempts_var: "GANTRY_QUEUE_PROBE_MAX_ATTEMPTS",
+    concurrency_var: "GANTRY_QUEUE_PROBE_CONCURRENCY",
+    default_concurrency: 16,
+}];
+
+/// A queue's name and the variables that tune it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// Queue name (one per job kind).
+    pub name: &'static str,
+    /// Variable overriding `GANTRY_JOB_MAX_ATTEMPTS` for this queue.
+    pub max_attempts_var: &'static str,
+    /// Variable setting how many jobs of this queue run at once per process.
+    pub concurrency_var: &'static str,
+    /// Concurrency when the variable is unset.
+    pub default_concurrency: usize,
+}
+
+/// Per-queue settings after defaults are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Attempts before a failing job becomes dead.
+    pub max_attempts: u32,
+    /// Jobs run at once per process.
+    pub concurrency: usize,
+}
+
+/// Job-queue knobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobsConfig {
+    /// `GANTRY_QUEUE_PREFIX`: prepended to every queue name in the backend (Redis keys, apalis
+    /// `job_type`), so several deployments can share one Redis.
+    pub prefix: String,
+    /// `GANTRY_JOB_BACKOFF_BASE`: first retry ceiling; doubles per attempt (full jitter).
+    pub backoff_base: Duration,
+    /// `GANTRY_JOB_BACKOFF_CAP`: largest retry ceiling.
+    pub backoff_cap: Duration,
+    /// `GANTRY_JOB_HEARTBEAT`: how often a worker proves it is alive (and polls when idle);
+    /// a dead worker's jobs are rescued after three missed heartbeats.
+    pub heartbeat: Duration,
+    /// `GANTRY_RECONCILE_INTERVAL`: how often the reconciler looks for work without a live job.
+    pub reconcile_interval: Duration,
+    /// `GANTRY_RECONCILE_AFTER`: how long routed work may stay unfinished before the reconciler
+    /// enqueues it again.
+    pub reconcile_after: Duration,
+    /// Per-queue settings (`GANTRY_JOB_MAX_ATTEMPTS` and `GANTRY_QUEUE_<NAME>_…`).
+    pub queues: std::collections::BTreeMap<&'static str, QueueConfig>,
+}
+
+impl JobsConfig {
+    /// Settings of `queue` (defaults for a queue not in [`QUEUES`]).
+    pub fn queue(&self, queue: &str) -> QueueConfig {
+        self.queues.get(queue).cloned().unwrap_or(QueueConfig {
+            max_attempts: 5,
+            concurrency: 8,
+        })
+    }
 }
 
 /// Webhook delivery knobs.
@@ -239,6 +303,47 @@ impl Config {
             return Err(invalid("GANTRY_WEBHOOK_TIMEOUT", "must be more than 0"));
         }
 
+        let default_max_attempts = number(&var, "GANTRY_JOB_MAX_ATTEMPTS", 5, 1..=100)? as u32;
+        let mut queues = std::collections::BTreeMap::new();
+        for spec in QUEUES {
+            queues.insert(
+                spec.name,
+                QueueConfig {
+                    max_attempts: number(
+                        &var,
+                        spec.max_attempts_var,
+                        u64::from(default_max_attempts),
+                        1..=100,
+                    )? as u32,
+                    concurrency: number(
+                        &var,
+                        spec.concurrency_var,
+                        spec.default_concurrency as u64,
+                        1..=1024,
+                    )? as usize,
+                },
+            );
+        }
+        let jobs = JobsConfig {
+            prefix: var("GANTRY_QUEUE_PREFIX").unwrap_or_else(|| "gantry:".to_owned()),
+            backoff_base: duration(&var, "GANTRY_JOB_BACKOFF_BASE", Duration::from_secs(1))?,
+            backoff_cap: duration(&var, "GANTRY_JOB_BACKOFF_CAP", Duration::from_secs(300))?,
+            heartbeat: duration(&var, "GANTRY_JOB_HEARTBEAT", Duration::from_secs(5))?,
+            reconcile_interval: duration(
+                &var,
+                "GANTRY_RECONCILE_INTERVAL",
+                Duration::from_secs(30),
+            )?,
+            reconcile_after: duration(&var, "GANTRY_RECONCILE_AFTER", Duration::from_secs(120))?,
+            queues,
+        };
+        if jobs.heartbeat < Duration::from_secs(1) {
+            return Err(invalid("GANTRY_JOB_HEARTBEAT", "must be at least 1s"));
+        }
+        if jobs.reconcile_interval.is_zero() {
+            return Err(invalid("GANTRY_RECONCILE_INTERVAL", "must be more than 0"));
+        }
+
         Ok(Self {
             database_url,
             redis_url,
@@ -253,6 +358,7 @@ impl Config {
             outbox,
             outbound_allow,
             webhooks,
+            jobs,
         })
     }
 

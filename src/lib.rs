@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod jobs;
 pub mod metrics;
 pub mod outbox;
 pub mod store;

@@ -171,28 +171,6 @@ fn dev_token(
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
 async fn run_roles(config: Config, server: bool, workers_selected: Vec<WorkerName>) -> ExitCode {
     let db = match app::open_database(&config).await {
         Ok(db) => db,
@@ -205,6 +183,13 @@ async fn run_roles(config: Config, server: bool, workers_selected: Vec<WorkerNam
         Ok(metrics) => Arc::new(metrics),
         Err(err) => {
             tracing::error!(%err, "cannot register metrics");
+            return ExitCode::FAILURE;
+        }
+    };
+    let queues = match gantry::jobs::Queues::connect(&config, &db).await {
+        Ok(queues) => queues,
+        Err(err) => {
+            tracing::error!(%err, "cannot open the job queues");
             return ExitCode::FAILURE;
         }
     };
@@ -225,29 +210,32 @@ async fn run_roles(config: Config, server: bool, workers_selected: Vec<WorkerNam
         },
         config: Arc::new(config.clone()),
         metrics: metrics.clone(),
+        queues: queues.clone(),
     };
     let worker_task = (!workers_selected.is_empty())
         .then(|| tokio::spawn(workers::run(worker_ctx, workers_selected, worker_shutdown)));
 
     let mut code = ExitCode::SUCCESS;
-    if server {
-        // Rocket handles SIGINT/SIGTERM itself: it stops accepting, lets in-flight requests
-        // finish within the grace period, then returns.
-        match app::build(&config, db, metrics).await {
-            Ok(rocket) => {
-                tracing::info!(address = %config.address, port = config.port, "serving");
-                if let Err(err) = rocket.launch().await {
-                    tracing::error!(%err, "server failed");
-                    code = ExitCode::FAILURE;
-                }
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot build the server");
+    // Every process serves `/health/*` and `/metrics`; `--server` adds the REST API. Rocket
+    // handles SIGINT/SIGTERM itself: it stops accepting, lets in-flight requests finish within
+    // the grace period, then returns, and the workers are stopped after it.
+    let rocket = if server {
+        app::build(&config, db, metrics, queues).await
+    } else {
+        app::build_ops(&config, db, metrics)
+    };
+    match rocket {
+        Ok(rocket) => {
+            tracing::info!(address = %config.address, port = config.port, api = server, "serving");
+            if let Err(err) = rocket.launch().await {
+                tracing::error!(%err, "server failed");
                 code = ExitCode::FAILURE;
             }
         }
-    } else {
-        shutdown_signal().await;
+        Err(err) => {
+            tracing::error!(%err, "cannot build the server");
+            code = ExitCode::FAILURE;
+        }
     }
     tracing::info!("shutting down");
     let _ = stop_workers.send(true);

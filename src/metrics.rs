@@ -1,8 +1,8 @@
 //! Every Prometheus metric Gantry exports, registered once in one registry.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The process's metrics.
@@ -21,6 +21,14 @@ pub struct Metrics {
     /// `gantry_webhook_deliveries_total{outcome}`: attempts by outcome
     /// (`delivered`, `retry`, `failed`).
     pub webhook_deliveries_total: IntCounterVec,
+    /// `gantry_jobs_total{queue,outcome}`: job runs by outcome (`completed`, `retried`, `dead`).
+    pub jobs_total: IntCounterVec,
+    /// `gantry_job_duration_seconds{queue}`: handler run time.
+    pub job_duration_seconds: HistogramVec,
+    /// `gantry_queue_depth{queue,state}`: jobs per state, refreshed by running workers.
+    pub queue_depth: IntGaugeVec,
+    /// `gantry_worker_busy{queue}`: jobs this process is running right now.
+    pub worker_busy: IntGaugeVec,
 }
 
 impl Metrics {
@@ -69,6 +77,43 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let jobs_total = IntCounterVec::new(
+            Opts::new(
+                "gantry_jobs_total",
+                "Job runs by queue and outcome: completed, retried (failed, another attempt is \
+                 scheduled), dead (permanent failure or no attempts left).",
+            ),
+            &["queue", "outcome"],
+        )?;
+        let job_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "gantry_job_duration_seconds",
+                "Time a job handler ran, by queue.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["queue"],
+        )?;
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "gantry_queue_depth",
+                "Jobs per queue and state (pending, scheduled, running, dead), as last counted \
+                 by a worker process.",
+            ),
+            &["queue", "state"],
+        )?;
+        let worker_busy = IntGaugeVec::new(
+            Opts::new(
+                "gantry_worker_busy",
+                "Jobs this process is running right now, by queue.",
+            ),
+            &["queue"],
+        )?;
+        registry.register(Box::new(jobs_total.clone()))?;
+        registry.register(Box::new(job_duration_seconds.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(worker_busy.clone()))?;
         registry.register(Box::new(webhook_deliveries_total.clone()))?;
         registry.register(Box::new(http_requests_total.clone()))?;
         registry.register(Box::new(http_request_duration_seconds.clone()))?;
@@ -87,6 +132,10 @@ impl Metrics {
             outbox_lag_seconds,
             outbox_published_total,
             webhook_deliveries_total,
+            jobs_total,
+            job_duration_seconds,
+            queue_depth,
+            worker_busy,
         })
     }
 

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_tenancy;
 mod m20261128_000002_outbox;
 mod m20261128_000003_webhooks;
+mod m20261129_000004_jobs;
 
 /// Every migration, in the order it is applied.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_tenancy::Migration),
             Box::new(m20261128_000002_outbox::Migration),
             Box::new(m20261128_000003_webhooks::Migration),
+            Box::new(m20261129_000004_jobs::Migration),
         ]
     }
 }

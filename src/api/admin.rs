@@ -1,17 +1,22 @@
 //! `/v1/admin/*`: operator views for platform admins (realm role `gantry-admin`).
 
+use super::body::JsonBody;
+use super::pagination::{page_request, Page};
+use super::responses::{Accepted, NoContent};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::error::FieldError;
 use crate::store;
 use chrono::{DateTime, Utc};
 use rocket::serde::json::Json;
-use rocket::{get, State};
+use rocket::{delete, get, post, State};
 use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// Refuses callers without the platform admin role.
 fn require_admin(caller: &Caller) -> Result<(), ApiError> {
@@ -55,7 +60,337 @@ pub async fn outbox_status(
     }))
 }
 
+/// Every queue's job counts.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct QueuesStatus {
+    /// `redis`, `postgres` or `sqlite`.
+    pub backend: String,
+    /// One entry per queue.
+    pub queues: Vec<QueueStatus>,
+}
+
+/// One queue's job counts.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct QueueStatus {
+    /// Queue name.
+    pub queue: String,
+    /// Ready to run now.
+    pub pending: u64,
+    /// Held by a worker.
+    pub running: u64,
+    /// Waiting for a later run time (retries with backoff).
+    pub scheduled: u64,
+    /// Dead: no attempts left or a permanent failure, kept with the last error.
+    pub dead: u64,
+    /// Finished and still remembered by the backend.
+    pub done: u64,
+    /// Age in seconds of the oldest ready job (`null` when none is ready, or on Redis, which
+    /// keeps no enqueue times).
+    pub oldest_pending_age_seconds: Option<f64>,
+}
+
+/// Job counts per queue.
+#[openapi(tag = "Admin")]
+#[get("/v1/admin/queues")]
+pub async fn queues_status(
+    state: &State<AppState>,
+    caller: Caller,
+) -> Result<Json<QueuesStatus>, ApiError> {
+    require_admin(&caller)?;
+    let mut queues = Vec::new();
+    for spec in crate::config::QUEUES {
+        let stats = state.queues.stats(spec.name).await.map_err(queue_error)?;
+        queues.push(QueueStatus {
+            queue: spec.name.to_owned(),
+            pending: stats.pending,
+            running: stats.running,
+            scheduled: stats.scheduled,
+            dead: stats.dead,
+            done: stats.done,
+            oldest_pending_age_seconds: stats
+                .oldest_pending_at
+                .map(|at| (Utc::now() - at).to_std().unwrap_or_default().as_secs_f64()),
+        });
+    }
+    Ok(Json(QueuesStatus {
+        backend: state.queues.backend_name().to_owned(),
+        queues,
+    }))
+}
+
+fn queue_error(err: crate::jobs::QueueError) -> ApiError {
+    match err {
+        crate::jobs::QueueError::Database(err) => err.into(),
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}
+
+/// A job as the admin API shows it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct JobView {
+    /// Job id (the id of the event that caused it).
+    pub id: Uuid,
+    /// Queue name.
+    pub queue: String,
+    /// `pending`, `scheduled`, `running`, `done` or `dead`.
+    pub state: String,
+    /// Attempt number (1 for the first run).
+    pub attempt: u32,
+    /// When the first attempt was enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// When it may run (live jobs).
+    pub run_at: Option<DateTime<Utc>>,
+    /// The last error (dead jobs).
+    pub last_error: Option<String>,
+    /// The job's arguments.
+    pub args: serde_json::Value,
+}
+
+impl From<crate::jobs::admin::JobView> for JobView {
+    fn from(job: crate::jobs::admin::JobView) -> Self {
+        Self {
+            id: job.job_id,
+            queue: job.queue,
+            state: job.state.to_owned(),
+            attempt: job.attempt,
+            enqueued_at: job.enqueued_at,
+            run_at: job.run_at,
+            last_error: job.last_error,
+            args: job.args,
+        }
+    }
+}
+
+const JOB_STATES: [&str; 5] = ["pending", "scheduled", "running", "done", "dead"];
+
+/// Jobs of a queue in a state (default `dead`), oldest first. Live jobs are listed on the SQL
+/// backends; on Redis only dead jobs are listed.
+#[openapi(tag = "Admin")]
+#[get("/v1/admin/jobs?<queue>&<state>&<limit>&<cursor>")]
+pub async fn list_jobs(
+    app: &State<AppState>,
+    caller: Caller,
+    queue: Option<&str>,
+    state: Option<&str>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Json<Page<JobView>>, ApiError> {
+    require_admin(&caller)?;
+    let job_state = state.unwrap_or("dead");
+    if !JOB_STATES.contains(&job_state) {
+        return Err(ApiError::BadRequest(format!(
+            "state must be one of {}, got {job_state:?}",
+            JOB_STATES.join(", ")
+        )));
+    }
+    let queue = queue.unwrap_or(crate::workers::probe::QUEUE);
+    if !crate::config::QUEUES.iter().any(|q| q.name == queue) {
+        return Err(ApiError::BadRequest(format!("unknown queue {queue:?}")));
+    }
+    let page = page_request::<String>(limit, cursor)?;
+    let (jobs, more) = app
+        .queues
+        .list(queue, job_state, page.after.as_deref(), page.limit)
+        .await
+        .map_err(queue_error)?;
+    Ok(Json(Page::from_rows(
+        jobs,
+        more,
+        |job| job.cursor.clone(),
+        JobView::from,
+    )))
+}
+
+/// A dead job.
+#[openapi(tag = "Admin")]
+#[get("/v1/admin/jobs/<id>")]
+pub async fn get_job(
+    state: &State<AppState>,
+    caller: Caller,
+    id: Uuid,
+) -> Result<Json<JobView>, ApiError> {
+    require_admin(&caller)?;
+    let job = store::jobs::find_dead(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(crate::jobs::admin::dead_view(job).into()))
+}
+
+/// Runs a dead job again from attempt 1; `202` with the job as queued.
+#[openapi(tag = "Admin")]
+#[post("/v1/admin/jobs/<id>/retry")]
+pub async fn retry_job(
+    state: &State<AppState>,
+    caller: Caller,
+    id: Uuid,
+) -> Result<Accepted<JobView>, ApiError> {
+    require_admin(&caller)?;
+    let dead = store::jobs::find_dead(&state.db, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let mut view = crate::jobs::admin::dead_view(dead.clone());
+    // A retried job gets fresh attempts; its earlier attempts' ids are taken, so number on.
+    let attempt = (dead.attempts.max(0) as u32) + 1;
+    state
+        .queues
+        .enqueue(
+            &dead.queue,
+            vec![crate::jobs::NewJob {
+                job_id: id,
+                attempt,
+                retry_base: attempt - 1,
+                enqueued_at: view.enqueued_at,
+                args: view.args.clone(),
+                run_after: None,
+            }],
+        )
+        .await
+        .map_err(queue_error)?;
+    store::jobs::delete_dead(&state.db, id).await?;
+    view.state = "pending";
+    view.attempt = attempt;
+    view.last_error = None;
+    Ok(Accepted {
+        location: format!("/v1/admin/jobs/{id}"),
+        body: view.into(),
+    })
+}
+
+/// Forgets a dead job; `204`.
+#[openapi(tag = "Admin")]
+#[delete("/v1/admin/jobs/<id>")]
+pub async fn delete_job(
+    state: &State<AppState>,
+    caller: Caller,
+    id: Uuid,
+) -> Result<NoContent, ApiError> {
+    require_admin(&caller)?;
+    if store::jobs::delete_dead(&state.db, id).await? {
+        Ok(NoContent)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// `POST /v1/admin/probes` body.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProbes {
+    /// How many probe jobs (1..=100000).
+    pub count: i64,
+    /// Simulated work per probe run in milliseconds (0..=60000, default 0).
+    #[serde(default)]
+    pub delay_ms: i64,
+    /// Each probe fails (retryably) its first this-many attempts (0..=100, default 0), to
+    /// exercise retries and dead jobs.
+    #[serde(default)]
+    pub fail_attempts: i64,
+}
+
+/// A probe batch's progress.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProbeBatch {
+    /// Batch id.
+    pub batch_id: Uuid,
+    /// Probe jobs requested.
+    pub total: u64,
+    /// Distinct probe jobs completed (never above `total`).
+    pub completed: u64,
+    /// Handler runs (above `completed` only when a job was re-delivered).
+    pub executions: u64,
+    /// When the first probe job was enqueued.
+    pub first_enqueued_at: Option<DateTime<Utc>>,
+    /// When the last probe job completed.
+    pub last_completed_at: Option<DateTime<Utc>>,
+}
+
+/// Writes `count` probe events through the outbox in one transaction; `202` with the batch.
+#[openapi(tag = "Admin")]
+#[post("/v1/admin/probes", data = "<body>")]
+pub async fn create_probes(
+    state: &State<AppState>,
+    caller: Caller,
+    body: JsonBody<CreateProbes>,
+) -> Result<Accepted<ProbeBatch>, ApiError> {
+    require_admin(&caller)?;
+    let CreateProbes {
+        count,
+        delay_ms,
+        fail_attempts,
+    } = body.0;
+    let mut errors = Vec::new();
+    if !(1..=100_000).contains(&count) {
+        errors.push(FieldError::new("/count", "must be between 1 and 100000"));
+    }
+    if !(0..=60_000).contains(&delay_ms) {
+        errors.push(FieldError::new("/delay_ms", "must be between 0 and 60000"));
+    }
+    if !(0..=100).contains(&fail_attempts) {
+        errors.push(FieldError::new(
+            "/fail_attempts",
+            "must be between 0 and 100",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let batch_id = store::new_id();
+    let txn = store::begin_write(&state.db).await?;
+    store::jobs::insert_probe_batch(&txn, batch_id, count as i32).await?;
+    let data = serde_json::json!({
+        "batch_id": batch_id,
+        "delay_ms": delay_ms,
+        "fail_attempts": fail_attempts,
+    });
+    let events = (0..count)
+        .map(|_| store::outbox::NewEvent {
+            event_id: Uuid::new_v4(),
+            org_id: Uuid::nil(),
+            aggregate_type: "probe_batch",
+            aggregate_id: batch_id,
+            event_type: crate::workers::probe::EVENT_TYPE,
+            payload: data.clone(),
+        })
+        .collect();
+    store::outbox::insert_bulk(&txn, events).await?;
+    txn.commit().await?;
+    Ok(Accepted {
+        location: format!("/v1/admin/probes/{batch_id}"),
+        body: ProbeBatch {
+            batch_id,
+            total: count as u64,
+            completed: 0,
+            executions: 0,
+            first_enqueued_at: None,
+            last_completed_at: None,
+        },
+    })
+}
+
+/// A probe batch's progress.
+#[openapi(tag = "Admin")]
+#[get("/v1/admin/probes/<batch_id>")]
+pub async fn get_probes(
+    state: &State<AppState>,
+    caller: Caller,
+    batch_id: Uuid,
+) -> Result<Json<ProbeBatch>, ApiError> {
+    require_admin(&caller)?;
+    let batch = store::jobs::find_probe_batch(&state.db, batch_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let stats = store::jobs::probe_stats(&state.db, batch_id).await?;
+    Ok(Json(ProbeBatch {
+        batch_id,
+        total: batch.total.max(0) as u64,
+        completed: stats.completed.max(0) as u64,
+        executions: stats.executions.unwrap_or(0).max(0) as u64,
+        first_enqueued_at: stats.first_enqueued_at,
+        last_completed_at: stats.last_completed_at,
+    }))
+}
+
 /// Routes of this module with their OpenAPI spec.
 pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
-    openapi_get_routes_spec![settings: outbox_status]
+    openapi_get_routes_spec![settings: outbox_status, queues_status, list_jobs, get_job, retry_job, delete_job, create_probes, get_probes]
 }

@@ -1,6 +1,6 @@
 //! `/health/live`, `/health/ready` and `/metrics`: no token needed.
 
-use crate::app::AppState;
+use crate::app::OpsState;
 use crate::error::ApiError;
 use crate::store;
 use rocket::serde::json::Json;
@@ -50,7 +50,7 @@ async fn check_redis(client: &redis::Client) -> Result<(), String> {
 /// 200 when the database (and Redis, if configured) answer; otherwise 503 naming what is down.
 #[openapi(tag = "Health")]
 #[get("/health/ready")]
-pub async fn ready(state: &State<AppState>) -> Result<Json<Health>, ApiError> {
+pub async fn ready(state: &State<OpsState>) -> Result<Json<Health>, ApiError> {
     let mut checks = BTreeMap::new();
     let mut down = Vec::new();
     match tokio::time::timeout(CHECK_TIMEOUT, store::ping(&state.db)).await {
@@ -83,7 +83,7 @@ pub async fn ready(state: &State<AppState>) -> Result<Json<Health>, ApiError> {
 /// Prometheus metrics in text format.
 #[openapi(tag = "Health")]
 #[get("/metrics")]
-pub async fn metrics(state: &State<AppState>) -> Result<String, ApiError> {
+pub async fn metrics(state: &State<OpsState>) -> Result<String, ApiError> {
     state
         .metrics
         .render()
@@ -93,4 +93,9 @@ pub async fn metrics(state: &State<AppState>) -> Result<String, ApiError> {
 /// Routes of this module with their OpenAPI spec.
 pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
     openapi_get_routes_spec![settings: live, ready, metrics]
+}
+
+/// The same routes for a process that serves nothing else (worker-only).
+pub fn ops_routes() -> Vec<rocket::Route> {
+    routes(&OpenApiSettings::default()).0
 }

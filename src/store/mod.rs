@@ -1,5 +1,6 @@
 //! The system of record: connecting, migrating, and one module of queries per entity.
 
+pub mod jobs;
 pub mod members;
 pub mod orgs;
 pub mod outbox;

@@ -102,6 +102,49 @@ pub async fn insert_all(
     Ok(stored)
 }
 
+/// Inserts many events inside the caller's transaction without reading them back (multi-row
+/// inserts, for large batches such as probes).
+pub async fn insert_bulk(db: &impl ConnectionTrait, events: Vec<NewEvent>) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [OUTBOX_WRITE_LOCK_KEY.into()],
+        ))
+        .await?;
+    }
+    let created_at = now();
+    let mut events = events.into_iter().peekable();
+    // 1,000 rows × 11 columns stays under both backends' bind-parameter limits.
+    while events.peek().is_some() {
+        let chunk: Vec<entity::ActiveModel> = events
+            .by_ref()
+            .take(1_000)
+            .map(|event| entity::ActiveModel {
+                event_id: Set(event.event_id),
+                org_id: Set(event.org_id),
+                aggregate_type: Set(event.aggregate_type.to_owned()),
+                aggregate_id: Set(event.aggregate_id),
+                event_type: Set(event.event_type.to_owned()),
+                payload: Set(event.payload),
+                created_at: Set(created_at),
+                published_at: Set(None),
+                attempts: Set(0),
+                lease_owner: Set(None),
+                lease_expires_at: Set(None),
+                ..Default::default()
+            })
+            .collect();
+        entity::Entity::insert_many(chunk)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Which event types a reader wants: exact names or `prefix.*` patterns.
 #[derive(Debug, Clone, Default)]
 pub struct TypeFilter {

@@ -1,11 +1,14 @@
 //! Background workers: the names the CLI accepts, their shared context, and the runtime that
 //! hosts them.
 //!
-//! The outbox publisher runs here. The job-queue workers (codegen, vCluster, backups, health)
-//! are accepted and hosted but have no job kinds registered until their issues land.
+//! The outbox publisher runs here, with the spine's own job kinds (probe) and the reconciler.
+//! The other roles (codegen, vCluster, backups, health) are accepted and hosted but have no job
+//! kinds registered until their issues land.
 
 pub mod backoff;
 pub mod outbox_publisher;
+pub mod probe;
+pub mod reconciler;
 pub mod webhook_sender;
 
 use crate::config::Config;
@@ -27,6 +30,16 @@ pub struct WorkerContext {
     pub config: Arc<Config>,
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
+    /// The job queues.
+    pub queues: crate::jobs::Queues,
+}
+
+/// The queue a command event is routed to (its job id is the event id), if any.
+pub fn queue_for_event(event_type: &str) -> Option<&'static str> {
+    match event_type {
+        probe::EVENT_TYPE => Some(probe::QUEUE),
+        _ => None,
+    }
 }
 
 /// Every worker role, as named on the command line.
@@ -79,6 +92,14 @@ pub async fn run(ctx: WorkerContext, workers: Vec<WorkerName>, shutdown: watch::
                 let publisher = outbox_publisher::OutboxPublisher::new(ctx.clone());
                 tasks.spawn(publisher.run(shutdown.clone()));
                 tasks.spawn(webhook_sender::run(ctx.clone(), shutdown.clone()));
+                // …and the spine's own job queues, and the reconciler.
+                tasks.spawn(crate::jobs::run_workers(
+                    ctx.clone(),
+                    ctx.queues.clone(),
+                    vec![probe::kind()],
+                    shutdown.clone(),
+                ));
+                tasks.spawn(reconciler::run(ctx.clone(), shutdown.clone()));
             }
             other => {
                 let mut shutdown = shutdown.clone();

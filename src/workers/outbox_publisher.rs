@@ -1,7 +1,8 @@
 //! The outbox publisher: claims unpublished events in id order with a lease, routes each one,
 //! then marks it published.
 //!
-//! Routing today: every event is appended to the Redis stream (`XADD … MAXLEN ~ n`) when Redis
+//! Routing: command events (see `workers::queue_for_event`) become jobs on their queue, with
+//! the event id as job id; every event is appended to the Redis stream (`XADD … MAXLEN ~ n`) when Redis
 //! is configured (without Redis the events API and SSE read the outbox directly), and a pending
 //! `webhook_deliveries` row is recorded for each matching webhook, in the same transaction that
 //! marks the batch published. Delivery is at-least-once: a publisher that dies between `XADD` and the
@@ -9,6 +10,7 @@
 //! consumers deduplicate by event `id`.
 
 use super::WorkerContext;
+use crate::jobs::NewJob;
 use crate::outbox::Envelope;
 use crate::store::outbox::{self as outbox_store, StoredEvent};
 use crate::store::webhooks::{self as webhook_store, Webhook};
@@ -35,6 +37,9 @@ pub enum PublishError {
     /// Redis refused the stream append.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// A job queue refused the command events.
+    #[error("{0}")]
+    Queue(#[from] crate::jobs::QueueError),
 }
 
 /// One publisher: a lease owner with its connections.
@@ -152,6 +157,34 @@ impl OutboxPublisher {
     }
 
     async fn route(&mut self, batch: &[StoredEvent]) -> Result<(), PublishError> {
+        self.enqueue_commands(batch).await?;
+        self.append_to_stream(batch).await
+    }
+
+    /// Command events become jobs on their queue, with the event id as job id: routing the same
+    /// event again (a re-claimed batch) finds the job already there and adds nothing.
+    async fn enqueue_commands(&self, batch: &[StoredEvent]) -> Result<(), PublishError> {
+        let mut by_queue: HashMap<&'static str, Vec<NewJob>> = HashMap::new();
+        let now = crate::store::now();
+        for event in batch {
+            if let Some(queue) = super::queue_for_event(&event.event_type) {
+                by_queue.entry(queue).or_default().push(NewJob {
+                    job_id: event.event_id,
+                    attempt: 1,
+                    retry_base: 0,
+                    enqueued_at: now,
+                    args: event.payload.clone(),
+                    run_after: None,
+                });
+            }
+        }
+        for (queue, jobs) in by_queue {
+            self.ctx.queues.enqueue(queue, jobs).await?;
+        }
+        Ok(())
+    }
+
+    async fn append_to_stream(&mut self, batch: &[StoredEvent]) -> Result<(), PublishError> {
         let key = self.ctx.config.outbox.stream_key.clone();
         let maxlen = self.ctx.config.outbox.stream_maxlen;
         let Some(redis) = self.redis().await? else {

@@ -194,7 +194,10 @@ impl TestApp {
         let config = test_config(&database_url, &issuer, None, extra);
         let db = gantry::app::open_database(&config).await.expect("migrate");
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let rocket = gantry::app::build(&config, db, metrics)
+        let queues = gantry::jobs::Queues::connect(&config, &db)
+            .await
+            .expect("job queues");
+        let rocket = gantry::app::build(&config, db, metrics, queues)
             .await
             .expect("build app");
         let client = Client::tracked(rocket).await.expect("rocket client");

@@ -12,7 +12,9 @@ pub fn gantry(dir: &Path) -> Command {
     cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GANTRY_LOG", "warn");
+        .env("GANTRY_LOG", "warn")
+        // Every process serves /health and /metrics: never let two share a port by default.
+        .env("ROCKET_PORT", free_port().to_string());
     cmd
 }
 

@@ -1,0 +1,54 @@
+//! The `probe` job kind: a no-op that records its completion once per event id, for
+//! smoke-testing the pipeline (`POST /v1/admin/probes`), the crash tests and the benchmark.
+
+use super::WorkerContext;
+use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind};
+use crate::store;
+use std::sync::Arc;
+
+/// Queue name.
+pub const QUEUE: &str = "probe";
+/// The command event routed to this queue.
+pub const EVENT_TYPE: &str = "probe.requested";
+
+/// Arguments of a probe job (the event's data).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProbeArgs {
+    /// The batch this probe belongs to.
+    pub batch_id: uuid::Uuid,
+    /// Simulated work per run, in milliseconds (for crash tests and benchmarks).
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// The first this-many attempts fail (retryably), to exercise retries and dead jobs.
+    #[serde(default)]
+    pub fail_attempts: u32,
+}
+
+struct Probe;
+
+#[async_trait::async_trait]
+impl JobHandler for Probe {
+    async fn handle(&self, ctx: &WorkerContext, job: &JobEnvelope) -> Result<(), JobError> {
+        let args: ProbeArgs = serde_json::from_value(job.args.clone())
+            .map_err(|e| JobError::Permanent(format!("bad probe arguments: {e}")))?;
+        if args.delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(args.delay_ms)).await;
+        }
+        if job.attempt <= args.fail_attempts {
+            return Err(JobError::Retryable(format!(
+                "probe told to fail its first {} attempts",
+                args.fail_attempts
+            )));
+        }
+        store::jobs::record_probe_run(&ctx.db, job.job_id, args.batch_id, job.enqueued_at).await?;
+        Ok(())
+    }
+}
+
+/// The probe job kind.
+pub fn kind() -> JobKind {
+    JobKind {
+        queue: QUEUE,
+        handler: Arc::new(Probe),
+    }
+}

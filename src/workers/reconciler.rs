@@ -1,0 +1,91 @@
+//! The reconciler: periodically re-enqueues routed work that has no completion, no dead job and
+//! is older than `GANTRY_RECONCILE_AFTER`, so work survives the loss of its job (Redis
+//! `FLUSHALL`, a deleted queue row). A singleton across the fleet: on Postgres each round runs
+//! under a transaction-scoped advisory lock that only one process can hold; SQLite deployments
+//! are single-node anyway. Re-enqueueing is idempotent (job ids derive from event ids), so a job
+//! that is merely slow is not doubled.
+
+use super::{probe, WorkerContext};
+use crate::jobs::NewJob;
+use crate::store;
+use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult, Statement, TransactionTrait};
+use tokio::sync::watch;
+
+/// Advisory-lock key of the reconciler (ASCII "gantry-r").
+const RECONCILER_LOCK_KEY: i64 = 0x6761_6e74_7279_2d72;
+/// Jobs re-enqueued per round at most.
+const ROUND_LIMIT: u64 = 5_000;
+
+/// Why a round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Database failure.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// Queue failure.
+    #[error("{0}")]
+    Queue(#[from] crate::jobs::QueueError),
+}
+
+/// One round; returns how many jobs were enqueued again (`None` when another process holds the
+/// reconciler lock).
+pub async fn reconcile_once(ctx: &WorkerContext) -> Result<Option<usize>, ReconcileError> {
+    let txn = ctx.db.begin().await?;
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        #[derive(FromQueryResult)]
+        struct Locked {
+            locked: bool,
+        }
+        let locked = Locked::find_by_statement(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_try_advisory_xact_lock($1) AS locked",
+            [RECONCILER_LOCK_KEY.into()],
+        ))
+        .one(&txn)
+        .await?
+        .is_some_and(|row| row.locked);
+        if !locked {
+            return Ok(None);
+        }
+    }
+    let cutoff = store::now()
+        - chrono::Duration::from_std(ctx.config.jobs.reconcile_after)
+            .unwrap_or(chrono::Duration::seconds(120));
+    let stranded =
+        store::jobs::stranded_probe_events(&txn, probe::EVENT_TYPE, cutoff, ROUND_LIMIT).await?;
+    let jobs: Vec<NewJob> = stranded
+        .into_iter()
+        .map(|event| NewJob {
+            job_id: event.event_id,
+            attempt: 1,
+            retry_base: 0,
+            enqueued_at: store::now(),
+            args: event.payload,
+            run_after: None,
+        })
+        .collect();
+    let enqueued = ctx.queues.enqueue(probe::QUEUE, jobs).await?;
+    txn.commit().await?;
+    if enqueued > 0 {
+        tracing::warn!(
+            enqueued,
+            queue = probe::QUEUE,
+            "reconciler re-enqueued work that had no live job"
+        );
+    }
+    Ok(Some(enqueued))
+}
+
+/// Runs rounds every `GANTRY_RECONCILE_INTERVAL` until `shutdown`.
+pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
+    let interval = ctx.config.jobs.reconcile_interval;
+    while !*shutdown.borrow() {
+        if let Err(err) = reconcile_once(&ctx).await {
+            tracing::warn!(%err, "reconciler round failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! Job queues through the real binary: probe jobs complete exactly once in effect while worker
+//! processes are `kill -9`ed and restarted (publisher included), survive the loss of every Redis
+//! key, retry with backoff, go dead with their last error, and come back on an admin retry.
+
+mod common;
+
+use common::process::{free_port, gantry, signal};
+use common::{report_skip, Backend, TestApp};
+use serde_json::{json, Value};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the queues live in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Embedded: SQLite holds the data and the queues.
+    Sqlite,
+    /// Postgres holds the data and the queues (apalis-postgres).
+    Postgres,
+    /// Postgres holds the data, Redis the queues (apalis-redis).
+    Redis,
+}
+
+/// The API (in process) plus the worker processes' environment.
+struct Scenario {
+    app: TestApp,
+    admin: String,
+    env: Vec<(&'static str, String)>,
+    dir: tempfile::TempDir,
+    redis_url: Option<String>,
+}
+
+/// A worker process and the port its /health and /metrics answer on.
+struct Worker {
+    child: Child,
+    port: u16,
+}
+
+impl Scenario {
+    async fn start(
+        mode: Mode,
+        test: &str,
+        redis_db: u8,
+        extra: &[(&'static str, &str)],
+    ) -> Option<Self> {
+        let redis_url = if mode == Mode::Redis {
+            let Ok(base) = std::env::var("GANTRY_TEST_REDIS_URL") else {
+                report_skip(test, "GANTRY_TEST_REDIS_URL is not set");
+                return None;
+            };
+            Some(format!("{}/{redis_db}", base.trim_end_matches('/')))
+        } else {
+            None
+        };
+        let prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
+        let mut env: Vec<(&'static str, String)> = vec![
+            ("GANTRY_JOB_HEARTBEAT", "1s".into()),
+            ("GANTRY_OUTBOX_POLL_INTERVAL", "100ms".into()),
+            ("GANTRY_OUTBOX_LEASE", "3s".into()),
+            ("GANTRY_RECONCILE_INTERVAL", "1s".into()),
+            ("GANTRY_RECONCILE_AFTER", "4s".into()),
+            ("GANTRY_SHUTDOWN_TIMEOUT", "5s".into()),
+            ("GANTRY_QUEUE_PREFIX", prefix.clone()),
+            ("GANTRY_EVENT_STREAM", format!("{prefix}events")),
+        ];
+        for (name, value) in extra {
+            env.push((name, value.to_string()));
+        }
+        if let Some(url) = &redis_url {
+            env.push(("REDIS_URL", url.clone()));
+        }
+        let backend = if mode == Mode::Sqlite {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let app_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let app = TestApp::spawn_with(backend, test, &app_env).await?;
+        env.push(("DATABASE_URL", app.database_url.clone()));
+        let admin = app.admin_token("operator");
+        Some(Self {
+            app,
+            admin,
+            env,
+            dir: tempfile::tempdir().expect("tempdir"),
+            redis_url,
+        })
+    }
+
+    fn worker(&self) -> Worker {
+        let port = free_port();
+        let mut cmd = gantry(self.dir.path());
+        cmd.args(["--workers", "outbox-publisher"])
+            .env("ROCKET_PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (name, value) in &self.env {
+            cmd.env(name, value);
+        }
+        Worker {
+            child: cmd.spawn().expect("spawn worker"),
+            port,
+        }
+    }
+
+    async fn probes(&self, body: Value) -> String {
+        let response = self.app.post("/v1/admin/probes", &self.admin, body).await;
+        response.assert_status(202);
+        response.body["batch_id"]
+            .as_str()
+            .expect("batch_id")
+            .to_owned()
+    }
+
+    async fn progress(&self, batch: &str) -> Value {
+        let response = self
+            .app
+            .get(&format!("/v1/admin/probes/{batch}"), &self.admin)
+            .await;
+        response.assert_status(200);
+        response.body
+    }
+
+    /// Waits until `done` holds for the batch's progress; panics with it after `timeout`.
+    async fn wait_for(
+        &self,
+        batch: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let progress = self.progress(batch).await;
+            if done(&progress) {
+                return progress;
+            }
+            assert!(Instant::now() < deadline, "timed out; progress: {progress}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn completed(progress: &Value) -> u64 {
+    progress["completed"].as_u64().expect("completed")
+}
+
+async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// Waits until a worker's ops endpoint answers.
+async fn wait_ready(worker: &Worker) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http_get(worker.port, "/health/ready").await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("worker never answered /health/ready");
+}
+
+fn stop(mut worker: Worker) {
+    signal(&worker.child, false);
+    let status = worker.child.wait().expect("wait");
+    assert!(
+        status.success(),
+        "worker exited with {status} after SIGTERM"
+    );
+}
+
+fn kill(mut worker: Worker) {
+    signal(&worker.child, true);
+    let _ = worker.child.wait();
+}
+
+async fn survives_kill_9(mode: Mode) {
+    let test = "survives_kill_9";
+    let Some(scenario) = Scenario::start(mode, test, 0, &[]).await else {
+        return;
+    };
+    const TOTAL: u64 = 1_000;
+    let batch = scenario
+        .probes(json!({"count": TOTAL, "delay_ms": 5}))
+        .await;
+    let mut workers = vec![scenario.worker(), scenario.worker()];
+    wait_ready(&workers[0]).await;
+    // Worker-only processes serve the operational surface too.
+    let (status, metrics) = http_get(workers[0].port, "/metrics")
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("gantry_worker_busy"), "{metrics}");
+
+    // Kill a worker (each also runs the publisher) every 600 ms while the batch runs.
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let victim = workers.remove(round % workers.len());
+        kill(victim);
+        workers.push(scenario.worker());
+    }
+    let progress = scenario
+        .wait_for(&batch, Duration::from_secs(120), |p| completed(p) == TOTAL)
+        .await;
+    assert_eq!(progress["total"], TOTAL);
+    assert!(progress["executions"].as_u64().expect("executions") >= TOTAL);
+    assert!(progress["first_enqueued_at"].is_string());
+    assert!(progress["last_completed_at"].is_string());
+
+    // No event was routed into a second job: the SQL job table holds exactly one first attempt
+    // per probe.
+    if mode != Mode::Redis {
+        let db = sea_orm::Database::connect(&scenario.app.database_url)
+            .await
+            .expect("db");
+        use sea_orm::ConnectionTrait;
+        let table = if mode == Mode::Postgres {
+            "apalis.jobs"
+        } else {
+            "Jobs"
+        };
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .expect("count")
+            .expect("row");
+        let jobs: i64 = row.try_get("", "n").expect("n");
+        assert_eq!(jobs as u64, TOTAL, "one job per probe event");
+    }
+    let outbox = scenario.app.get("/v1/admin/outbox", &scenario.admin).await;
+    assert_eq!(outbox.body["backlog"], 0);
+    for worker in workers {
+        stop(worker);
+    }
+}
+
+async fn retries_then_dead_then_admin_retry(mode: Mode) {
+    let test = "retries_then_dead_then_admin_retry";
+    let Some(scenario) = Scenario::start(
+        mode,
+        test,
+        0,
+        &[
+            ("GANTRY_QUEUE_PROBE_MAX_ATTEMPTS", "2"),
+            ("GANTRY_JOB_BACKOFF_BASE", "50ms"),
+            ("GANTRY_JOB_BACKOFF_CAP", "100ms"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let worker = scenario.worker();
+    wait_ready(&worker).await;
+
+    // Fails once, then succeeds on the retry.
+    let flaky = scenario
+        .probes(json!({"count": 3, "fail_attempts": 1}))
+        .await;
+    scenario
+        .wait_for(&flaky, Duration::from_secs(60), |p| completed(p) == 3)
+        .await;
+    let (_, metrics) = http_get(worker.port, "/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains(r#"gantry_jobs_total{outcome="retried",queue="probe"} 3"#),
+        "{metrics}"
+    );
+
+    // Fails more often than allowed: dead, with the last error kept.
+    let doomed = scenario
+        .probes(json!({"count": 2, "fail_attempts": 3}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dead = loop {
+        let page = scenario
+            .app
+            .get("/v1/admin/jobs?queue=probe&state=dead", &scenario.admin)
+            .await;
+        page.assert_status(200);
+        let items = page.body["items"].as_array().expect("items").clone();
+        if items.len() == 2 {
+            break items;
+        }
+        assert!(Instant::now() < deadline, "dead jobs: {items:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for job in &dead {
+        assert_eq!(job["state"], "dead");
+        assert_eq!(job["attempt"], 2);
+        assert!(job["last_error"]
+            .as_str()
+            .expect("last_error")
+            .contains("told to fail"));
+    }
+    let queues = scenario.app.get("/v1/admin/queues", &scenario.admin).await;
+    queues.assert_status(200);
+    let probe = &queues.body["queues"][0];
+    assert_eq!(probe["queue"], "probe");
+    assert_eq!(probe["dead"], 2, "{}", queues.body);
+
+    // An operator retry gives fresh attempts: attempt 3 fails, attempt 4 succeeds.
+    let first = dead[0]["id"].as_str().expect("id");
+    let retried = scenario
+        .app
+        .post(
+            &format!("/v1/admin/jobs/{first}/retry"),
+            &scenario.admin,
+            json!({}),
+        )
+        .await;
+    retried.assert_status(202);
+    assert_eq!(retried.body["state"], "pending");
+    scenario
+        .wait_for(&doomed, Duration::from_secs(60), |p| completed(p) == 1)
+        .await;
+    scenario
+        .app
+        .get(&format!("/v1/admin/jobs/{first}"), &scenario.admin)
+        .await
+        .assert_problem(404);
+
+    // Deleting the other dead job forgets it.
+    let second = dead[1]["id"].as_str().expect("id");
+    scenario
+        .app
+        .get(&format!("/v1/admin/jobs/{second}"), &scenario.admin)
+        .await
+        .assert_status(200);
+    scenario
+        .app
+        .delete(&format!("/v1/admin/jobs/{second}"), &scenario.admin)
+        .await
+        .assert_status(204);
+    scenario
+        .app
+        .get(&format!("/v1/admin/jobs/{second}"), &scenario.admin)
+        .await
+        .assert_problem(404);
+
+    // Non-admins see none of it.
+    let member = scenario.app.token("member");
+    for path in [
+        "/v1/admin/queues",
+        "/v1/admin/jobs",
+        &format!("/v1/admin/probes/{doomed}"),
+    ] {
+        scenario.app.get(path, &member).await.assert_problem(403);
+    }
+    scenario
+        .app
+        .post("/v1/admin/probes", &member, json!({"count": 1}))
+        .await
+        .assert_problem(403);
+    stop(worker);
+}
+
+/// Redis loses every key mid-run; the reconciler re-enqueues what was lost from the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_flush_loses_no_work() {
+    let test = "redis_flush_loses_no_work";
+    // A Redis database of its own, so flushing it cannot disturb other tests.
+    let Some(scenario) = Scenario::start(Mode::Redis, test, 9, &[]).await else {
+        return;
+    };
+    const TOTAL: u64 = 1_000;
+    let batch = scenario
+        .probes(json!({"count": TOTAL, "delay_ms": 5}))
+        .await;
+    let worker = scenario.worker();
+    scenario
+        .wait_for(&batch, Duration::from_secs(60), |p| completed(p) >= 100)
+        .await;
+    let client = redis::Client::open(scenario.redis_url.clone().expect("redis url")).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(&mut conn)
+        .await
+        .expect("FLUSHDB");
+    let progress = scenario
+        .wait_for(&batch, Duration::from_secs(120), |p| completed(p) == TOTAL)
+        .await;
+    assert!(progress["executions"].as_u64().expect("executions") >= TOTAL);
+    stop(worker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_validation() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite, "probe_validation").await else {
+        return;
+    };
+    let admin = app.admin_token("operator");
+    for body in [
+        json!({"count": 0}),
+        json!({"count": 100_001}),
+        json!({"count": 1, "delay_ms": -1}),
+        json!({"count": 1, "fail_attempts": 101}),
+    ] {
+        app.post("/v1/admin/probes", &admin, body)
+            .await
+            .assert_problem(422);
+    }
+    app.get("/v1/admin/jobs?state=lost", &admin)
+        .await
+        .assert_problem(400);
+    app.get("/v1/admin/jobs?queue=nope", &admin)
+        .await
+        .assert_problem(400);
+    app.get(
+        &format!("/v1/admin/probes/{}", uuid::Uuid::new_v4()),
+        &admin,
+    )
+    .await
+    .assert_problem(404);
+}
+
+mod survives_kill_9 {
+    use super::Mode;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::survives_kill_9(Mode::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::survives_kill_9(Mode::Postgres).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        super::survives_kill_9(Mode::Redis).await
+    }
+}
+
+mod retries_then_dead_then_admin_retry {
+    use super::Mode;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::retries_then_dead_then_admin_retry(Mode::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::retries_then_dead_then_admin_retry(Mode::Postgres).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        super::retries_then_dead_then_admin_retry(Mode::Redis).await
+    }
+}
