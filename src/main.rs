@@ -48,6 +48,36 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+    /// Measure the job queues or the outbox publisher on this machine.
+    Bench {
+        #[command(subcommand)]
+        kind: BenchKind,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchKind {
+    /// No-op jobs through a queue backend: prints jobs/s and enqueue→done latency p50/p99.
+    Queue {
+        /// Queue backend (redis needs REDIS_URL; postgres needs DATABASE_URL=postgres://…).
+        #[arg(long, value_enum)]
+        backend: gantry::bench::QueueBackend,
+        /// How many jobs.
+        #[arg(long, default_value_t = 5000)]
+        jobs: u64,
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+    },
+    /// Events written at a fixed rate while a publisher runs: prints publish lag p50/p99.
+    Outbox {
+        /// Events per second.
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        /// How long to write.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 fn init_logging(config: &Config) {
@@ -112,6 +142,29 @@ async fn main() -> ExitCode {
             }
         }
         Some(Command::PrintOpenapi) => ExitCode::SUCCESS,
+        Some(Command::Bench { kind }) => {
+            init_logging(&config);
+            let result = match kind {
+                BenchKind::Queue {
+                    backend,
+                    jobs,
+                    concurrency,
+                } => gantry::bench::queue(&config, backend, jobs, concurrency).await,
+                BenchKind::Outbox { rate, seconds } => {
+                    gantry::bench::outbox(&config, rate, seconds).await
+                }
+            };
+            match result {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("gantry: bench failed: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => {
             let mut selected = if cli.all_workers {
                 WorkerName::all()

@@ -29,8 +29,10 @@ use uuid::Uuid;
 
 /// How long Redis remembers an enqueued job id, so a re-routed event cannot enqueue it twice.
 const REDIS_DEDUPE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Poll interval of an idle SQL-backed worker (Postgres also wakes on NOTIFY).
-const SQL_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Poll interval of an idle worker (apalis otherwise polls once per heartbeat).
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Jobs per push to the backend.
+const PUSH_CHUNK: usize = 500;
 /// Jobs fetched per poll.
 const FETCH_BATCH: usize = 32;
 
@@ -248,11 +250,23 @@ impl Queues {
                 builder.build()
             })
             .collect();
+        // Bounded pushes: apalis-redis passes a push as one script call (7 arguments per job).
+        for chunk in tasks.chunks(PUSH_CHUNK) {
+            self.push(&name, chunk.to_vec()).await?;
+        }
+        Ok(count)
+    }
+
+    async fn push(
+        &self,
+        name: &str,
+        tasks: Vec<apalis::prelude::Task<JobEnvelope>>,
+    ) -> Result<(), QueueError> {
         let mut stream = futures::stream::iter(tasks);
         let result = match &self.backend {
             Backend::Redis(conn) => {
                 let mut storage = RedisStorage::<JobEnvelope>::new(conn.clone())
-                    .with_config(self.redis_config(&name));
+                    .with_config(self.redis_config(name));
                 storage
                     .push_all(&mut stream)
                     .await
@@ -260,7 +274,7 @@ impl Queues {
             }
             Backend::Postgres(pool) => {
                 let mut storage =
-                    PostgresStorage::<JobEnvelope>::new(pool).with_config(self.pg_config(&name));
+                    PostgresStorage::<JobEnvelope>::new(pool).with_config(self.pg_config(name));
                 storage
                     .push_all(&mut stream)
                     .await
@@ -268,15 +282,14 @@ impl Queues {
             }
             Backend::Sqlite(pool) => {
                 let mut storage =
-                    SqliteStorage::<JobEnvelope>::new(pool).with_config(self.sqlite_config(&name));
+                    SqliteStorage::<JobEnvelope>::new(pool).with_config(self.sqlite_config(name));
                 storage
                     .push_all(&mut stream)
                     .await
                     .map_err(|e| e.to_string())
             }
         };
-        result.map_err(QueueError::Storage)?;
-        Ok(count)
+        result.map_err(QueueError::Storage)
     }
 
     fn redis_config(&self, name: &str) -> apalis_redis::Config {
@@ -311,7 +324,8 @@ impl Queues {
         match &self.backend {
             Backend::Redis(conn) => {
                 let storage = RedisStorage::<JobEnvelope>::new(conn.clone())
-                    .with_config(self.redis_config(&name));
+                    .with_config(self.redis_config(&name))
+                    .poll_with_interval(POLL_INTERVAL);
                 monitor.register(move |restarts| {
                     WorkerBuilder::new(format!("{instance}:{restarts}"))
                         .backend(storage.clone())
@@ -323,7 +337,7 @@ impl Queues {
             Backend::Postgres(pool) => {
                 let storage = PostgresStorage::<JobEnvelope>::new(pool)
                     .with_config(self.pg_config(&name))
-                    .poll_with_interval(SQL_POLL_INTERVAL);
+                    .poll_with_interval(POLL_INTERVAL);
                 monitor.register(move |restarts| {
                     WorkerBuilder::new(format!("{instance}:{restarts}"))
                         .backend(storage.clone())
@@ -335,7 +349,7 @@ impl Queues {
             Backend::Sqlite(pool) => {
                 let storage = SqliteStorage::<JobEnvelope>::new(pool)
                     .with_config(self.sqlite_config(&name))
-                    .poll_with_interval(SQL_POLL_INTERVAL);
+                    .poll_with_interval(POLL_INTERVAL);
                 monitor.register(move |restarts| {
                     WorkerBuilder::new(format!("{instance}:{restarts}"))
                         .backend(storage.clone())

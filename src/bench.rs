@@ -1,0 +1,326 @@
+//! `gantry bench`: throughput and latency of the job queues and the outbox publisher, measured
+//! in process against the real backends. Results are one `key=value` line on stdout so that
+//! `bench/compare.sh` can put them beside the peers' (BullMQ, graphile-worker).
+
+use crate::config::{Config, QueueConfig};
+use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind, NewJob, Queues};
+use crate::metrics::Metrics;
+use crate::store;
+use crate::workers::outbox_publisher::OutboxPublisher;
+use crate::workers::WorkerContext;
+use sea_orm::{ConnectionTrait, Statement};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// Queue the benchmark's no-op jobs run on.
+const BENCH_QUEUE: &str = "bench";
+/// Jobs per enqueue call (the peers enqueue in batches of 1000 too).
+const ENQUEUE_BATCH: usize = 1_000;
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Bad arguments or missing services.
+    #[error("{0}")]
+    Setup(String),
+    /// Database failure.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// Queue failure.
+    #[error("{0}")]
+    Queue(#[from] crate::jobs::QueueError),
+}
+
+/// Which queue backend `bench queue` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueBackend {
+    /// apalis-redis on `REDIS_URL`.
+    Redis,
+    /// apalis-postgres on `DATABASE_URL` (must be `postgres://…`).
+    Postgres,
+    /// apalis-sqlite on a temporary file.
+    Sqlite,
+}
+
+/// Percentile (0..=100) of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+struct NoOp {
+    done: AtomicU64,
+    latencies_ms: Mutex<Vec<f64>>,
+    last_done: Mutex<Option<Instant>>,
+    all_done: Notify,
+    total: u64,
+}
+
+#[async_trait::async_trait]
+impl JobHandler for NoOp {
+    async fn handle(&self, _: &WorkerContext, job: &JobEnvelope) -> Result<(), JobError> {
+        let latency = (chrono::Utc::now() - job.enqueued_at)
+            .to_std()
+            .unwrap_or_default();
+        if let Ok(mut latencies) = self.latencies_ms.lock() {
+            latencies.push(latency.as_secs_f64() * 1000.0);
+        }
+        if let Ok(mut last) = self.last_done.lock() {
+            *last = Some(Instant::now());
+        }
+        if self.done.fetch_add(1, Ordering::SeqCst) + 1 >= self.total {
+            self.all_done.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Holds a temporary directory alive for an SQLite database.
+type TempGuard = Option<tempfile::TempDir>;
+
+async fn bench_context(
+    base: &Config,
+    database_url: String,
+    redis_url: Option<String>,
+) -> Result<WorkerContext, BenchError> {
+    let mut config = base.clone();
+    config.database_url = database_url;
+    config.redis_url = redis_url;
+    config.jobs.prefix = format!("bench-{}:", uuid::Uuid::new_v4().simple());
+    let db = crate::app::open_database(&config)
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let queues = Queues::connect(&config, &db).await?;
+    let metrics = Arc::new(Metrics::new().map_err(|e| BenchError::Setup(e.to_string()))?);
+    Ok(WorkerContext {
+        db,
+        redis: None,
+        config: Arc::new(config),
+        metrics,
+        queues,
+    })
+}
+
+fn sqlite_url() -> Result<(String, TempGuard), BenchError> {
+    let dir = tempfile::tempdir().map_err(|e| BenchError::Setup(e.to_string()))?;
+    let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
+    Ok((url, Some(dir)))
+}
+
+/// Enqueues `jobs` no-op jobs with `concurrency` workers consuming them; prints jobs/s and
+/// enqueue→done latency.
+pub async fn queue(
+    base: &Config,
+    backend: QueueBackend,
+    jobs: u64,
+    concurrency: usize,
+) -> Result<String, BenchError> {
+    if jobs == 0 || concurrency == 0 {
+        return Err(BenchError::Setup(
+            "--jobs and --concurrency must be at least 1".into(),
+        ));
+    }
+    let (database_url, redis_url, _guard) = match backend {
+        QueueBackend::Redis => {
+            let redis = base
+                .redis_url
+                .clone()
+                .ok_or_else(|| BenchError::Setup("--backend redis needs REDIS_URL".into()))?;
+            let (url, guard) = sqlite_url()?;
+            (url, Some(redis), guard)
+        }
+        QueueBackend::Postgres => {
+            if !base.database_url.starts_with("postgres") {
+                return Err(BenchError::Setup(
+                    "--backend postgres needs DATABASE_URL=postgres://…".into(),
+                ));
+            }
+            (base.database_url.clone(), None, None)
+        }
+        QueueBackend::Sqlite => {
+            let (url, guard) = sqlite_url()?;
+            (url, None, guard)
+        }
+    };
+    let mut ctx = bench_context(base, database_url, redis_url).await?;
+    let mut config = (*ctx.config).clone();
+    config.jobs.queues.insert(
+        BENCH_QUEUE,
+        QueueConfig {
+            max_attempts: 1,
+            concurrency,
+        },
+    );
+    ctx.config = Arc::new(config);
+    let handler = Arc::new(NoOp {
+        done: AtomicU64::new(0),
+        latencies_ms: Mutex::new(Vec::with_capacity(jobs as usize)),
+        last_done: Mutex::new(None),
+        all_done: Notify::new(),
+        total: jobs,
+    });
+    let (stop, shutdown) = watch::channel(false);
+    let workers = tokio::spawn(crate::jobs::run_workers(
+        ctx.clone(),
+        ctx.queues.clone(),
+        vec![JobKind {
+            queue: BENCH_QUEUE,
+            handler: handler.clone(),
+        }],
+        shutdown,
+    ));
+    // Let the workers register before the clock starts (the peers do the same).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    let mut remaining = jobs;
+    while remaining > 0 {
+        let n = remaining.min(ENQUEUE_BATCH as u64);
+        let now = chrono::Utc::now();
+        let batch = (0..n)
+            .map(|_| NewJob {
+                job_id: uuid::Uuid::new_v4(),
+                attempt: 1,
+                retry_base: 0,
+                enqueued_at: now,
+                args: serde_json::Value::Null,
+                run_after: None,
+            })
+            .collect();
+        ctx.queues.enqueue(BENCH_QUEUE, batch).await?;
+        remaining -= n;
+    }
+    let timeout = Duration::from_secs(600);
+    if tokio::time::timeout(timeout, async {
+        while handler.done.load(Ordering::SeqCst) < jobs {
+            tokio::select! {
+                _ = handler.all_done.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    })
+    .await
+    .is_err()
+    {
+        return Err(BenchError::Setup(format!(
+            "only {} of {jobs} jobs finished within {timeout:?}",
+            handler.done.load(Ordering::SeqCst)
+        )));
+    }
+    let finished = handler
+        .last_done
+        .lock()
+        .ok()
+        .and_then(|l| *l)
+        .unwrap_or_else(Instant::now);
+    let elapsed = finished.duration_since(started).as_secs_f64().max(1e-9);
+    let mut latencies = handler
+        .latencies_ms
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let _ = stop.send(true);
+    let _ = workers.await;
+    let name = match backend {
+        QueueBackend::Redis => "redis",
+        QueueBackend::Postgres => "postgres",
+        QueueBackend::Sqlite => "sqlite",
+    };
+    Ok(format!(
+        "backend=gantry-{name} jobs={jobs} concurrency={concurrency} jobs_per_sec={:.1} p50_ms={:.2} p99_ms={:.2}",
+        jobs as f64 / elapsed,
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+    ))
+}
+
+/// Writes `rate` events per second for `seconds` seconds while one publisher runs; prints the
+/// commit → published lag.
+pub async fn outbox(base: &Config, rate: u64, seconds: u64) -> Result<String, BenchError> {
+    if rate == 0 || seconds == 0 {
+        return Err(BenchError::Setup(
+            "--rate and --seconds must be at least 1".into(),
+        ));
+    }
+    let (database_url, _guard) = if base.database_url.starts_with("postgres") {
+        (base.database_url.clone(), None)
+    } else {
+        sqlite_url()?
+    };
+    let mut ctx = bench_context(base, database_url, None).await?;
+    let mut config = (*ctx.config).clone();
+    // A stream nobody reads would only grow; measure publication itself.
+    config.redis_url = None;
+    ctx.config = Arc::new(config);
+    let marker = uuid::Uuid::new_v4();
+    let (stop, shutdown) = watch::channel(false);
+    let publisher = tokio::spawn(OutboxPublisher::new(ctx.clone()).run(shutdown));
+
+    const TICK: Duration = Duration::from_millis(100);
+    let per_tick = (rate as f64 * TICK.as_secs_f64()).max(1.0);
+    let mut owed = 0.0;
+    let mut written = 0u64;
+    let mut ticker = tokio::time::interval(TICK);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        ticker.tick().await;
+        owed += per_tick;
+        let n = owed.floor() as u64;
+        owed -= n as f64;
+        let txn = store::begin_write(&ctx.db).await?;
+        let events = (0..n)
+            .map(|_| store::outbox::NewEvent {
+                event_id: uuid::Uuid::new_v4(),
+                org_id: uuid::Uuid::nil(),
+                aggregate_type: "bench",
+                aggregate_id: marker,
+                event_type: "bench.tick",
+                payload: serde_json::Value::Null,
+            })
+            .collect();
+        store::outbox::insert_bulk(&txn, events).await?;
+        txn.commit().await?;
+        written += n;
+    }
+    // Wait for the publisher to drain.
+    let drain_deadline = Instant::now() + Duration::from_secs(60);
+    while store::outbox::backlog(&ctx.db).await?.0 > 0 && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    let _ = publisher.await;
+    let rows = ctx
+        .db
+        .query_all_raw(Statement::from_string(
+            ctx.db.get_database_backend(),
+            "SELECT created_at, published_at FROM outbox_events \
+             WHERE event_type = 'bench.tick' AND published_at IS NOT NULL",
+        ))
+        .await?;
+    let mut lags: Vec<f64> = rows
+        .iter()
+        .filter_map(|row| {
+            let created: chrono::DateTime<chrono::Utc> = row.try_get("", "created_at").ok()?;
+            let published: chrono::DateTime<chrono::Utc> = row.try_get("", "published_at").ok()?;
+            Some((published - created).num_microseconds()? as f64 / 1000.0)
+        })
+        .collect();
+    lags.sort_by(|a, b| a.total_cmp(b));
+    let name = if ctx.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    Ok(format!(
+        "bench=outbox backend={name} rate={rate} seconds={seconds} events={written} published={} lag_p50_ms={:.2} lag_p99_ms={:.2}",
+        lags.len(),
+        percentile(&lags, 50.0),
+        percentile(&lags, 99.0),
+    ))
+}
