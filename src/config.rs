@@ -113,6 +113,9 @@ pub struct JobsConfig {
     /// `GANTRY_RECONCILE_AFTER`: how long routed work may stay unfinished before the reconciler
     /// enqueues it again.
     pub reconcile_after: Duration,
+    /// `GANTRY_JOB_RETENTION`: how long finished jobs are remembered by the queue backend (they
+    /// also guard against routing an event twice, so keep it well above `GANTRY_OUTBOX_LEASE`).
+    pub retention: Duration,
     /// Per-queue settings (`GANTRY_JOB_MAX_ATTEMPTS` and `GANTRY_QUEUE_<NAME>_…`).
     pub queues: std::collections::BTreeMap<&'static str, QueueConfig>,
 }
@@ -335,10 +338,14 @@ impl Config {
                 Duration::from_secs(30),
             )?,
             reconcile_after: duration(&var, "GANTRY_RECONCILE_AFTER", Duration::from_secs(120))?,
+            retention: duration(&var, "GANTRY_JOB_RETENTION", Duration::from_secs(24 * 3600))?,
             queues,
         };
         if jobs.heartbeat < Duration::from_secs(1) {
             return Err(invalid("GANTRY_JOB_HEARTBEAT", "must be at least 1s"));
+        }
+        if jobs.retention < Duration::from_secs(60) {
+            return Err(invalid("GANTRY_JOB_RETENTION", "must be at least 1m"));
         }
         if jobs.reconcile_interval.is_zero() {
             return Err(invalid("GANTRY_RECONCILE_INTERVAL", "must be more than 0"));

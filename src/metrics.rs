@@ -29,6 +29,11 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// `gantry_worker_busy{queue}`: jobs this process is running right now.
     pub worker_busy: IntGaugeVec,
+    /// `gantry_workspaces{status}`: workspaces per status, refreshed by publisher processes.
+    pub workspaces: IntGaugeVec,
+    /// `gantry_workspace_oldest_unready_age_seconds`: age of the oldest workspace still pending
+    /// or provisioning (0 when none).
+    pub workspace_oldest_unready_age_seconds: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -110,6 +115,20 @@ impl Metrics {
             ),
             &["queue"],
         )?;
+        let workspaces = IntGaugeVec::new(
+            Opts::new(
+                "gantry_workspaces",
+                "Workspaces per status, as last counted by a publisher process.",
+            ),
+            &["status"],
+        )?;
+        let workspace_oldest_unready_age_seconds = prometheus::Gauge::new(
+            "gantry_workspace_oldest_unready_age_seconds",
+            "Seconds since the oldest workspace still pending or provisioning last changed \
+             (0 when none).",
+        )?;
+        registry.register(Box::new(workspaces.clone()))?;
+        registry.register(Box::new(workspace_oldest_unready_age_seconds.clone()))?;
         registry.register(Box::new(jobs_total.clone()))?;
         registry.register(Box::new(job_duration_seconds.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
@@ -124,8 +143,28 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        // Every series a dashboard or alert uses exists from the start (at zero), so a rule
+        // never points at a metric that is merely not born yet.
+        for outcome in ["delivered", "retry", "failed"] {
+            webhook_deliveries_total.with_label_values(&[outcome]);
+        }
+        for spec in crate::config::QUEUES {
+            for outcome in ["completed", "retried", "dead"] {
+                jobs_total.with_label_values(&[spec.name, outcome]);
+            }
+            job_duration_seconds.with_label_values(&[spec.name]);
+            worker_busy.with_label_values(&[spec.name]);
+            for state in ["pending", "running", "scheduled", "dead"] {
+                queue_depth.with_label_values(&[spec.name, state]);
+            }
+        }
+        for status in crate::store::workspaces::status::ALL {
+            workspaces.with_label_values(&[status]);
+        }
         Ok(Self {
             registry,
+            workspaces,
+            workspace_oldest_unready_age_seconds,
             http_requests_total,
             http_request_duration_seconds,
             outbox_backlog,

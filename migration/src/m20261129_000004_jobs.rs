@@ -1,4 +1,5 @@
-//! `dead_jobs` (jobs that exhausted their attempts or failed permanently, with their last error)
+//! `dead_jobs` (jobs that exhausted their attempts or failed permanently, with their last error;
+//! a deleted one is kept as discarded so the reconciler does not bring it back)
 //! and the probe job kind's bookkeeping: `probe_batches` and `probe_runs`.
 
 use sea_orm_migration::{prelude::*, schema::*};
@@ -15,6 +16,7 @@ enum DeadJobs {
     Attempts,
     LastError,
     DiedAt,
+    DiscardedAt,
 }
 
 #[derive(DeriveIden)]
@@ -53,6 +55,7 @@ impl MigrationTrait for Migration {
                     .col(integer(DeadJobs::Attempts))
                     .col(text(DeadJobs::LastError))
                     .col(timestamp_with_time_zone(DeadJobs::DiedAt))
+                    .col(timestamp_with_time_zone_null(DeadJobs::DiscardedAt))
                     .to_owned(),
             )
             .await?;

@@ -112,6 +112,21 @@ pub async fn queues_status(
                 .map(|at| (Utc::now() - at).to_std().unwrap_or_default().as_secs_f64()),
         });
     }
+    // Webhook deliveries are scheduled from their rows (see the README), shown like a queue.
+    let webhooks = store::webhooks::delivery_counts(&state.db).await?;
+    let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+    queues.push(QueueStatus {
+        queue: "webhooks".to_owned(),
+        pending: n(webhooks.pending),
+        running: n(webhooks.running),
+        scheduled: n(webhooks.scheduled),
+        dead: n(webhooks.dead),
+        done: n(webhooks.done),
+        oldest_pending_age_seconds: webhooks
+            .oldest_pending_run_at
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+            .map(|at| (Utc::now() - at).to_std().unwrap_or_default().as_secs_f64()),
+    });
     Ok(Json(QueuesStatus {
         backend: state.queues.backend_name().to_owned(),
         queues,
@@ -163,8 +178,7 @@ impl From<crate::jobs::admin::JobView> for JobView {
 
 const JOB_STATES: [&str; 5] = ["pending", "scheduled", "running", "done", "dead"];
 
-/// Jobs of a queue in a state (default `dead`), oldest first. Live jobs are listed on the SQL
-/// backends; on Redis only dead jobs are listed.
+/// Jobs of a queue (default `probe`) in a state (default `dead`), paged.
 #[openapi(tag = "Admin")]
 #[get("/v1/admin/jobs?<queue>&<state>&<limit>&<cursor>")]
 pub async fn list_jobs(
@@ -201,7 +215,7 @@ pub async fn list_jobs(
     )))
 }
 
-/// A dead job.
+/// A job by id (its latest attempt), live or dead.
 #[openapi(tag = "Admin")]
 #[get("/v1/admin/jobs/<id>")]
 pub async fn get_job(
@@ -210,13 +224,23 @@ pub async fn get_job(
     id: Uuid,
 ) -> Result<Json<JobView>, ApiError> {
     require_admin(&caller)?;
-    let job = store::jobs::find_dead(&state.db, id)
-        .await?
+    if let Some(dead) = store::jobs::find_dead(&state.db, id).await? {
+        if dead.discarded_at.is_some() {
+            return Err(ApiError::NotFound);
+        }
+        return Ok(Json(crate::jobs::admin::dead_view(dead).into()));
+    }
+    let job = state
+        .queues
+        .find(id)
+        .await
+        .map_err(queue_error)?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(crate::jobs::admin::dead_view(job).into()))
+    Ok(Json(job.into()))
 }
 
-/// Runs a dead job again from attempt 1; `202` with the job as queued.
+/// Runs a dead job again with a fresh set of attempts; `202` with the job as queued. A job
+/// that is not dead answers 409.
 #[openapi(tag = "Admin")]
 #[post("/v1/admin/jobs/<id>/retry")]
 pub async fn retry_job(
@@ -225,9 +249,11 @@ pub async fn retry_job(
     id: Uuid,
 ) -> Result<Accepted<JobView>, ApiError> {
     require_admin(&caller)?;
-    let dead = store::jobs::find_dead(&state.db, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let dead = match store::jobs::find_dead(&state.db, id).await? {
+        Some(dead) if dead.discarded_at.is_none() => dead,
+        Some(_) => return Err(ApiError::NotFound),
+        None => return Err(not_dead(state, id).await?),
+    };
     let mut view = crate::jobs::admin::dead_view(dead.clone());
     // A retried job gets fresh attempts; its earlier attempts' ids are taken, so number on.
     let attempt = (dead.attempts.max(0) as u32) + 1;
@@ -256,7 +282,19 @@ pub async fn retry_job(
     })
 }
 
-/// Forgets a dead job; `204`.
+/// 409 for a live job, 404 for an unknown one.
+async fn not_dead(state: &AppState, id: Uuid) -> Result<ApiError, ApiError> {
+    Ok(match state.queues.find(id).await.map_err(queue_error)? {
+        Some(job) => ApiError::Conflict(format!(
+            "job {id} is {}; only dead jobs can be retried or deleted",
+            job.state
+        )),
+        None => ApiError::NotFound,
+    })
+}
+
+/// Discards a dead job: `204`, and it is gone from the API (its record is kept so the
+/// reconciler does not bring it back). A job that is not dead answers 409.
 #[openapi(tag = "Admin")]
 #[delete("/v1/admin/jobs/<id>")]
 pub async fn delete_job(
@@ -265,10 +303,12 @@ pub async fn delete_job(
     id: Uuid,
 ) -> Result<NoContent, ApiError> {
     require_admin(&caller)?;
-    if store::jobs::delete_dead(&state.db, id).await? {
-        Ok(NoContent)
-    } else {
-        Err(ApiError::NotFound)
+    if store::jobs::discard_dead(&state.db, id).await? {
+        return Ok(NoContent);
+    }
+    match store::jobs::find_dead(&state.db, id).await? {
+        Some(_) => Err(ApiError::NotFound),
+        None => Err(not_dead(state, id).await?),
     }
 }
 

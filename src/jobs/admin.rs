@@ -5,6 +5,9 @@ use crate::store;
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 
+/// Ids the Redis done set may hold before it is cleared.
+const DONE_SET_LIMIT: u64 = 100_000;
+
 /// Jobs per state in one queue.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueStats {
@@ -63,14 +66,23 @@ impl Queues {
                     let n = cardinality(&mut conn, &format!("{name}:inflight:{worker}")).await?;
                     running += n;
                 }
+                // The ready list is appended at its tail, so its head is the oldest ready job.
+                let head: Option<String> = conn.lindex(format!("{name}:active"), 0).await?;
+                let oldest_pending_at = match head {
+                    Some(id) => {
+                        let data: Option<Vec<u8>> = conn.hget(format!("{name}:data"), id).await?;
+                        data.and_then(|d| serde_json::from_slice::<JobEnvelope>(&d).ok())
+                            .map(|job| job.enqueued_at)
+                    }
+                    None => None,
+                };
                 Ok(QueueStats {
                     pending,
                     running,
                     scheduled,
                     dead: dead + our_dead,
                     done,
-                    // Redis lists do not keep enqueue times; the oldest ready job is unknown.
-                    oldest_pending_at: None,
+                    oldest_pending_at,
                 })
             }
             Backend::Postgres(_) | Backend::Sqlite(_) => {
@@ -108,7 +120,7 @@ impl Queues {
             return Ok((rows.into_iter().map(dead_view).collect(), more));
         }
         match &self.backend {
-            Backend::Redis(_) => Ok((Vec::new(), false)),
+            Backend::Redis(conn) => self.list_redis(conn, queue, state, cursor, limit).await,
             Backend::Postgres(_) | Backend::Sqlite(_) => {
                 let rows = store::jobs::sql_jobs(
                     &self.db,
@@ -123,25 +135,185 @@ impl Queues {
                     .into_iter()
                     .filter_map(|row| {
                         let job: JobEnvelope = serde_json::from_slice(&row.job).ok()?;
-                        Some(JobView {
-                            job_id: job.job_id,
-                            queue: queue.to_owned(),
-                            state: match state {
-                                "pending" => "pending",
-                                "scheduled" => "scheduled",
-                                "running" => "running",
-                                _ => "done",
-                            },
-                            attempt: job.attempt,
-                            enqueued_at: job.enqueued_at,
-                            run_at: DateTime::from_timestamp(row.run_at, 0),
-                            last_error: None,
-                            args: job.args,
-                            cursor: row.id,
-                        })
+                        Some(view(
+                            queue,
+                            job,
+                            sql_state(&row.status, row.run_at),
+                            DateTime::from_timestamp(row.run_at, 0),
+                            row.id,
+                        ))
                     })
                     .collect();
                 Ok((views, more))
+            }
+        }
+    }
+
+    /// Redis keeps ready jobs in a list, scheduled ones in a sorted set, running ones in
+    /// per-worker sets and finished ids in a set; pages are offsets into those.
+    async fn list_redis(
+        &self,
+        conn: &redis::aio::ConnectionManager,
+        queue: &str,
+        state: &str,
+        cursor: Option<&str>,
+        limit: u64,
+    ) -> Result<(Vec<JobView>, bool), QueueError> {
+        let name = self.backend_queue(queue);
+        let mut conn = conn.clone();
+        let offset: isize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let end = offset + limit as isize; // one extra, to know whether more follow
+        let ids: Vec<String> = match state {
+            "pending" => conn.lrange(format!("{name}:active"), offset, end).await?,
+            "scheduled" => {
+                conn.zrange(format!("{name}:scheduled"), offset, end)
+                    .await?
+            }
+            "running" | "done" => {
+                let mut ids: Vec<String> = if state == "done" {
+                    conn.smembers(format!("{name}:done")).await?
+                } else {
+                    let workers: Vec<String> =
+                        conn.zrange(format!("{name}:workers"), 0, -1).await?;
+                    let mut ids = Vec::new();
+                    for worker in workers {
+                        let members: Vec<String> =
+                            conn.smembers(format!("{name}:inflight:{worker}")).await?;
+                        ids.extend(members);
+                    }
+                    ids
+                };
+                ids.sort();
+                ids.into_iter()
+                    .skip(offset.max(0) as usize)
+                    .take(limit as usize + 1)
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let more = ids.len() as u64 > limit;
+        let mut views = Vec::new();
+        for (index, id) in ids.into_iter().take(limit as usize).enumerate() {
+            let data: Option<Vec<u8>> = conn.hget(format!("{name}:data"), &id).await?;
+            let Some(job) = data.and_then(|d| serde_json::from_slice::<JobEnvelope>(&d).ok())
+            else {
+                continue;
+            };
+            let next = (offset + index as isize + 1).to_string();
+            let mut job_view = view(queue, job, redis_state(state), None, next);
+            if state == "scheduled" {
+                let score: Option<f64> = conn.zscore(format!("{name}:scheduled"), &id).await?;
+                job_view.run_at = score.and_then(|s| DateTime::from_timestamp(s as i64, 0));
+            }
+            views.push(job_view);
+        }
+        Ok((views, more))
+    }
+
+    /// A live (not dead) job by id, in whichever queue and attempt it is.
+    pub async fn find(&self, job_id: uuid::Uuid) -> Result<Option<JobView>, QueueError> {
+        // Attempts beyond the limits only happen after operator retries; 200 covers them.
+        let task_ids: Vec<String> = (1..=MAX_ATTEMPT_LOOKUP)
+            .map(|attempt| super::task_id(job_id, attempt).to_string())
+            .collect();
+        for spec in crate::config::QUEUES {
+            let name = self.backend_queue(spec.name);
+            let mut best: Option<JobView> = None;
+            match &self.backend {
+                Backend::Redis(conn) => {
+                    let mut conn = conn.clone();
+                    let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+                        .arg(format!("{name}:data"))
+                        .arg(&task_ids)
+                        .query_async(&mut conn)
+                        .await?;
+                    for (task_id, value) in task_ids.iter().zip(values) {
+                        let Some(job) =
+                            value.and_then(|v| serde_json::from_slice::<JobEnvelope>(&v).ok())
+                        else {
+                            continue;
+                        };
+                        let status: Option<String> = conn
+                            .hget(format!("{name}:meta:{task_id}"), "status")
+                            .await?;
+                        let state = match status.as_deref() {
+                            Some("Running") => "running",
+                            Some("Done") => "done",
+                            Some("Failed") | Some("Killed") => "dead",
+                            _ => {
+                                let scheduled: Option<f64> =
+                                    conn.zscore(format!("{name}:scheduled"), task_id).await?;
+                                if scheduled.is_some() {
+                                    "scheduled"
+                                } else {
+                                    "pending"
+                                }
+                            }
+                        };
+                        if best.as_ref().is_none_or(|b| b.attempt < job.attempt) {
+                            best = Some(view(spec.name, job, state, None, task_id.clone()));
+                        }
+                    }
+                }
+                Backend::Postgres(_) | Backend::Sqlite(_) => {
+                    for row in store::jobs::sql_jobs_by_ids(&self.db, &name, &task_ids).await? {
+                        let Ok(job) = serde_json::from_slice::<JobEnvelope>(&row.job) else {
+                            continue;
+                        };
+                        if best.as_ref().is_none_or(|b| b.attempt < job.attempt) {
+                            let state = sql_state(&row.status, row.run_at);
+                            let run_at = DateTime::from_timestamp(row.run_at, 0);
+                            best = Some(view(spec.name, job, state, run_at, row.id));
+                        }
+                    }
+                }
+            }
+            if best.is_some() {
+                return Ok(best);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Forgets jobs of `queues` that finished more than `GANTRY_JOB_RETENTION` ago, so the
+    /// backend does not grow without bound.
+    pub async fn forget_finished(&self, queues: &[&str]) {
+        let retention = self.config.retention;
+        for queue in queues {
+            let name = self.backend_queue(queue);
+            let result = match &self.backend {
+                Backend::Redis(conn) => {
+                    let mut storage = apalis_redis::RedisStorage::<JobEnvelope>::new(conn.clone())
+                        .with_config(self.redis_config(&name));
+                    let vacuumed =
+                        apalis_core::backend::Vacuum::vacuum_before(&mut storage, retention)
+                            .await
+                            .map(|n| n as u64)
+                            .map_err(|e| QueueError::Storage(e.to_string()));
+                    // The done set holds bare ids; bound it rather than let it grow forever.
+                    let mut conn = conn.clone();
+                    let done_key = format!("{name}:done");
+                    match cardinality(&mut conn, &done_key).await {
+                        Ok(n) if n > DONE_SET_LIMIT => {
+                            let _: Result<(), _> = conn.del(&done_key).await;
+                        }
+                        _ => {}
+                    }
+                    vacuumed
+                }
+                Backend::Postgres(_) | Backend::Sqlite(_) => {
+                    let cutoff = Utc::now()
+                        - chrono::Duration::from_std(retention)
+                            .unwrap_or(chrono::Duration::days(1));
+                    store::jobs::delete_finished_before(&self.db, &name, cutoff)
+                        .await
+                        .map_err(QueueError::from)
+                }
+            };
+            match result {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(queue, forgotten = n, "forgot finished jobs"),
+                Err(err) => tracing::warn!(queue, %err, "could not forget finished jobs"),
             }
         }
     }
@@ -180,6 +352,50 @@ async fn cardinality(
         "zset" => conn.zcard(key).await,
         "list" => conn.llen(key).await,
         _ => Ok(0),
+    }
+}
+
+/// Highest attempt number looked up when finding a job by id.
+const MAX_ATTEMPT_LOOKUP: u32 = 200;
+
+fn view(
+    queue: &str,
+    job: JobEnvelope,
+    state: &'static str,
+    run_at: Option<DateTime<Utc>>,
+    cursor: String,
+) -> JobView {
+    JobView {
+        job_id: job.job_id,
+        queue: queue.to_owned(),
+        state,
+        attempt: job.attempt,
+        enqueued_at: job.enqueued_at,
+        run_at,
+        last_error: None,
+        args: job.args,
+        cursor,
+    }
+}
+
+/// Our state name for an apalis SQL status.
+fn sql_state(status: &str, run_at: i64) -> &'static str {
+    match status {
+        "Running" => "running",
+        "Done" => "done",
+        "Killed" => "dead",
+        "Failed" => "pending",
+        _ if run_at > Utc::now().timestamp() => "scheduled",
+        _ => "pending",
+    }
+}
+
+fn redis_state(state: &str) -> &'static str {
+    match state {
+        "pending" => "pending",
+        "scheduled" => "scheduled",
+        "running" => "running",
+        _ => "done",
     }
 }
 

@@ -31,6 +31,8 @@ use uuid::Uuid;
 const REDIS_DEDUPE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Poll interval of an idle worker (apalis otherwise polls once per heartbeat).
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often finished jobs older than the retention are forgotten.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
 /// Jobs per push to the backend.
 const PUSH_CHUNK: usize = 500;
 /// Jobs fetched per poll.
@@ -175,9 +177,16 @@ impl Queues {
                         )
                         .await
                         .map_err(|e| QueueError::Storage(e.to_string()))?;
-                    SqliteStorage::setup(&pool)
-                        .await
-                        .map_err(|e| QueueError::Storage(e.to_string()))?;
+                    // apalis' migrator takes no lock on SQLite: a process starting beside
+                    // another can lose the race once; the second try finds the tables there.
+                    let mut tries = 0;
+                    while let Err(err) = SqliteStorage::setup(&pool).await {
+                        tries += 1;
+                        if tries >= 5 {
+                            return Err(QueueError::Storage(err.to_string()));
+                        }
+                        tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                    }
                     Backend::Sqlite(pool)
                 }
             },
@@ -292,7 +301,7 @@ impl Queues {
         result.map_err(QueueError::Storage)
     }
 
-    fn redis_config(&self, name: &str) -> apalis_redis::Config {
+    pub(crate) fn redis_config(&self, name: &str) -> apalis_redis::Config {
         apalis_redis::Config::default()
             .queue(name)
             .heartbeat_interval(self.config.heartbeat)
@@ -490,8 +499,13 @@ pub async fn run_workers(
         );
         let every = ctx.config.jobs.heartbeat;
         async move {
+            let mut forgot_at: Option<Instant> = None;
             while !*shutdown.borrow() {
                 queues.refresh_depth(&metrics, &names).await;
+                if forgot_at.is_none_or(|at| at.elapsed() >= FORGET_EVERY) {
+                    queues.forget_finished(&names).await;
+                    forgot_at = Some(Instant::now());
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = shutdown.changed() => {}

@@ -23,6 +23,7 @@ pub mod dead_entity {
         #[sea_orm(column_type = "Text")]
         pub last_error: String,
         pub died_at: DateTimeUtc,
+        pub discarded_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -71,6 +72,7 @@ pub async fn insert_dead(
         attempts: Set(attempts),
         last_error: Set(last_error.to_owned()),
         died_at: Set(now()),
+        discarded_at: Set(None),
     }
     .insert(db)
     .await?;
@@ -83,7 +85,9 @@ pub async fn list_dead(
     queue: Option<&str>,
     page: &PageRequest<Uuid>,
 ) -> Result<(Vec<DeadJob>, bool), DbErr> {
-    let mut query = dead_entity::Entity::find().order_by_asc(dead_entity::Column::Id);
+    let mut query = dead_entity::Entity::find()
+        .filter(dead_entity::Column::DiscardedAt.is_null())
+        .order_by_asc(dead_entity::Column::Id);
     if let Some(queue) = queue {
         query = query.filter(dead_entity::Column::Queue.eq(queue));
     }
@@ -94,12 +98,12 @@ pub async fn list_dead(
     Ok(split_page(rows, page.limit))
 }
 
-/// One dead job.
+/// One dead job record, discarded or not.
 pub async fn find_dead(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<DeadJob>, DbErr> {
     dead_entity::Entity::find_by_id(id).one(db).await
 }
 
-/// Removes a dead job; true when it existed.
+/// Removes a dead job that is being retried; true when it existed.
 pub async fn delete_dead(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
     Ok(dead_entity::Entity::delete_by_id(id)
         .exec(db)
@@ -108,10 +112,26 @@ pub async fn delete_dead(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, Db
         > 0)
 }
 
+/// Discards a dead job (an operator's delete): it disappears from the API but its record stays,
+/// so the reconciler knows the work was given up. True when it was dead and not yet discarded.
+pub async fn discard_dead(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, DbErr> {
+    let result = dead_entity::Entity::update_many()
+        .col_expr(
+            dead_entity::Column::DiscardedAt,
+            sea_orm::sea_query::Expr::value(now()),
+        )
+        .filter(dead_entity::Column::Id.eq(id))
+        .filter(dead_entity::Column::DiscardedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
 /// Dead-job count per queue.
 pub async fn count_dead(db: &impl ConnectionTrait, queue: &str) -> Result<u64, DbErr> {
     dead_entity::Entity::find()
         .filter(dead_entity::Column::Queue.eq(queue))
+        .filter(dead_entity::Column::DiscardedAt.is_null())
         .count(db)
         .await
 }
@@ -416,4 +436,62 @@ pub async fn sql_jobs(
     ))
     .all(db)
     .await
+}
+
+/// Deletes finished (`Done`) apalis jobs of `job_type` that finished before `cutoff`; returns
+/// how many.
+pub async fn delete_finished_before(
+    db: &impl ConnectionTrait,
+    job_type: &str,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let statement = match backend {
+        DatabaseBackend::Postgres => Statement::from_sql_and_values(
+            backend,
+            "DELETE FROM apalis.jobs WHERE job_type = $1 AND status = 'Done' AND done_at < $2",
+            [job_type.into(), cutoff.into()],
+        ),
+        _ => Statement::from_sql_and_values(
+            backend,
+            "DELETE FROM Jobs WHERE job_type = ?1 AND status = 'Done' AND done_at < ?2",
+            [job_type.into(), cutoff.timestamp().into()],
+        ),
+    };
+    Ok(db.execute_raw(statement).await?.rows_affected())
+}
+
+/// Job rows of `job_type` among the task `ids`.
+pub async fn sql_jobs_by_ids(
+    db: &impl ConnectionTrait,
+    job_type: &str,
+    ids: &[String],
+) -> Result<Vec<SqlJobRow>, DbErr> {
+    let backend = db.get_database_backend();
+    let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
+        DatabaseBackend::Postgres => (
+            "SELECT id, job_type, status, attempts, CAST(EXTRACT(EPOCH FROM run_at) AS BIGINT) AS run_at, job \
+             FROM apalis.jobs WHERE job_type = $1 AND id = ANY($2)"
+                .to_owned(),
+            vec![job_type.into(), ids.to_vec().into()],
+        ),
+        _ => {
+            let placeholders = (2..ids.len() + 2)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut values: Vec<sea_orm::Value> = vec![job_type.into()];
+            values.extend(ids.iter().map(|id| id.clone().into()));
+            (
+                format!(
+                    "SELECT id, job_type, status, attempts, run_at, CAST(job AS BLOB) AS job \
+                     FROM Jobs WHERE job_type = ?1 AND id IN ({placeholders})"
+                ),
+                values,
+            )
+        }
+    };
+    SqlJobRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
+        .all(db)
+        .await
 }

@@ -58,7 +58,13 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
             Migrator::up(&txn, None).await?;
             txn.commit().await
         }
-        _ => Migrator::up(db, None).await,
+        _ => {
+            // SQLite DDL is transactional: migrating inside an immediate transaction makes a
+            // second process starting at the same moment wait, then find nothing to do.
+            let txn = begin_write(db).await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await
+        }
     }
 }
 

@@ -395,3 +395,42 @@ pub async fn record_attempt(
 pub async fn find_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Webhook>, DbErr> {
     entity::Entity::find_by_id(id).one(db).await
 }
+
+/// Deliveries per state, shaped like a job queue's counts for the admin API: ready now,
+/// waiting for a retry, being attempted (leased), failed for good, delivered; plus when the
+/// oldest ready one became due.
+pub async fn delivery_counts(db: &impl ConnectionTrait) -> Result<super::jobs::QueueCounts, DbErr> {
+    let backend = db.get_database_backend();
+    let (now_placeholder, oldest) = match backend {
+        DatabaseBackend::Postgres => (
+            "$1",
+            "CAST(EXTRACT(EPOCH FROM MIN(CASE WHEN status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < $1) AND next_attempt_at <= $1 THEN next_attempt_at END)) AS BIGINT)",
+        ),
+        _ => (
+            "?1",
+            "CAST(strftime('%s', MIN(CASE WHEN status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < ?1) AND next_attempt_at <= ?1 THEN next_attempt_at END)) AS INTEGER)",
+        ),
+    };
+    let p = now_placeholder;
+    let sql = format!(
+        "SELECT \
+         SUM(CASE WHEN status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < {p}) AND next_attempt_at <= {p} THEN 1 ELSE 0 END) AS pending, \
+         SUM(CASE WHEN status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < {p}) AND next_attempt_at > {p} THEN 1 ELSE 0 END) AS scheduled, \
+         SUM(CASE WHEN status = 'pending' AND lease_expires_at >= {p} THEN 1 ELSE 0 END) AS running, \
+         SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END) AS done, \
+         SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS dead, \
+         {oldest} AS oldest_pending_run_at \
+         FROM webhook_deliveries"
+    );
+    use sea_orm::FromQueryResult;
+    Ok(
+        super::jobs::QueueCounts::find_by_statement(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [now().into()],
+        ))
+        .one(db)
+        .await?
+        .unwrap_or_default(),
+    )
+}

@@ -18,6 +18,8 @@ pub mod status {
     pub const DELETING: &str = "deleting";
     /// Gone.
     pub const DELETED: &str = "deleted";
+    /// Every status.
+    pub const ALL: [&str; 6] = [PENDING, PROVISIONING, READY, FAILED, DELETING, DELETED];
 }
 
 /// The `workspaces` table.
@@ -126,4 +128,35 @@ pub async fn count_active(db: &impl ConnectionTrait, org_id: Uuid) -> Result<u64
         .filter(entity::Column::Status.is_not_in([status::DELETING, status::DELETED]))
         .count(db)
         .await
+}
+
+/// Workspaces per status, and when the oldest one still pending or provisioning was last
+/// changed (for the "stuck provisioning" gauge).
+pub async fn status_summary(
+    db: &impl ConnectionTrait,
+) -> Result<(Vec<(String, i64)>, Option<chrono::DateTime<chrono::Utc>>), DbErr> {
+    #[derive(Debug, sea_orm::FromQueryResult)]
+    struct Count {
+        status: String,
+        n: i64,
+    }
+    let counts = entity::Entity::find()
+        .select_only()
+        .column(entity::Column::Status)
+        .column_as(entity::Column::Id.count(), "n")
+        .group_by(entity::Column::Status)
+        .into_model::<Count>()
+        .all(db)
+        .await?;
+    let oldest_unready = entity::Entity::find()
+        .filter(entity::Column::Status.is_in([status::PENDING, status::PROVISIONING]))
+        .filter(entity::Column::DeletedAt.is_null())
+        .order_by_asc(entity::Column::UpdatedAt)
+        .one(db)
+        .await?
+        .map(|w| w.updated_at);
+    Ok((
+        counts.into_iter().map(|c| (c.status, c.n)).collect(),
+        oldest_unready,
+    ))
 }

@@ -76,6 +76,32 @@ pub async fn reconcile_once(ctx: &WorkerContext) -> Result<Option<usize>, Reconc
     Ok(Some(enqueued))
 }
 
+/// Refreshes the workspace gauges (every publisher process does, so any one of them serves
+/// the alert).
+async fn refresh_workspace_gauges(ctx: &WorkerContext) {
+    match store::workspaces::status_summary(&ctx.db).await {
+        Ok((counts, oldest)) => {
+            for status in store::workspaces::status::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0, |(_, n)| *n);
+                ctx.metrics.workspaces.with_label_values(&[status]).set(n);
+            }
+            let age = oldest
+                .map(|at| {
+                    (store::now() - at)
+                        .to_std()
+                        .unwrap_or_default()
+                        .as_secs_f64()
+                })
+                .unwrap_or(0.0);
+            ctx.metrics.workspace_oldest_unready_age_seconds.set(age);
+        }
+        Err(err) => tracing::warn!(%err, "could not count workspaces"),
+    }
+}
+
 /// Runs rounds every `GANTRY_RECONCILE_INTERVAL` until `shutdown`.
 pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
     let interval = ctx.config.jobs.reconcile_interval;
@@ -83,6 +109,7 @@ pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
         if let Err(err) = reconcile_once(&ctx).await {
             tracing::warn!(%err, "reconciler round failed");
         }
+        refresh_workspace_gauges(&ctx).await;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => {}
