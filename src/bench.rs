@@ -44,6 +44,27 @@ pub enum QueueBackend {
     Sqlite,
 }
 
+/// Deletes the benchmark's Redis keys (its queue prefix is unique to the run).
+async fn delete_keys(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = match redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+    {
+        Ok(keys) => keys,
+        Err(_) => return,
+    };
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    }
+}
+
 /// Percentile (0..=100) of sorted values.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -227,6 +248,9 @@ pub async fn queue(
     latencies.sort_by(|a, b| a.total_cmp(b));
     let _ = stop.send(true);
     let _ = workers.await;
+    if let Some(url) = &ctx.config.redis_url {
+        delete_keys(url, &ctx.config.jobs.prefix).await;
+    }
     let name = match backend {
         QueueBackend::Redis => "redis",
         QueueBackend::Postgres => "postgres",

@@ -28,6 +28,25 @@ struct Scenario {
     env: Vec<(&'static str, String)>,
     dir: tempfile::TempDir,
     redis_url: Option<String>,
+    prefix: String,
+}
+
+impl Drop for Scenario {
+    /// Leaves the shared Redis as it was: every key of this scenario carries its prefix.
+    fn drop(&mut self) {
+        let Some(url) = &self.redis_url else { return };
+        let Ok(mut conn) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+    }
 }
 
 /// A worker process and the port its /health and /metrics answer on; killed when dropped, so
@@ -94,6 +113,7 @@ impl Scenario {
             env,
             dir: tempfile::tempdir().expect("tempdir"),
             redis_url,
+            prefix,
         })
     }
 
