@@ -38,6 +38,10 @@ pub struct AppState {
     pub validator: TokenValidator,
     /// The job queues (admin views, probes).
     pub queues: crate::jobs::Queues,
+    /// OIDC issuer put into generated kubeconfigs.
+    pub kubeconfig_issuer: String,
+    /// OIDC client id put into generated kubeconfigs.
+    pub kubeconfig_client_id: String,
     /// Users already stored.
     pub users_seen: SeenUsers,
     /// The OpenAPI document, serialized once.
@@ -97,6 +101,11 @@ pub async fn build(
         db,
         validator,
         queues,
+        kubeconfig_issuer: match &config.auth {
+            crate::config::AuthConfig::Keycloak { issuer, .. } => issuer.clone(),
+            crate::config::AuthConfig::Embedded => crate::auth::dev::DEV_ISSUER.to_owned(),
+        },
+        kubeconfig_client_id: config.provisioner.kubeconfig_client_id.clone(),
         users_seen: SeenUsers::default(),
         openapi_json,
         outbound: crate::webhooks::outbound::OutboundPolicy::new(config.outbound_allow.clone()),

@@ -63,15 +63,71 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Job queues and the worker runtime.
     pub jobs: JobsConfig,
+    /// The vCluster provisioner.
+    pub provisioner: ProvisionerConfig,
+}
+
+/// Which host-cluster driver the provisioner uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeDriverKind {
+    /// kube-rs against a real (K3s) host cluster.
+    Kubernetes,
+    /// The same state machine with objects kept in the database (embedded mode).
+    Simulated,
+}
+
+/// vCluster provisioner knobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionerConfig {
+    /// `GANTRY_KUBE_DRIVER`: `simulated` (default) or `kubernetes`.
+    pub driver: KubeDriverKind,
+    /// `GANTRY_SIMULATED_DELAY_MS`: how long each simulated step takes.
+    pub simulated_delay: Duration,
+    /// `GANTRY_SIMULATED_FAIL`: workspace names whose simulated provisioning fails, each
+    /// `name` (always) or `name:N` (the first N attempts).
+    pub simulated_failures: Vec<(String, Option<u32>)>,
+    /// `GANTRY_PROVISION_TIMEOUT`: how long a workspace may take to become ready (or go away).
+    pub timeout: Duration,
+    /// `GANTRY_KUBECONFIG_CLIENT_ID`: OIDC client id in generated kubeconfigs (default
+    /// `KEYCLOAK_AUDIENCE`).
+    pub kubeconfig_client_id: String,
+    /// Plans: `shared` and `dedicated`.
+    pub shared: PlanConfig,
+    /// The dedicated plan.
+    pub dedicated: PlanConfig,
+}
+
+/// A plan's resources (`GANTRY_PLAN_<PLAN>_…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanConfig {
+    /// `…_CPU`: CPU limit of the workspace namespace.
+    pub cpu: String,
+    /// `…_MEMORY`: memory limit.
+    pub memory: String,
+    /// `…_PODS`: pod count limit.
+    pub pods: u32,
+    /// `…_STORAGE`: storage requests limit.
+    pub storage: String,
+    /// `GANTRY_PLAN_DEDICATED_POOL`: `key=value` node label (and toleration) of the dedicated
+    /// pool; `None` for shared.
+    pub pool: Option<String>,
 }
 
 /// The job queues every worker role consumes, with the variables that tune each one.
-pub const QUEUES: &[QueueSpec] = &[QueueSpec {
-    name: "probe",
-    max_attempts_var: "GANTRY_QUEUE_PROBE_MAX_ATTEMPTS",
-    concurrency_var: "GANTRY_QUEUE_PROBE_CONCURRENCY",
-    default_concurrency: 16,
-}];
+pub const QUEUES: &[QueueSpec] = &[
+    QueueSpec {
+        name: "probe",
+        max_attempts_var: "GANTRY_QUEUE_PROBE_MAX_ATTEMPTS",
+        concurrency_var: "GANTRY_QUEUE_PROBE_CONCURRENCY",
+        default_concurrency: 16,
+    },
+    QueueSpec {
+        name: "vcluster",
+        max_attempts_var: "GANTRY_QUEUE_VCLUSTER_MAX_ATTEMPTS",
+        concurrency_var: "GANTRY_QUEUE_VCLUSTER_CONCURRENCY",
+        default_concurrency: 8,
+    },
+];
 
 /// A queue's name and the variables that tune it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,6 +407,51 @@ impl Config {
             return Err(invalid("GANTRY_RECONCILE_INTERVAL", "must be more than 0"));
         }
 
+        let provisioner = ProvisionerConfig {
+            driver: match var("GANTRY_KUBE_DRIVER").as_deref() {
+                None | Some("simulated") => KubeDriverKind::Simulated,
+                Some("kubernetes") => KubeDriverKind::Kubernetes,
+                Some(other) => {
+                    return Err(invalid(
+                        "GANTRY_KUBE_DRIVER",
+                        format!("{other:?} is not one of: simulated, kubernetes"),
+                    ))
+                }
+            },
+            simulated_delay: Duration::from_millis(number(
+                &var,
+                "GANTRY_SIMULATED_DELAY_MS",
+                1500,
+                0..=600_000,
+            )?),
+            simulated_failures: parse_failures(&var("GANTRY_SIMULATED_FAIL").unwrap_or_default())?,
+            timeout: duration(&var, "GANTRY_PROVISION_TIMEOUT", Duration::from_secs(600))?,
+            kubeconfig_client_id: var("GANTRY_KUBECONFIG_CLIENT_ID")
+                .unwrap_or_else(|| audience.clone()),
+            shared: PlanConfig {
+                cpu: var("GANTRY_PLAN_SHARED_CPU").unwrap_or_else(|| "2".to_owned()),
+                memory: var("GANTRY_PLAN_SHARED_MEMORY").unwrap_or_else(|| "4Gi".to_owned()),
+                pods: number(&var, "GANTRY_PLAN_SHARED_PODS", 50, 1..=100_000)? as u32,
+                storage: var("GANTRY_PLAN_SHARED_STORAGE").unwrap_or_else(|| "10Gi".to_owned()),
+                pool: None,
+            },
+            dedicated: PlanConfig {
+                cpu: var("GANTRY_PLAN_DEDICATED_CPU").unwrap_or_else(|| "8".to_owned()),
+                memory: var("GANTRY_PLAN_DEDICATED_MEMORY").unwrap_or_else(|| "16Gi".to_owned()),
+                pods: number(&var, "GANTRY_PLAN_DEDICATED_PODS", 200, 1..=100_000)? as u32,
+                storage: var("GANTRY_PLAN_DEDICATED_STORAGE").unwrap_or_else(|| "100Gi".to_owned()),
+                pool: Some(
+                    var("GANTRY_PLAN_DEDICATED_POOL")
+                        .unwrap_or_else(|| "gantry.dev/pool=dedicated".to_owned()),
+                ),
+            },
+        };
+        if let Some(pool) = &provisioner.dedicated.pool {
+            if !pool.contains('=') {
+                return Err(invalid("GANTRY_PLAN_DEDICATED_POOL", "must be key=value"));
+            }
+        }
+
         Ok(Self {
             database_url,
             redis_url,
@@ -366,6 +467,7 @@ impl Config {
             outbound_allow,
             webhooks,
             jobs,
+            provisioner,
         })
     }
 
@@ -379,6 +481,29 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `GANTRY_SIMULATED_FAIL`: `name` or `name:N`, comma-separated.
+fn parse_failures(value: &str) -> Result<Vec<(String, Option<u32>)>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| match item.split_once(':') {
+            None => Ok((item.to_owned(), None)),
+            Some((name, times)) => {
+                times
+                    .parse()
+                    .map(|n| (name.to_owned(), Some(n)))
+                    .map_err(|_| {
+                        invalid(
+                            "GANTRY_SIMULATED_FAIL",
+                            format!("{item:?}: expected name or name:N"),
+                        )
+                    })
+            }
+        })
+        .collect()
 }
 
 /// A duration variable: `500ms`, `30s`, `2m`, or a bare number of seconds.

@@ -91,6 +91,13 @@ impl Call {
     fn read_status(&self, role: &str) -> u16 {
         if self.is_webhook() && matches!(role, "viewer" | "member") {
             403
+        } else if self.path.ends_with("/kubeconfig") {
+            // Members and up may have one; no workspace here is ever provisioned (409).
+            if role == "viewer" {
+                403
+            } else {
+                409
+            }
         } else {
             200
         }
@@ -263,6 +270,8 @@ fn child_level(ids: &Ids) -> Vec<Call> {
         Call::delete(&member),
         Call::get(&workspace),
         Call::delete(&workspace),
+        Call::get(format!("{workspace}/kubeconfig")),
+        Call::new("POST", format!("{workspace}/retry"), None),
         Call::get(&project),
         Call::patch(&project, json!({"name": "intruder"})),
         Call::delete(&project),
@@ -457,7 +466,12 @@ async fn cross_org_matrix(backend: Backend) {
     let a_before = snapshot(&app, &alice, &a).await;
     let b_before = snapshot(&app, &mallory, &b).await;
     for (call, status, body) in a_before.iter().chain(&b_before) {
-        assert_eq!(*status, 200, "owner: {call}: {body}");
+        let expected = if call.ends_with("/kubeconfig") {
+            409
+        } else {
+            200
+        };
+        assert_eq!(*status, expected, "owner: {call}: {body}");
     }
 
     let mut checks = 0;
@@ -701,6 +715,14 @@ fn write_rules() -> Vec<WriteRule> {
         rule(Shared, [403, 403, 202, 202], |f| {
             Call::delete(format!("{}/workspaces/{}", f.ids.org_path(), f.ids.ws))
         }),
+        // Only a failed workspace can be retried; these never ran, so admins get 409.
+        rule(Shared, [403, 403, 409, 409], |f| {
+            Call::new(
+                "POST",
+                format!("{}/workspaces/{}/retry", f.ids.org_path(), f.ids.ws),
+                None,
+            )
+        }),
         rule(Shared, [403, 201, 201, 201], |f| {
             Call::post(
                 format!("{}/projects", f.ids.org_path()),
@@ -883,7 +905,12 @@ async fn platform_admin_sees_everything(backend: Backend) {
     let as_admin = snapshot(&app, &root, &a).await;
     for (admin_view, owner_view) in as_admin.iter().zip(&as_owner) {
         let (call, status, body) = admin_view;
-        assert_eq!(*status, 200, "root: {call}: {body}");
+        let expected = if call.ends_with("/kubeconfig") {
+            409
+        } else {
+            200
+        };
+        assert_eq!(*status, expected, "root: {call}: {body}");
         assert_eq!(
             admin_view, owner_view,
             "root: {call}: differs from the owner's view"

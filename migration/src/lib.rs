@@ -6,6 +6,7 @@ mod m20261128_000001_tenancy;
 mod m20261128_000002_outbox;
 mod m20261128_000003_webhooks;
 mod m20261129_000004_jobs;
+mod m20261129_000005_provisioning;
 
 /// Every migration, in the order it is applied.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_outbox::Migration),
             Box::new(m20261128_000003_webhooks::Migration),
             Box::new(m20261129_000004_jobs::Migration),
+            Box::new(m20261129_000005_provisioning::Migration),
         ]
     }
 }

@@ -123,3 +123,34 @@ impl OpenApiResponderInner for NoContent {
         <rocket::response::status::NoContent as OpenApiResponderInner>::responses(gen)
     }
 }
+
+/// `200 OK` with an `application/yaml` body (kubeconfigs).
+pub struct Yaml(pub String);
+
+impl<'r> Responder<'r, 'static> for Yaml {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .status(Status::Ok)
+            .header(rocket::http::ContentType::new("application", "yaml"))
+            .sized_body(self.0.len(), std::io::Cursor::new(self.0))
+            .ok()
+    }
+}
+
+impl OpenApiResponderInner for Yaml {
+    fn responses(_gen: &mut OpenApiGenerator) -> rocket_okapi::Result<Responses> {
+        use rocket_okapi::okapi::openapi3::{MediaType, RefOr, Response as OpenApiResponse};
+        let mut content = rocket_okapi::okapi::Map::new();
+        content.insert("application/yaml".to_owned(), MediaType::default());
+        let mut responses = Responses::default();
+        responses.responses.insert(
+            "200".to_owned(),
+            RefOr::Object(OpenApiResponse {
+                description: "A kubeconfig (YAML).".to_owned(),
+                content,
+                ..Default::default()
+            }),
+        );
+        Ok(responses)
+    }
+}

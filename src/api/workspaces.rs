@@ -32,7 +32,8 @@ pub enum Plan {
 }
 
 impl Plan {
-    fn as_str(self) -> &'static str {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
         match self {
             Plan::Shared => "shared",
             Plan::Dedicated => "dedicated",
@@ -70,6 +71,33 @@ fn status_of(stored: &str) -> WorkspaceStatus {
     }
 }
 
+/// Progress of a long-running step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Progress {
+    /// What is happening now.
+    pub step: String,
+    /// Steps done.
+    pub done: u32,
+    /// Steps in all.
+    pub total: u32,
+}
+
+/// An observed condition, Kubernetes style.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Condition {
+    /// `Applied`, `Ready`, `Drifted`, `Deleted`.
+    #[serde(rename = "type")]
+    pub condition_type: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Machine-readable reason.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// When `status` last changed.
+    pub last_transition_time: DateTime<Utc>,
+}
+
 /// A workspace (one vCluster).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct WorkspaceView {
@@ -87,6 +115,10 @@ pub struct WorkspaceView {
     pub kube_endpoint: Option<String>,
     /// Why provisioning failed, if it did.
     pub error: Option<String>,
+    /// What the provisioner is doing (while provisioning or deleting).
+    pub progress: Option<Progress>,
+    /// Observed conditions (`Applied`, `Ready`, `Drifted`, …).
+    pub conditions: Vec<Condition>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -107,6 +139,11 @@ impl From<Workspace> for WorkspaceView {
             name: w.name,
             kube_endpoint: w.kube_endpoint,
             error: w.error,
+            progress: w.progress.and_then(|p| serde_json::from_value(p).ok()),
+            conditions: w
+                .conditions
+                .and_then(|c| serde_json::from_value(c).ok())
+                .unwrap_or_default(),
             created_at: w.created_at,
             updated_at: w.updated_at,
         }
@@ -228,12 +265,91 @@ pub async fn delete_workspace(
     })
 }
 
+/// Retry a failed workspace (admin+): answers 202 with status `pending` and requests it again;
+/// 409 unless it is `failed`.
+#[openapi(tag = "Workspaces")]
+#[post("/v1/orgs/<org_id>/workspaces/<workspace_id>/retry")]
+pub async fn retry_workspace(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    workspace_id: Uuid,
+) -> Result<Accepted<WorkspaceView>, ApiError> {
+    let txn = store::begin_write(&state.db).await?;
+    org_access(&txn, &caller, org_id, Role::Admin).await?;
+    let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if workspace.status != store::workspaces::status::FAILED {
+        return Err(ApiError::Conflict(format!(
+            "workspace is {}; only a failed workspace can be retried",
+            workspace.status
+        )));
+    }
+    let workspace = store::workspaces::transition(
+        &txn,
+        workspace,
+        store::workspaces::Transition {
+            status: Some(store::workspaces::status::PENDING),
+            error: Some(None),
+            started: Some(false),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let view = WorkspaceView::from(workspace);
+    outbox::record(&txn, EventType::WorkspaceRequested, org_id, view.id, &view).await?;
+    txn.commit().await?;
+    Ok(Accepted {
+        location: format!("/v1/orgs/{org_id}/workspaces/{workspace_id}"),
+        body: view,
+    })
+}
+
+/// A kubeconfig for a ready workspace (member+): the cluster is the vCluster's endpoint with its
+/// CA, the user runs the OIDC exec plugin (`kubectl oidc-login get-token`) against the
+/// configured issuer — never a static credential. 409 unless the workspace is `ready`.
+#[openapi(tag = "Workspaces")]
+#[get("/v1/orgs/<org_id>/workspaces/<workspace_id>/kubeconfig")]
+pub async fn get_kubeconfig(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    workspace_id: Uuid,
+) -> Result<super::responses::Yaml, ApiError> {
+    org_access(&state.db, &caller, org_id, Role::Member).await?;
+    let workspace = store::workspaces::find_live(&state.db, org_id, workspace_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let (Some(endpoint), Some(ca), true) = (
+        workspace.kube_endpoint.as_deref(),
+        workspace.kube_ca.as_deref(),
+        workspace.status == store::workspaces::status::READY,
+    ) else {
+        return Err(ApiError::Conflict(format!(
+            "workspace is {}; a kubeconfig exists once it is ready",
+            workspace.status
+        )));
+    };
+    Ok(super::responses::Yaml(
+        crate::workers::vcluster::kubeconfig(
+            &workspace.name,
+            endpoint,
+            ca,
+            &state.kubeconfig_issuer,
+            &state.kubeconfig_client_id,
+        ),
+    ))
+}
+
 /// Routes of this module with their OpenAPI spec.
 pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
     openapi_get_routes_spec![
         settings: create_workspace,
         list_workspaces,
         get_workspace,
-        delete_workspace
+        delete_workspace,
+        retry_workspace,
+        get_kubeconfig
     ]
 }

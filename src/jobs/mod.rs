@@ -55,6 +55,11 @@ pub struct JobEnvelope {
     pub args: serde_json::Value,
 }
 
+/// A command event's job arguments: its type and data (`{"event_type", "data"}`).
+pub fn command_args(event_type: &str, data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "event_type": event_type, "data": data })
+}
+
 /// Why a handler failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

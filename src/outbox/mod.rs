@@ -28,6 +28,16 @@ pub enum EventType {
     WorkspaceRequested,
     /// A workspace's deletion was requested (command for the vCluster provisioner).
     WorkspaceDeletionRequested,
+    /// The provisioner started creating a workspace's vCluster.
+    WorkspaceProvisioning,
+    /// A workspace's vCluster is ready.
+    WorkspaceReady,
+    /// Provisioning a workspace failed (see its `error`).
+    WorkspaceFailed,
+    /// A workspace and its vCluster are gone.
+    WorkspaceDeleted,
+    /// A ready workspace's host objects were missing or changed and were re-applied.
+    WorkspaceDrifted,
     /// A project was created.
     ProjectCreated,
     /// A project was renamed.
@@ -40,7 +50,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 17] = [
         EventType::OrgCreated,
         EventType::OrgUpdated,
         EventType::OrgDeleted,
@@ -49,6 +59,11 @@ impl EventType {
         EventType::MemberRemoved,
         EventType::WorkspaceRequested,
         EventType::WorkspaceDeletionRequested,
+        EventType::WorkspaceProvisioning,
+        EventType::WorkspaceReady,
+        EventType::WorkspaceFailed,
+        EventType::WorkspaceDeleted,
+        EventType::WorkspaceDrifted,
         EventType::ProjectCreated,
         EventType::ProjectUpdated,
         EventType::ProjectDeleted,
@@ -66,6 +81,11 @@ impl EventType {
             EventType::MemberRemoved => "member.removed",
             EventType::WorkspaceRequested => "workspace.requested",
             EventType::WorkspaceDeletionRequested => "workspace.deletion_requested",
+            EventType::WorkspaceProvisioning => "workspace.provisioning",
+            EventType::WorkspaceReady => "workspace.ready",
+            EventType::WorkspaceFailed => "workspace.failed",
+            EventType::WorkspaceDeleted => "workspace.deleted",
+            EventType::WorkspaceDrifted => "workspace.drifted",
             EventType::ProjectCreated => "project.created",
             EventType::ProjectUpdated => "project.updated",
             EventType::ProjectDeleted => "project.deleted",
@@ -80,7 +100,13 @@ impl EventType {
             EventType::MemberAdded | EventType::MemberRoleChanged | EventType::MemberRemoved => {
                 "org"
             }
-            EventType::WorkspaceRequested | EventType::WorkspaceDeletionRequested => "workspace",
+            EventType::WorkspaceRequested
+            | EventType::WorkspaceDeletionRequested
+            | EventType::WorkspaceProvisioning
+            | EventType::WorkspaceReady
+            | EventType::WorkspaceFailed
+            | EventType::WorkspaceDeleted
+            | EventType::WorkspaceDrifted => "workspace",
             EventType::ProjectCreated
             | EventType::ProjectUpdated
             | EventType::ProjectDeleted

@@ -228,3 +228,25 @@ pub async fn find_version(
         .one(db)
         .await
 }
+
+/// Soft-deletes every live project of a workspace (the workspace is gone).
+pub async fn soft_delete_all_in_workspace(
+    db: &impl ConnectionTrait,
+    workspace_id: Uuid,
+) -> Result<u64, DbErr> {
+    let now = super::now();
+    let result = entity::Entity::update_many()
+        .col_expr(
+            entity::Column::DeletedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .col_expr(
+            entity::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(entity::Column::WorkspaceId.eq(workspace_id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

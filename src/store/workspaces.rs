@@ -39,6 +39,13 @@ pub mod entity {
         pub kube_endpoint: Option<String>,
         #[sea_orm(column_type = "Text", nullable)]
         pub error: Option<String>,
+        #[sea_orm(column_type = "JsonBinary", nullable)]
+        pub progress: Option<Json>,
+        #[sea_orm(column_type = "JsonBinary", nullable)]
+        pub conditions: Option<Json>,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub kube_ca: Option<String>,
+        pub provision_started_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub deleted_at: Option<DateTimeUtc>,
@@ -68,6 +75,10 @@ pub async fn insert(
         status: Set(status::PENDING.to_owned()),
         kube_endpoint: Set(None),
         error: Set(None),
+        progress: Set(None),
+        conditions: Set(None),
+        kube_ca: Set(None),
+        provision_started_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
         deleted_at: Set(None),
@@ -159,4 +170,75 @@ pub async fn status_summary(
         counts.into_iter().map(|c| (c.status, c.n)).collect(),
         oldest_unready,
     ))
+}
+
+/// Any workspace by id (the provisioner acts on rows it did not load through an org).
+pub async fn find_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Workspace>, DbErr> {
+    entity::Entity::find_by_id(id).one(db).await
+}
+
+/// The provisioner's view of a workspace's state change.
+#[derive(Debug, Clone, Default)]
+pub struct Transition {
+    /// New status.
+    pub status: Option<&'static str>,
+    /// New progress (`{step, done, total}`).
+    pub progress: Option<Json>,
+    /// New conditions.
+    pub conditions: Option<Json>,
+    /// Endpoint and CA of the ready vCluster.
+    pub endpoint: Option<(String, String)>,
+    /// Error text (`Some(None)` clears it).
+    pub error: Option<Option<String>>,
+    /// Marks provisioning as started now (`Some(true)`) or clears the mark (`Some(false)`).
+    pub started: Option<bool>,
+    /// Soft-deletes the row.
+    pub deleted: bool,
+}
+
+/// Applies a transition to a workspace and returns the updated row.
+pub async fn transition(
+    db: &impl ConnectionTrait,
+    workspace: Workspace,
+    change: Transition,
+) -> Result<Workspace, DbErr> {
+    let now = super::now();
+    let mut row: entity::ActiveModel = workspace.into();
+    if let Some(status) = change.status {
+        row.status = Set(status.to_owned());
+    }
+    if let Some(progress) = change.progress {
+        row.progress = Set(Some(progress));
+    }
+    if let Some(conditions) = change.conditions {
+        row.conditions = Set(Some(conditions));
+    }
+    if let Some((endpoint, ca)) = change.endpoint {
+        row.kube_endpoint = Set(Some(endpoint));
+        row.kube_ca = Set(Some(ca));
+    }
+    if let Some(error) = change.error {
+        row.error = Set(error);
+    }
+    match change.started {
+        Some(true) => row.provision_started_at = Set(Some(now)),
+        Some(false) => row.provision_started_at = Set(None),
+        None => {}
+    }
+    if change.deleted {
+        row.deleted_at = Set(Some(now));
+    }
+    row.updated_at = Set(now);
+    row.update(db).await
+}
+
+/// Ready workspaces (for the drift check), oldest first, at most `limit`.
+pub async fn ready(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<Workspace>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::Status.eq(status::READY))
+        .filter(entity::Column::DeletedAt.is_null())
+        .order_by_asc(entity::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }

@@ -2,13 +2,14 @@
 //! hosts them.
 //!
 //! The outbox publisher runs here, with the spine's own job kinds (probe) and the reconciler.
-//! The other roles (codegen, vCluster, backups, health) are accepted and hosted but have no job
-//! kinds registered until their issues land.
+//! The vCluster provisioner consumes the `vcluster` queue. The other roles (codegen, backups,
+//! health) are accepted and hosted but have no job kinds registered until their issues land.
 
 pub mod backoff;
 pub mod outbox_publisher;
 pub mod probe;
 pub mod reconciler;
+pub mod vcluster;
 pub mod webhook_sender;
 
 use crate::config::Config;
@@ -38,6 +39,7 @@ pub struct WorkerContext {
 pub fn queue_for_event(event_type: &str) -> Option<&'static str> {
     match event_type {
         probe::EVENT_TYPE => Some(probe::QUEUE),
+        "workspace.requested" | "workspace.deletion_requested" => Some(vcluster::QUEUE),
         _ => None,
     }
 }
@@ -100,6 +102,14 @@ pub async fn run(ctx: WorkerContext, workers: Vec<WorkerName>, shutdown: watch::
                     shutdown.clone(),
                 ));
                 tasks.spawn(reconciler::run(ctx.clone(), shutdown.clone()));
+            }
+            WorkerName::VclusterProvisioner => {
+                tasks.spawn(crate::jobs::run_workers(
+                    ctx.clone(),
+                    ctx.queues.clone(),
+                    vec![vcluster::kind()],
+                    shutdown.clone(),
+                ));
             }
             other => {
                 let mut shutdown = shutdown.clone();

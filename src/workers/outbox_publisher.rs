@@ -173,7 +173,7 @@ impl OutboxPublisher {
                     attempt: 1,
                     retry_base: 0,
                     enqueued_at: now,
-                    args: event.payload.clone(),
+                    args: crate::jobs::command_args(&event.event_type, event.payload.clone()),
                     run_after: None,
                 });
             }

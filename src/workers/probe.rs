@@ -29,7 +29,7 @@ struct Probe;
 #[async_trait::async_trait]
 impl JobHandler for Probe {
     async fn handle(&self, ctx: &WorkerContext, job: &JobEnvelope) -> Result<(), JobError> {
-        let args: ProbeArgs = serde_json::from_value(job.args.clone())
+        let args: ProbeArgs = serde_json::from_value(job.args["data"].clone())
             .map_err(|e| JobError::Permanent(format!("bad probe arguments: {e}")))?;
         if args.delay_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(args.delay_ms)).await;

@@ -60,7 +60,7 @@ pub async fn reconcile_once(ctx: &WorkerContext) -> Result<Option<usize>, Reconc
             attempt: 1,
             retry_base: 0,
             enqueued_at: store::now(),
-            args: event.payload,
+            args: crate::jobs::command_args(probe::EVENT_TYPE, event.payload),
             run_after: None,
         })
         .collect();

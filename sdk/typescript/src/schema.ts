@@ -181,6 +181,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Retry a failed workspace (admin+): answers 202 with status `pending` and requests it again; 409 unless it is `failed`. */
+        post: operations["retry_workspace"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/kubeconfig": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A kubeconfig for a ready workspace (member+): the cluster is the vCluster's endpoint with its CA, the user runs the OIDC exec plugin (`kubectl oidc-login get-token`) against the configured issuer — never a static credential. 409 unless the workspace is `ready`. */
+        get: operations["get_kubeconfig"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/orgs/{org_id}/projects": {
         parameters: {
             query?: never;
@@ -683,6 +717,10 @@ export interface components {
             kube_endpoint?: string | null;
             /** @description Why provisioning failed, if it did. */
             error?: string | null;
+            /** @description What the provisioner is doing (while provisioning or deleting). */
+            progress?: components["schemas"]["Progress"] | null;
+            /** @description Observed conditions (`Applied`, `Ready`, `Drifted`, …). */
+            conditions: components["schemas"]["Condition"][];
             /**
              * Format: date-time
              * @description Creation time.
@@ -698,6 +736,37 @@ export interface components {
         Plan: "shared" | "dedicated";
         /** @description Lifecycle of a workspace. */
         WorkspaceStatus: "pending" | "provisioning" | "ready" | "failed" | "deleting" | "deleted";
+        /** @description Progress of a long-running step. */
+        Progress: {
+            /** @description What is happening now. */
+            step: string;
+            /**
+             * Format: uint32
+             * @description Steps done.
+             */
+            done: number;
+            /**
+             * Format: uint32
+             * @description Steps in all.
+             */
+            total: number;
+        };
+        /** @description An observed condition, Kubernetes style. */
+        Condition: {
+            /** @description `Applied`, `Ready`, `Drifted`, `Deleted`. */
+            type: string;
+            /** @description `True`, `False` or `Unknown`. */
+            status: string;
+            /** @description Machine-readable reason. */
+            reason: string;
+            /** @description Human-readable detail. */
+            message: string;
+            /**
+             * Format: date-time
+             * @description When `status` last changed.
+             */
+            last_transition_time: string;
+        };
         /** @description Body of `POST …/workspaces`. */
         CreateWorkspace: {
             /** @description DNS-1123 label, unique in the organization. */
@@ -2354,6 +2423,159 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["WorkspaceView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retry_workspace: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_kubeconfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A kubeconfig (YAML). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/yaml": unknown;
                 };
             };
             /** @description Malformed request (bad JSON syntax, bad query parameter) */

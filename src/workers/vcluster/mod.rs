@@ -1,0 +1,388 @@
+//! The vCluster provisioner (`--workers vcluster-provisioner`, queue `vcluster`): turns
+//! `workspace.requested` into a ready vCluster and `workspace.deletion_requested` into nothing
+//! left, through a [`driver::KubeDriver`] (`kubernetes` or `simulated`).
+//!
+//! Each run is idempotent: it re-reads the workspace row, re-applies (server-side apply is a
+//! no-op when nothing changed) and resumes waiting, so a re-delivered or rescued job continues
+//! where the last one stopped. Status changes are written with their event in one transaction.
+
+pub mod driver;
+pub mod simulated;
+
+use super::WorkerContext;
+use crate::config::{KubeDriverKind, PlanConfig};
+use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind};
+use crate::outbox::{self, EventType};
+use crate::store::{self, workspaces as ws_store, workspaces::Transition, workspaces::Workspace};
+use driver::{DriverError, KubeDriver, PlanSpec, Readiness, WorkspaceSpec};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Queue name.
+pub const QUEUE: &str = "vcluster";
+/// Longest pause between readiness polls.
+const MAX_POLL: Duration = Duration::from_secs(10);
+/// Steps of provisioning, for progress.
+const TOTAL_STEPS: u32 = 4;
+
+/// A kubeconfig whose user runs the OIDC exec plugin (`kubectl oidc-login`), never a static
+/// credential.
+pub fn kubeconfig(
+    name: &str,
+    endpoint: &str,
+    ca_data: &str,
+    issuer: &str,
+    client_id: &str,
+) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+  - name: {name}
+    cluster:
+      server: {endpoint}
+      certificate-authority-data: {ca_data}
+users:
+  - name: oidc
+    user:
+      exec:
+        apiVersion: client.authentication.k8s.io/v1beta1
+        command: kubectl
+        args:
+          - oidc-login
+          - get-token
+          - --oidc-issuer-url={issuer}
+          - --oidc-client-id={client_id}
+        interactiveMode: IfAvailable
+contexts:
+  - name: {name}
+    context:
+      cluster: {name}
+      user: oidc
+current-context: {name}
+"
+    )
+}
+
+/// The driver the configuration selects.
+pub async fn driver_from_config(ctx: &WorkerContext) -> Result<Arc<dyn KubeDriver>, DriverError> {
+    let config = &ctx.config.provisioner;
+    match config.driver {
+        KubeDriverKind::Simulated => Ok(Arc::new(simulated::SimulatedDriver::new(
+            ctx.db.clone(),
+            config.simulated_delay,
+            config.simulated_failures.clone(),
+        ))),
+        KubeDriverKind::Kubernetes => Err(DriverError::Permanent(
+            "GANTRY_KUBE_DRIVER=kubernetes is not available in this build".to_owned(),
+        )),
+    }
+}
+
+/// The spec a driver gets for a workspace row.
+pub fn workspace_spec(ctx: &WorkerContext, workspace: &Workspace) -> WorkspaceSpec {
+    let plans = &ctx.config.provisioner;
+    let plan: &PlanConfig = if workspace.plan == "dedicated" {
+        &plans.dedicated
+    } else {
+        &plans.shared
+    };
+    let namespace = WorkspaceSpec::namespace_for(workspace.id);
+    WorkspaceSpec {
+        workspace_id: workspace.id,
+        org_id: workspace.org_id,
+        name: workspace.name.clone(),
+        release: format!("vc-{}", &namespace["gantry-ws-".len()..]),
+        namespace,
+        plan: PlanSpec {
+            name: workspace.plan.clone(),
+            cpu: plan.cpu.clone(),
+            memory: plan.memory.clone(),
+            pods: plan.pods,
+            storage: plan.storage.clone(),
+            dedicated_pool: plan.pool.clone(),
+        },
+    }
+}
+
+fn progress(step: &str, done: u32) -> serde_json::Value {
+    json!({"step": step, "done": done, "total": TOTAL_STEPS})
+}
+
+fn condition(kind: &str, status: bool, reason: &str, message: &str) -> serde_json::Value {
+    json!({
+        "type": kind,
+        "status": if status { "True" } else { "False" },
+        "reason": reason,
+        "message": message,
+        "last_transition_time": store::now(),
+    })
+}
+
+struct Provisioner {
+    driver: tokio::sync::OnceCell<Arc<dyn KubeDriver>>,
+}
+
+#[derive(serde::Deserialize)]
+struct CommandArgs {
+    event_type: String,
+    data: serde_json::Value,
+}
+
+impl Provisioner {
+    async fn driver(&self, ctx: &WorkerContext) -> Result<Arc<dyn KubeDriver>, JobError> {
+        self.driver
+            .get_or_try_init(|| driver_from_config(ctx))
+            .await
+            .cloned()
+            .map_err(driver_error)
+    }
+}
+
+fn driver_error(err: DriverError) -> JobError {
+    match err {
+        DriverError::Transient(reason) => JobError::Retryable(reason),
+        DriverError::Permanent(reason) => JobError::Permanent(reason),
+    }
+}
+
+/// Writes a transition with its event (if any) in one transaction.
+async fn record(
+    ctx: &WorkerContext,
+    workspace: Workspace,
+    change: Transition,
+    event: Option<EventType>,
+) -> Result<Workspace, JobError> {
+    let txn = store::begin_write(&ctx.db).await?;
+    let updated = ws_store::transition(&txn, workspace, change).await?;
+    if let Some(event) = event {
+        let view = crate::api::workspaces::WorkspaceView::from(updated.clone());
+        outbox::record(&txn, event, updated.org_id, updated.id, &view).await?;
+    }
+    txn.commit().await?;
+    Ok(updated)
+}
+
+async fn provision(
+    ctx: &WorkerContext,
+    driver: &dyn KubeDriver,
+    mut workspace: Workspace,
+) -> Result<(), JobError> {
+    use ws_store::status;
+    if workspace.status == status::PENDING {
+        workspace = record(
+            ctx,
+            workspace,
+            Transition {
+                status: Some(status::PROVISIONING),
+                progress: Some(progress("applying host objects", 0)),
+                started: Some(true),
+                ..Default::default()
+            },
+            Some(EventType::WorkspaceProvisioning),
+        )
+        .await?;
+    } else if workspace.status != status::PROVISIONING {
+        // Ready, failed, deleting or deleted: nothing to do (a re-delivered job).
+        return Ok(());
+    }
+    let spec = workspace_spec(ctx, &workspace);
+    match driver.apply_workspace(&spec).await {
+        Ok(()) => {}
+        Err(DriverError::Permanent(reason)) => {
+            return fail(ctx, workspace, &format!("applying host objects: {reason}")).await
+        }
+        Err(err) => return Err(driver_error(err)),
+    }
+    let started = workspace.provision_started_at.unwrap_or_else(store::now);
+    let timeout = ctx.config.provisioner.timeout;
+    let mut last_step = String::new();
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match driver
+            .workspace_readiness(&spec)
+            .await
+            .map_err(driver_error)?
+        {
+            Readiness::Ready { endpoint, ca_data } => {
+                record(
+                    ctx,
+                    workspace,
+                    Transition {
+                        status: Some(status::READY),
+                        progress: Some(progress("ready", TOTAL_STEPS)),
+                        conditions: Some(json!([
+                            condition("Applied", true, "Applied", "host objects applied"),
+                            condition("Ready", true, "VClusterReady", "the vCluster answers"),
+                        ])),
+                        endpoint: Some((endpoint, ca_data)),
+                        error: Some(None),
+                        ..Default::default()
+                    },
+                    Some(EventType::WorkspaceReady),
+                )
+                .await?;
+                return Ok(());
+            }
+            Readiness::Failed { reason } => return fail(ctx, workspace, &reason).await,
+            Readiness::Pending { step } => {
+                let waited = (store::now() - started).to_std().unwrap_or_default();
+                if waited >= timeout {
+                    return fail(
+                        ctx,
+                        workspace,
+                        &format!(
+                            "not ready after {} (GANTRY_PROVISION_TIMEOUT); last step: {step}",
+                            humantime::format_duration(timeout)
+                        ),
+                    )
+                    .await;
+                }
+                if step != last_step {
+                    let done = match step.as_str() {
+                        s if s.contains("chart") => 1,
+                        s if s.contains("StatefulSet") => 2,
+                        _ => 3,
+                    };
+                    workspace = record(
+                        ctx,
+                        workspace,
+                        Transition {
+                            progress: Some(progress(&step, done)),
+                            conditions: Some(json!([condition(
+                                "Applied",
+                                true,
+                                "Applied",
+                                "host objects applied"
+                            )])),
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                    .await?;
+                    last_step = step;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_POLL);
+            }
+        }
+    }
+}
+
+async fn fail(ctx: &WorkerContext, workspace: Workspace, reason: &str) -> Result<(), JobError> {
+    tracing::warn!(workspace_id = %workspace.id, reason, "workspace provisioning failed");
+    record(
+        ctx,
+        workspace,
+        Transition {
+            status: Some(ws_store::status::FAILED),
+            error: Some(Some(reason.to_owned())),
+            conditions: Some(json!([condition(
+                "Ready",
+                false,
+                "ProvisioningFailed",
+                reason
+            )])),
+            started: Some(false),
+            ..Default::default()
+        },
+        Some(EventType::WorkspaceFailed),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn tear_down(
+    ctx: &WorkerContext,
+    driver: &dyn KubeDriver,
+    mut workspace: Workspace,
+) -> Result<(), JobError> {
+    use ws_store::status;
+    if workspace.status != status::DELETING {
+        return Ok(());
+    }
+    workspace = record(
+        ctx,
+        workspace,
+        Transition {
+            progress: Some(json!({"step": "removing the vCluster", "done": 0, "total": 2})),
+            ..Default::default()
+        },
+        None,
+    )
+    .await?;
+    let spec = workspace_spec(ctx, &workspace);
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(200);
+    while !driver.delete_workspace(&spec).await.map_err(driver_error)? {
+        if started.elapsed() >= ctx.config.provisioner.timeout {
+            // Deletion keeps being retried by the job runtime; the status stays `deleting`.
+            return Err(JobError::Retryable(
+                "the vCluster release is still going after GANTRY_PROVISION_TIMEOUT".to_owned(),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_POLL);
+    }
+    // A workspace's projects go with it.
+    let txn = store::begin_write(&ctx.db).await?;
+    let updated = ws_store::transition(
+        &txn,
+        workspace,
+        Transition {
+            status: Some(status::DELETED),
+            progress: Some(json!({"step": "deleted", "done": 2, "total": 2})),
+            deleted: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    store::projects::soft_delete_all_in_workspace(&txn, updated.id).await?;
+    let view = crate::api::workspaces::WorkspaceView::from(updated.clone());
+    outbox::record(
+        &txn,
+        EventType::WorkspaceDeleted,
+        updated.org_id,
+        updated.id,
+        &view,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl JobHandler for Provisioner {
+    async fn handle(&self, ctx: &WorkerContext, job: &JobEnvelope) -> Result<(), JobError> {
+        let args: CommandArgs = serde_json::from_value(job.args.clone())
+            .map_err(|e| JobError::Permanent(format!("bad vcluster job: {e}")))?;
+        let Some(id) = args.data.get("id").and_then(|v| v.as_str()) else {
+            return Err(JobError::Permanent(
+                "vcluster job without a workspace id".into(),
+            ));
+        };
+        let id: uuid::Uuid = id
+            .parse()
+            .map_err(|e| JobError::Permanent(format!("bad workspace id: {e}")))?;
+        let Some(workspace) = ws_store::find_any(&ctx.db, id).await? else {
+            return Ok(());
+        };
+        let driver = self.driver(ctx).await?;
+        match args.event_type.as_str() {
+            "workspace.requested" => provision(ctx, driver.as_ref(), workspace).await,
+            "workspace.deletion_requested" => tear_down(ctx, driver.as_ref(), workspace).await,
+            other => Err(JobError::Permanent(format!("vcluster queue got {other}"))),
+        }
+    }
+}
+
+/// The vCluster job kind.
+pub fn kind() -> JobKind {
+    JobKind {
+        queue: QUEUE,
+        handler: Arc::new(Provisioner {
+            driver: tokio::sync::OnceCell::new(),
+        }),
+    }
+}
