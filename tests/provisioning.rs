@@ -31,6 +31,7 @@ fn start_worker(app: &TestApp, dir: &std::path::Path) -> Worker {
         .env("GANTRY_SIMULATED_FAIL", "flaky:1")
         .env("GANTRY_OUTBOX_POLL_INTERVAL", "100ms")
         .env("GANTRY_JOB_HEARTBEAT", "1s")
+        .env("GANTRY_RECONCILE_INTERVAL", "500ms")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -86,6 +87,31 @@ async fn follow_stream(
     }
 }
 
+/// The simulated objects of `kind` in `namespace`: (name, spec), by name.
+async fn simulated(
+    db: &sea_orm::DatabaseConnection,
+    kind: &str,
+    namespace: &str,
+) -> Vec<(String, Value)> {
+    use sea_orm::ConnectionTrait;
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT name, spec FROM simulated_objects WHERE kind = '{kind}' AND namespace = '{namespace}' ORDER BY name"
+            ),
+        ))
+        .await
+        .expect("query");
+    rows.iter()
+        .map(|row| {
+            let name: String = row.try_get("", "name").expect("name");
+            let spec: Value = row.try_get("", "spec").expect("spec");
+            (name, spec)
+        })
+        .collect()
+}
+
 async fn wait_status(app: &TestApp, token: &str, path: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -111,8 +137,10 @@ async fn workspace_lifecycle(backend: Backend) {
     let alice = app.token("alice");
     let org = app.create_org(&alice, "acme").await;
 
-    // Requested → provisioning → ready, watched on the SSE stream.
+    // Requested → provisioning → ready, watched on the SSE stream; a project created meanwhile
+    // gets its namespace once the workspace is ready.
     let dev = app.create_workspace(&alice, &org, "dev").await;
+    let early = app.create_project(&alice, &org, &dev, "early").await;
     let seen = follow_stream(&app, &alice, &org, &dev, "workspace.ready").await;
     assert_eq!(
         seen,
@@ -142,8 +170,103 @@ async fn workspace_lifecycle(backend: Backend) {
         .iter()
         .any(|c| c["type"] == "Ready" && c["status"] == "True"));
 
-    // A project in it, and a kubeconfig that authenticates with OIDC, never a static secret.
-    app.create_project(&alice, &org, &dev, "web").await;
+    let early_path = format!("/v1/orgs/{org}/projects/{early}");
+    let early = wait_status(&app, &alice, &early_path, "ready").await;
+    assert_eq!(early["quota"], json!({"cpu": "2", "memory": "4Gi"}));
+
+    // A project in the ready workspace becomes a namespace with its quota and role bindings.
+    let web = app
+        .post(
+            &format!("/v1/orgs/{org}/projects"),
+            &alice,
+            json!({"name": "web", "workspace_id": dev, "quota": {"cpu": "500m", "memory": "1Gi"}}),
+        )
+        .await;
+    web.assert_status(201);
+    assert_eq!(web.body["status"], "pending");
+    let web_id = web.body["id"].as_str().expect("id").to_owned();
+    wait_status(
+        &app,
+        &alice,
+        &format!("/v1/orgs/{org}/projects/{web_id}"),
+        "ready",
+    )
+    .await;
+    let db = sea_orm::Database::connect(&app.database_url)
+        .await
+        .expect("db");
+    let bindings = simulated(&db, "RoleBinding", "vcluster/web").await;
+    assert_eq!(
+        bindings,
+        [
+            (
+                "gantry-admin".to_owned(),
+                json!({"group": format!("gantry:{org}:admin"), "clusterRole": "admin"})
+            ),
+            (
+                "gantry-member".to_owned(),
+                json!({"group": format!("gantry:{org}:member"), "clusterRole": "edit"})
+            ),
+            (
+                "gantry-owner".to_owned(),
+                json!({"group": format!("gantry:{org}:owner"), "clusterRole": "admin"})
+            ),
+            (
+                "gantry-viewer".to_owned(),
+                json!({"group": format!("gantry:{org}:viewer"), "clusterRole": "view"})
+            ),
+        ]
+    );
+    let quota = simulated(&db, "ResourceQuota", "vcluster/web").await;
+    assert_eq!(
+        quota[0].1["hard"],
+        json!({"limits.cpu": "500m", "limits.memory": "1Gi"})
+    );
+    app.post(
+        &format!("/v1/orgs/{org}/projects"),
+        &alice,
+        json!({"name": "bad", "workspace_id": dev, "quota": {"cpu": "lots", "memory": "1Gi"}}),
+    )
+    .await
+    .assert_problem(422);
+
+    // Drift: the host quota disappears; the reconciler notices, re-applies and says so.
+    let ws_path = format!("/v1/orgs/{org}/workspaces/{dev}");
+    use sea_orm::ConnectionTrait;
+    db.execute_unprepared("DELETE FROM simulated_objects WHERE kind = 'ResourceQuota' AND name = 'gantry-quota' AND namespace LIKE 'gantry-ws-%'")
+        .await
+        .expect("delete quota");
+    let seen = follow_stream(&app, &alice, &org, &dev, "workspace.drifted").await;
+    assert!(seen.contains(&"workspace.drifted".to_owned()));
+    let drifted = app.get(&ws_path, &alice).await;
+    assert!(
+        drifted.body["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .any(|c| c["type"] == "Drifted"
+                && c["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("ResourceQuota gantry-quota missing")),
+        "{}",
+        drifted.body
+    );
+    let host_quota = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM simulated_objects WHERE kind = 'ResourceQuota' AND namespace LIKE 'gantry-ws-%'",
+        ))
+        .await
+        .expect("count")
+        .expect("row");
+    assert_eq!(
+        host_quota.try_get::<i64>("", "n").expect("n"),
+        1,
+        "quota re-applied"
+    );
+
+    // A kubeconfig that authenticates with OIDC, never a static secret.
     let kubeconfig = app
         .client
         .get(format!("/v1/orgs/{org}/workspaces/{dev}/kubeconfig"))

@@ -1,5 +1,6 @@
-//! What the vCluster provisioner records: progress, conditions, the vCluster's CA and drift on
-//! `workspaces`; and `simulated_objects`, the host "cluster" of the simulated driver.
+//! What the vCluster provisioner records: progress, conditions and the vCluster's CA on
+//! `workspaces`; status, quota and error on `projects` (each a namespace in its vCluster); and
+//! `simulated_objects`, the host "cluster" of the simulated driver.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -13,6 +14,15 @@ enum Workspaces {
     Conditions,
     KubeCa,
     ProvisionStartedAt,
+}
+
+#[derive(DeriveIden)]
+enum Projects {
+    Table,
+    Status,
+    QuotaCpu,
+    QuotaMemory,
+    Error,
 }
 
 #[derive(DeriveIden)]
@@ -46,6 +56,22 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        for column in [
+            string(Projects::Status).default("pending").to_owned(),
+            string(Projects::QuotaCpu).default("2").to_owned(),
+            string(Projects::QuotaMemory).default("4Gi").to_owned(),
+            text_null(Projects::Error),
+        ] {
+            let mut column = column;
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Projects::Table)
+                        .add_column(&mut column)
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .create_table(
                 Table::create()
@@ -72,6 +98,21 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(SimulatedObjects::Table).to_owned())
             .await?;
+        for column in [
+            Projects::Status,
+            Projects::QuotaCpu,
+            Projects::QuotaMemory,
+            Projects::Error,
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Projects::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
         for column in [
             Workspaces::Progress,
             Workspaces::Conditions,

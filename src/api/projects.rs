@@ -36,6 +36,13 @@ pub struct ProjectView {
     pub name: String,
     /// Current graph version (0 = the empty graph it started with).
     pub graph_version: i32,
+    /// Its namespace in the workspace's vCluster: `pending` (until the workspace is ready and
+    /// the provisioner created it), `ready` or `failed`.
+    pub status: String,
+    /// The namespace's `ResourceQuota`.
+    pub quota: ProjectQuota,
+    /// Why creating the namespace failed, if it did.
+    pub error: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -50,6 +57,12 @@ impl From<Project> for ProjectView {
             workspace_id: p.workspace_id,
             name: p.name,
             graph_version: p.graph_version,
+            status: p.status,
+            quota: ProjectQuota {
+                cpu: p.quota_cpu,
+                memory: p.quota_memory,
+            },
+            error: p.error,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -64,6 +77,30 @@ pub struct CreateProject {
     pub name: String,
     /// Workspace of the same organization.
     pub workspace_id: Uuid,
+    /// The namespace's quota (default `{"cpu": "2", "memory": "4Gi"}`).
+    #[serde(default)]
+    pub quota: Option<ProjectQuota>,
+}
+
+/// A project namespace's `ResourceQuota` (Kubernetes quantities).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectQuota {
+    /// `limits.cpu`, e.g. `2` or `500m`.
+    pub cpu: String,
+    /// `limits.memory`, e.g. `4Gi`.
+    pub memory: String,
+}
+
+/// A Kubernetes quantity: digits with an optional decimal part and unit suffix.
+fn is_quantity(value: &str) -> bool {
+    let digits_end = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(digits_end);
+    !number.is_empty()
+        && number.parse::<f64>().is_ok()
+        && ["", "m", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"].contains(&unit)
 }
 
 /// Body of `PATCH …/projects/{project_id}`.
@@ -205,8 +242,32 @@ pub async fn create_project(
     org_id: Uuid,
     body: JsonBody<CreateProject>,
 ) -> Result<Created<ProjectView>, ApiError> {
-    let CreateProject { name, workspace_id } = body.0;
+    let CreateProject {
+        name,
+        workspace_id,
+        quota,
+    } = body.0;
     let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
+    let quota = quota.unwrap_or(ProjectQuota {
+        cpu: "2".to_owned(),
+        memory: "4Gi".to_owned(),
+    });
+    let mut errors = Vec::new();
+    if !is_quantity(&quota.cpu) {
+        errors.push(crate::error::FieldError::new(
+            "/quota/cpu",
+            "must be a Kubernetes quantity such as 2 or 500m",
+        ));
+    }
+    if !is_quantity(&quota.memory) {
+        errors.push(crate::error::FieldError::new(
+            "/quota/memory",
+            "must be a Kubernetes quantity such as 4Gi",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
     let txn = store::begin_write(&state.db).await?;
     org_access(&txn, &caller, org_id, Role::Member).await?;
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
@@ -228,6 +289,7 @@ pub async fn create_project(
         workspace_id,
         name.as_str(),
         graph::empty_graph(),
+        (&quota.cpu, &quota.memory),
         &caller.sub,
     )
     .await

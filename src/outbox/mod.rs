@@ -46,11 +46,15 @@ pub enum EventType {
     ProjectDeleted,
     /// A new graph version was stored.
     ProjectGraphUpdated,
+    /// A project's namespace exists in its workspace's vCluster.
+    ProjectReady,
+    /// Creating a project's namespace failed (see its `error`).
+    ProjectFailed,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 19] = [
         EventType::OrgCreated,
         EventType::OrgUpdated,
         EventType::OrgDeleted,
@@ -68,6 +72,8 @@ impl EventType {
         EventType::ProjectUpdated,
         EventType::ProjectDeleted,
         EventType::ProjectGraphUpdated,
+        EventType::ProjectReady,
+        EventType::ProjectFailed,
     ];
 
     /// The wire name.
@@ -90,6 +96,8 @@ impl EventType {
             EventType::ProjectUpdated => "project.updated",
             EventType::ProjectDeleted => "project.deleted",
             EventType::ProjectGraphUpdated => "project.graph_updated",
+            EventType::ProjectReady => "project.ready",
+            EventType::ProjectFailed => "project.failed",
         }
     }
 
@@ -110,7 +118,9 @@ impl EventType {
             EventType::ProjectCreated
             | EventType::ProjectUpdated
             | EventType::ProjectDeleted
-            | EventType::ProjectGraphUpdated => "project",
+            | EventType::ProjectGraphUpdated
+            | EventType::ProjectReady
+            | EventType::ProjectFailed => "project",
         }
     }
 }

@@ -349,3 +349,18 @@ pub async fn find_by_event_id(
         .one(db)
         .await
 }
+
+/// The newest published event of `event_type` about `aggregate_id`.
+pub async fn latest_for_aggregate(
+    db: &impl ConnectionTrait,
+    aggregate_id: Uuid,
+    event_type: &str,
+) -> Result<Option<StoredEvent>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::AggregateId.eq(aggregate_id))
+        .filter(entity::Column::EventType.eq(event_type))
+        .filter(entity::Column::PublishedAt.is_not_null())
+        .order_by_desc(entity::Column::Id)
+        .one(db)
+        .await
+}

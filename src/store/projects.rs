@@ -22,6 +22,11 @@ pub mod entity {
         pub graph_version: i32,
         #[sea_orm(column_type = "JsonBinary")]
         pub graph: Json,
+        pub status: String,
+        pub quota_cpu: String,
+        pub quota_memory: String,
+        #[sea_orm(column_type = "Text", nullable)]
+        pub error: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub deleted_at: Option<DateTimeUtc>,
@@ -31,6 +36,16 @@ pub mod entity {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Project (namespace) states as stored.
+pub mod status {
+    /// Waiting for its workspace or the provisioner.
+    pub const PENDING: &str = "pending";
+    /// Its namespace exists in the vCluster.
+    pub const READY: &str = "ready";
+    /// Creating its namespace failed.
+    pub const FAILED: &str = "failed";
 }
 
 /// The `project_graph_versions` table.
@@ -62,12 +77,14 @@ pub use entity::Model as Project;
 pub use version_entity::Model as GraphVersion;
 
 /// Inserts a project with version 0 of its graph (`graph`, normally empty).
+#[allow(clippy::too_many_arguments)]
 pub async fn insert(
     db: &impl ConnectionTrait,
     org_id: Uuid,
     workspace_id: Uuid,
     name: &str,
     graph: Json,
+    quota: (&str, &str),
     created_by: &str,
 ) -> Result<Project, DbErr> {
     let now = super::now();
@@ -78,6 +95,10 @@ pub async fn insert(
         name: Set(name.to_owned()),
         graph_version: Set(0),
         graph: Set(graph.clone()),
+        status: Set(status::PENDING.to_owned()),
+        quota_cpu: Set(quota.0.to_owned()),
+        quota_memory: Set(quota.1.to_owned()),
+        error: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
         deleted_at: Set(None),
@@ -249,4 +270,38 @@ pub async fn soft_delete_all_in_workspace(
         .exec(db)
         .await?;
     Ok(result.rows_affected)
+}
+
+/// Any project by id (the provisioner acts on rows it did not load through an org).
+pub async fn find_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Project>, DbErr> {
+    entity::Entity::find_by_id(id).one(db).await
+}
+
+/// Live projects of a workspace in `status`.
+pub async fn in_workspace_with_status(
+    db: &impl ConnectionTrait,
+    workspace_id: Uuid,
+    wanted: &str,
+) -> Result<Vec<Project>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::WorkspaceId.eq(workspace_id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .filter(entity::Column::Status.eq(wanted))
+        .order_by_asc(entity::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Sets a project's namespace status (and error).
+pub async fn set_status(
+    db: &impl ConnectionTrait,
+    project: Project,
+    new_status: &str,
+    error: Option<String>,
+) -> Result<Project, DbErr> {
+    let mut row: entity::ActiveModel = project.into();
+    row.status = Set(new_status.to_owned());
+    row.error = Set(error);
+    row.updated_at = Set(super::now());
+    row.update(db).await
 }

@@ -242,3 +242,21 @@ pub async fn ready(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<Workspac
         .all(db)
         .await
 }
+
+/// Workspaces in one of `statuses` whose row has not changed since before `cutoff` (work the
+/// reconciler may owe a job for).
+pub async fn stale_in(
+    db: &impl ConnectionTrait,
+    statuses: &[&str],
+    cutoff: chrono::DateTime<chrono::Utc>,
+    limit: u64,
+) -> Result<Vec<Workspace>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::Status.is_in(statuses.iter().copied()))
+        .filter(entity::Column::DeletedAt.is_null())
+        .filter(entity::Column::UpdatedAt.lt(cutoff))
+        .order_by_asc(entity::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}

@@ -39,7 +39,10 @@ pub struct WorkerContext {
 pub fn queue_for_event(event_type: &str) -> Option<&'static str> {
     match event_type {
         probe::EVENT_TYPE => Some(probe::QUEUE),
-        "workspace.requested" | "workspace.deletion_requested" => Some(vcluster::QUEUE),
+        "workspace.requested"
+        | "workspace.deletion_requested"
+        | "project.created"
+        | "project.deleted" => Some(vcluster::QUEUE),
         _ => None,
     }
 }

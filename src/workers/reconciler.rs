@@ -1,6 +1,7 @@
 //! The reconciler: periodically re-enqueues routed work that has no completion, no dead job and
-//! is older than `GANTRY_RECONCILE_AFTER`, so work survives the loss of its job (Redis
-//! `FLUSHALL`, a deleted queue row). A singleton across the fleet: on Postgres each round runs
+//! is older than `GANTRY_RECONCILE_AFTER` (probes; workspaces still pending, provisioning or
+//! deleting), so work survives the loss of its job (Redis `FLUSHALL`, a deleted queue row); and
+//! checks ready workspaces for drift, re-applying their host objects. A singleton across the fleet: on Postgres each round runs
 //! under a transaction-scoped advisory lock that only one process can hold; SQLite deployments
 //! are single-node anyway. Re-enqueueing is idempotent (job ids derive from event ids), so a job
 //! that is merely slow is not doubled.
@@ -64,7 +65,10 @@ pub async fn reconcile_once(ctx: &WorkerContext) -> Result<Option<usize>, Reconc
             run_after: None,
         })
         .collect();
-    let enqueued = ctx.queues.enqueue(probe::QUEUE, jobs).await?;
+    let mut enqueued = ctx.queues.enqueue(probe::QUEUE, jobs).await?;
+    enqueued += stranded_workspaces(ctx, cutoff).await?;
+    // Under the same lock: only one process repairs a drifted workspace.
+    repair_drift(ctx).await;
     txn.commit().await?;
     if enqueued > 0 {
         tracing::warn!(
@@ -74,6 +78,66 @@ pub async fn reconcile_once(ctx: &WorkerContext) -> Result<Option<usize>, Reconc
         );
     }
     Ok(Some(enqueued))
+}
+
+/// Workspaces still pending, provisioning or deleting without progress since `cutoff`: their
+/// command event is enqueued again (a live job with the same id makes this a no-op).
+async fn stranded_workspaces(
+    ctx: &WorkerContext,
+    cutoff: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, ReconcileError> {
+    use store::workspaces::status;
+    let stale = store::workspaces::stale_in(
+        &ctx.db,
+        &[status::PENDING, status::PROVISIONING, status::DELETING],
+        cutoff,
+        ROUND_LIMIT,
+    )
+    .await?;
+    let mut jobs = Vec::new();
+    for workspace in stale {
+        let event_type = if workspace.status == status::DELETING {
+            "workspace.deletion_requested"
+        } else {
+            "workspace.requested"
+        };
+        if let Some(event) =
+            store::outbox::latest_for_aggregate(&ctx.db, workspace.id, event_type).await?
+        {
+            jobs.push(NewJob {
+                job_id: event.event_id,
+                attempt: 1,
+                retry_base: 0,
+                enqueued_at: store::now(),
+                args: crate::jobs::command_args(event_type, event.payload),
+                run_after: None,
+            });
+        }
+    }
+    Ok(ctx.queues.enqueue(super::vcluster::QUEUE, jobs).await?)
+}
+
+/// Checks ready workspaces against their host objects; re-applies and reports drift.
+async fn repair_drift(ctx: &WorkerContext) {
+    let driver = match super::vcluster::driver_from_config(ctx).await {
+        Ok(driver) => driver,
+        Err(err) => {
+            tracing::debug!(%err, "no kube driver; drift is not checked");
+            return;
+        }
+    };
+    let ready = match store::workspaces::ready(&ctx.db, ROUND_LIMIT).await {
+        Ok(ready) => ready,
+        Err(err) => {
+            tracing::warn!(%err, "could not list ready workspaces");
+            return;
+        }
+    };
+    for workspace in ready {
+        if let Err(err) = super::vcluster::repair_drift(ctx, driver.as_ref(), workspace).await {
+            tracing::warn!(%err, "drift check failed");
+        }
+    }
 }
 
 /// Refreshes the workspace gauges (every publisher process does, so any one of them serves

@@ -805,6 +805,12 @@ export interface components {
              * @description Current graph version (0 = the empty graph it started with).
              */
             graph_version: number;
+            /** @description Its namespace in the workspace's vCluster: `pending` (until the workspace is ready and the provisioner created it), `ready` or `failed`. */
+            status: string;
+            /** @description The namespace's `ResourceQuota`. */
+            quota: components["schemas"]["ProjectQuota"];
+            /** @description Why creating the namespace failed, if it did. */
+            error?: string | null;
             /**
              * Format: date-time
              * @description Creation time.
@@ -816,6 +822,13 @@ export interface components {
              */
             updated_at: string;
         };
+        /** @description A project namespace's `ResourceQuota` (Kubernetes quantities). */
+        ProjectQuota: {
+            /** @description `limits.cpu`, e.g. `2` or `500m`. */
+            cpu: string;
+            /** @description `limits.memory`, e.g. `4Gi`. */
+            memory: string;
+        };
         /** @description Body of `POST …/projects`. */
         CreateProject: {
             /** @description DNS-1123 label, unique in the workspace. */
@@ -825,6 +838,11 @@ export interface components {
              * @description Workspace of the same organization.
              */
             workspace_id: string;
+            /**
+             * @description The namespace's quota (default `{"cpu": "2", "memory": "4Gi"}`).
+             * @default null
+             */
+            quota: components["schemas"]["ProjectQuota"] | null;
         };
         /** @description One page of a list. */
         Page_for_ProjectView: {

@@ -1,20 +1,23 @@
 //! The vCluster provisioner (`--workers vcluster-provisioner`, queue `vcluster`): turns
-//! `workspace.requested` into a ready vCluster and `workspace.deletion_requested` into nothing
-//! left, through a [`driver::KubeDriver`] (`kubernetes` or `simulated`).
+//! `workspace.requested` into a ready vCluster, `workspace.deletion_requested` into nothing
+//! left, and `project.created` / `project.deleted` into namespaces inside the vCluster, through
+//! a [`driver::KubeDriver`] (`kubernetes` or `simulated`).
 //!
 //! Each run is idempotent: it re-reads the workspace row, re-applies (server-side apply is a
 //! no-op when nothing changed) and resumes waiting, so a re-delivered or rescued job continues
 //! where the last one stopped. Status changes are written with their event in one transaction.
 
 pub mod driver;
+pub mod kubernetes;
 pub mod simulated;
 
 use super::WorkerContext;
 use crate::config::{KubeDriverKind, PlanConfig};
 use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind};
 use crate::outbox::{self, EventType};
+use crate::store::projects::Project;
 use crate::store::{self, workspaces as ws_store, workspaces::Transition, workspaces::Workspace};
-use driver::{DriverError, KubeDriver, PlanSpec, Readiness, WorkspaceSpec};
+use driver::{DriverError, KubeDriver, PlanSpec, ProjectSpec, Readiness, WorkspaceSpec};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,8 +77,8 @@ pub async fn driver_from_config(ctx: &WorkerContext) -> Result<Arc<dyn KubeDrive
             config.simulated_delay,
             config.simulated_failures.clone(),
         ))),
-        KubeDriverKind::Kubernetes => Err(DriverError::Permanent(
-            "GANTRY_KUBE_DRIVER=kubernetes is not available in this build".to_owned(),
+        KubeDriverKind::Kubernetes => Ok(Arc::new(
+            kubernetes::KubernetesDriver::from_env(kubernetes::KubeSettings::default()).await?,
         )),
     }
 }
@@ -104,6 +107,130 @@ pub fn workspace_spec(ctx: &WorkerContext, workspace: &Workspace) -> WorkspaceSp
             dedicated_pool: plan.pool.clone(),
         },
     }
+}
+
+/// Org roles → cluster roles inside a project namespace, bound to the OIDC group
+/// `gantry:<org_id>:<role>`.
+const ROLE_BINDINGS: [(&str, &str); 4] = [
+    ("owner", "admin"),
+    ("admin", "admin"),
+    ("member", "edit"),
+    ("viewer", "view"),
+];
+
+/// The spec a driver gets for a project row.
+pub fn project_spec(ctx: &WorkerContext, workspace: &Workspace, project: &Project) -> ProjectSpec {
+    ProjectSpec {
+        workspace: workspace_spec(ctx, workspace),
+        project_id: project.id,
+        namespace: project.name.clone(),
+        cpu: project.quota_cpu.clone(),
+        memory: project.quota_memory.clone(),
+        bindings: ROLE_BINDINGS
+            .iter()
+            .map(|(org_role, cluster_role)| {
+                (
+                    format!("gantry:{}:{org_role}", project.org_id),
+                    (*cluster_role).to_owned(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Creates a project's namespace in its (ready) workspace and records the outcome with its
+/// event. A transient driver error is returned for the job runtime to retry.
+async fn apply_project(
+    ctx: &WorkerContext,
+    driver: &dyn KubeDriver,
+    workspace: &Workspace,
+    project: Project,
+) -> Result<(), JobError> {
+    use crate::store::projects::status;
+    let (new_status, error, event) = match driver
+        .apply_project(&project_spec(ctx, workspace, &project))
+        .await
+    {
+        Ok(()) => (status::READY, None, EventType::ProjectReady),
+        Err(DriverError::Permanent(reason)) => {
+            (status::FAILED, Some(reason), EventType::ProjectFailed)
+        }
+        Err(err) => return Err(driver_error(err)),
+    };
+    let txn = store::begin_write(&ctx.db).await?;
+    let updated = store::projects::set_status(&txn, project, new_status, error).await?;
+    let view = crate::api::projects::ProjectView::from(updated.clone());
+    outbox::record(&txn, event, updated.org_id, updated.id, &view).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Handles `project.created` / `project.deleted`.
+async fn project_command(
+    ctx: &WorkerContext,
+    driver: &dyn KubeDriver,
+    event_type: &str,
+    project_id: uuid::Uuid,
+) -> Result<(), JobError> {
+    let Some(project) = store::projects::find_any(&ctx.db, project_id).await? else {
+        return Ok(());
+    };
+    let Some(workspace) = ws_store::find_any(&ctx.db, project.workspace_id).await? else {
+        return Ok(());
+    };
+    // Projects of a workspace that is not ready yet are created when it becomes ready.
+    if workspace.status != ws_store::status::READY {
+        return Ok(());
+    }
+    match event_type {
+        "project.created" => {
+            if project.deleted_at.is_some()
+                || project.status != crate::store::projects::status::PENDING
+            {
+                return Ok(());
+            }
+            apply_project(ctx, driver, &workspace, project).await
+        }
+        _ => driver
+            .delete_project(&project_spec(ctx, &workspace, &project))
+            .await
+            .map_err(driver_error),
+    }
+}
+
+/// Compares a ready workspace's host objects with what Gantry applied; on drift, records it
+/// (condition `Drifted`, event `workspace.drifted`) and re-applies. Returns the drift found.
+pub async fn repair_drift(
+    ctx: &WorkerContext,
+    driver: &dyn KubeDriver,
+    workspace: Workspace,
+) -> Result<Vec<String>, JobError> {
+    let spec = workspace_spec(ctx, &workspace);
+    let drift = driver.drift(&spec).await.map_err(driver_error)?;
+    if drift.is_empty() {
+        return Ok(drift);
+    }
+    tracing::warn!(workspace_id = %workspace.id, ?drift, "workspace drifted; re-applying");
+    driver.apply_workspace(&spec).await.map_err(driver_error)?;
+    let message = format!("re-applied after drift: {}", drift.join("; "));
+    let mut conditions: Vec<serde_json::Value> = workspace
+        .conditions
+        .clone()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    conditions.retain(|c| c["type"] != "Drifted");
+    conditions.push(condition("Drifted", false, "Repaired", &message));
+    record(
+        ctx,
+        workspace,
+        Transition {
+            conditions: Some(serde_json::Value::Array(conditions)),
+            ..Default::default()
+        },
+        Some(EventType::WorkspaceDrifted),
+    )
+    .await?;
+    Ok(drift)
 }
 
 fn progress(step: &str, done: u32) -> serde_json::Value {
@@ -206,7 +333,7 @@ async fn provision(
             .map_err(driver_error)?
         {
             Readiness::Ready { endpoint, ca_data } => {
-                record(
+                let workspace = record(
                     ctx,
                     workspace,
                     Transition {
@@ -223,6 +350,16 @@ async fn provision(
                     Some(EventType::WorkspaceReady),
                 )
                 .await?;
+                // Projects created while it was coming up get their namespaces now.
+                let pending = store::projects::in_workspace_with_status(
+                    &ctx.db,
+                    workspace.id,
+                    crate::store::projects::status::PENDING,
+                )
+                .await?;
+                for project in pending {
+                    apply_project(ctx, driver, &workspace, project).await?;
+                }
                 return Ok(());
             }
             Readiness::Failed { reason } => return fail(ctx, workspace, &reason).await,
@@ -358,17 +495,18 @@ impl JobHandler for Provisioner {
         let args: CommandArgs = serde_json::from_value(job.args.clone())
             .map_err(|e| JobError::Permanent(format!("bad vcluster job: {e}")))?;
         let Some(id) = args.data.get("id").and_then(|v| v.as_str()) else {
-            return Err(JobError::Permanent(
-                "vcluster job without a workspace id".into(),
-            ));
+            return Err(JobError::Permanent("vcluster job without an id".into()));
         };
         let id: uuid::Uuid = id
             .parse()
-            .map_err(|e| JobError::Permanent(format!("bad workspace id: {e}")))?;
+            .map_err(|e| JobError::Permanent(format!("bad id: {e}")))?;
+        let driver = self.driver(ctx).await?;
+        if args.event_type.starts_with("project.") {
+            return project_command(ctx, driver.as_ref(), &args.event_type, id).await;
+        }
         let Some(workspace) = ws_store::find_any(&ctx.db, id).await? else {
             return Ok(());
         };
-        let driver = self.driver(ctx).await?;
         match args.event_type.as_str() {
             "workspace.requested" => provision(ctx, driver.as_ref(), workspace).await,
             "workspace.deletion_requested" => tear_down(ctx, driver.as_ref(), workspace).await,

@@ -354,9 +354,11 @@ impl KubeDriver for SimulatedDriver {
             ),
         ];
         for (group, role) in &project.bindings {
+            // One binding per org role (owner and admin both map to `admin`).
+            let org_role = group.rsplit(':').next().unwrap_or(role);
             objects.push((
                 "RoleBinding".to_owned(),
-                format!("gantry-{role}"),
+                format!("gantry-{org_role}"),
                 json!({"group": group, "clusterRole": role}),
             ));
         }
