@@ -319,12 +319,10 @@ pub struct CreateProbes {
     /// How many probe jobs (1..=100000).
     pub count: i64,
     /// Simulated work per probe run in milliseconds (0..=60000, default 0).
-    #[serde(default)]
-    pub delay_ms: i64,
+    pub delay_ms: Option<i64>,
     /// Each probe fails (retryably) its first this-many attempts (0..=100, default 0), to
     /// exercise retries and dead jobs.
-    #[serde(default)]
-    pub fail_attempts: i64,
+    pub fail_attempts: Option<i64>,
 }
 
 /// A probe batch's progress.
@@ -358,6 +356,7 @@ pub async fn create_probes(
         delay_ms,
         fail_attempts,
     } = body.0;
+    let (delay_ms, fail_attempts) = (delay_ms.unwrap_or(0), fail_attempts.unwrap_or(0));
     let mut errors = Vec::new();
     if !(1..=100_000).contains(&count) {
         errors.push(FieldError::new("/count", "must be between 1 and 100000"));

@@ -78,7 +78,6 @@ pub struct CreateProject {
     /// Workspace of the same organization.
     pub workspace_id: Uuid,
     /// The namespace's quota (default `{"cpu": "2", "memory": "4Gi"}`).
-    #[serde(default)]
     pub quota: Option<ProjectQuota>,
 }
 

@@ -838,11 +838,8 @@ export interface components {
              * @description Workspace of the same organization.
              */
             workspace_id: string;
-            /**
-             * @description The namespace's quota (default `{"cpu": "2", "memory": "4Gi"}`).
-             * @default null
-             */
-            quota: components["schemas"]["ProjectQuota"] | null;
+            /** @description The namespace's quota (default `{"cpu": "2", "memory": "4Gi"}`). */
+            quota?: components["schemas"]["ProjectQuota"] | null;
         };
         /** @description One page of a list. */
         Page_for_ProjectView: {
@@ -1241,15 +1238,13 @@ export interface components {
             /**
              * Format: int64
              * @description Simulated work per probe run in milliseconds (0..=60000, default 0).
-             * @default 0
              */
-            delay_ms: number;
+            delay_ms?: number | null;
             /**
              * Format: int64
              * @description Each probe fails (retryably) its first this-many attempts (0..=100, default 0), to exercise retries and dead jobs.
-             * @default 0
              */
-            fail_attempts: number;
+            fail_attempts?: number | null;
         };
     };
     responses: never;
