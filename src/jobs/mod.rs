@@ -335,43 +335,28 @@ impl Queues {
         let name = self.backend_queue(runner.kind.queue);
         // A restarted worker registers under a new name: the old one may still look alive.
         let instance = format!("{name}:{}:{}", std::process::id(), Uuid::new_v4().simple());
+        // The three storages are different types behind the same worker shape.
+        macro_rules! register_on {
+            ($storage:expr) => {{
+                let storage = $storage.poll_with_interval(POLL_INTERVAL);
+                monitor.register(move |restarts| {
+                    WorkerBuilder::new(format!("{instance}:{restarts}"))
+                        .backend(storage.clone())
+                        .data(runner.clone())
+                        .concurrency(concurrency)
+                        .build(run_job)
+                })
+            }};
+        }
         match &self.backend {
-            Backend::Redis(conn) => {
-                let storage = RedisStorage::<JobEnvelope>::new(conn.clone())
-                    .with_config(self.redis_config(&name))
-                    .poll_with_interval(POLL_INTERVAL);
-                monitor.register(move |restarts| {
-                    WorkerBuilder::new(format!("{instance}:{restarts}"))
-                        .backend(storage.clone())
-                        .data(runner.clone())
-                        .concurrency(concurrency)
-                        .build(run_job)
-                })
-            }
-            Backend::Postgres(pool) => {
-                let storage = PostgresStorage::<JobEnvelope>::new(pool)
-                    .with_config(self.pg_config(&name))
-                    .poll_with_interval(POLL_INTERVAL);
-                monitor.register(move |restarts| {
-                    WorkerBuilder::new(format!("{instance}:{restarts}"))
-                        .backend(storage.clone())
-                        .data(runner.clone())
-                        .concurrency(concurrency)
-                        .build(run_job)
-                })
-            }
-            Backend::Sqlite(pool) => {
-                let storage = SqliteStorage::<JobEnvelope>::new(pool)
-                    .with_config(self.sqlite_config(&name))
-                    .poll_with_interval(POLL_INTERVAL);
-                monitor.register(move |restarts| {
-                    WorkerBuilder::new(format!("{instance}:{restarts}"))
-                        .backend(storage.clone())
-                        .data(runner.clone())
-                        .concurrency(concurrency)
-                        .build(run_job)
-                })
-            }
+            Backend::Redis(conn) => register_on!(RedisStorage::<JobEnvelope>::new(conn.clone())
+                .with_config(self.redis_config(&name))),
+            Backend::Postgres(pool) => register_on!(
+                PostgresStorage::<JobEnvelope>::new(pool).with_config(self.pg_config(&name))
+            ),
+            Backend::Sqlite(pool) => register_on!(
+                SqliteStorage::<JobEnvelope>::new(pool).with_config(self.sqlite_config(&name))
+            ),
         }
     }
 }

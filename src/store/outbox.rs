@@ -81,25 +81,27 @@ pub async fn insert_all(
     let created_at = now();
     let mut stored = Vec::with_capacity(events.len());
     for event in events {
-        let row = entity::ActiveModel {
-            event_id: Set(event.event_id),
-            org_id: Set(event.org_id),
-            aggregate_type: Set(event.aggregate_type.to_owned()),
-            aggregate_id: Set(event.aggregate_id),
-            event_type: Set(event.event_type.to_owned()),
-            payload: Set(event.payload),
-            created_at: Set(created_at),
-            published_at: Set(None),
-            attempts: Set(0),
-            lease_owner: Set(None),
-            lease_expires_at: Set(None),
-            ..Default::default()
-        }
-        .insert(db)
-        .await?;
-        stored.push(row);
+        stored.push(new_row(event, created_at).insert(db).await?);
     }
     Ok(stored)
+}
+
+/// The row of a new, unpublished event.
+fn new_row(event: NewEvent, created_at: chrono::DateTime<chrono::Utc>) -> entity::ActiveModel {
+    entity::ActiveModel {
+        event_id: Set(event.event_id),
+        org_id: Set(event.org_id),
+        aggregate_type: Set(event.aggregate_type.to_owned()),
+        aggregate_id: Set(event.aggregate_id),
+        event_type: Set(event.event_type.to_owned()),
+        payload: Set(event.payload),
+        created_at: Set(created_at),
+        published_at: Set(None),
+        attempts: Set(0),
+        lease_owner: Set(None),
+        lease_expires_at: Set(None),
+        ..Default::default()
+    }
 }
 
 /// Inserts many events inside the caller's transaction without reading them back (multi-row
@@ -123,20 +125,7 @@ pub async fn insert_bulk(db: &impl ConnectionTrait, events: Vec<NewEvent>) -> Re
         let chunk: Vec<entity::ActiveModel> = events
             .by_ref()
             .take(1_000)
-            .map(|event| entity::ActiveModel {
-                event_id: Set(event.event_id),
-                org_id: Set(event.org_id),
-                aggregate_type: Set(event.aggregate_type.to_owned()),
-                aggregate_id: Set(event.aggregate_id),
-                event_type: Set(event.event_type.to_owned()),
-                payload: Set(event.payload),
-                created_at: Set(created_at),
-                published_at: Set(None),
-                attempts: Set(0),
-                lease_owner: Set(None),
-                lease_expires_at: Set(None),
-                ..Default::default()
-            })
+            .map(|event| new_row(event, created_at))
             .collect();
         entity::Entity::insert_many(chunk)
             .exec_without_returning(db)
