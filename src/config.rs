@@ -91,6 +91,11 @@ pub struct ProvisionerConfig {
     /// `GANTRY_KUBECONFIG_CLIENT_ID`: OIDC client id in generated kubeconfigs (default
     /// `KEYCLOAK_AUDIENCE`).
     pub kubeconfig_client_id: String,
+    /// `GANTRY_VCLUSTER_ENDPOINT`: how a vCluster's API is reached, with `{release}` and
+    /// `{namespace}` filled in (default `https://{release}.{namespace}.svc:443`).
+    pub vcluster_endpoint: Option<String>,
+    /// `GANTRY_VCLUSTER_CHART_VERSION`: version of the `vcluster` chart installed.
+    pub vcluster_chart_version: String,
     /// Plans: `shared` and `dedicated`.
     pub shared: PlanConfig,
     /// The dedicated plan.
@@ -428,6 +433,9 @@ impl Config {
             timeout: duration(&var, "GANTRY_PROVISION_TIMEOUT", Duration::from_secs(600))?,
             kubeconfig_client_id: var("GANTRY_KUBECONFIG_CLIENT_ID")
                 .unwrap_or_else(|| audience.clone()),
+            vcluster_endpoint: var("GANTRY_VCLUSTER_ENDPOINT"),
+            vcluster_chart_version: var("GANTRY_VCLUSTER_CHART_VERSION")
+                .unwrap_or_else(|| "0.20.0".to_owned()),
             shared: PlanConfig {
                 cpu: var("GANTRY_PLAN_SHARED_CPU").unwrap_or_else(|| "2".to_owned()),
                 memory: var("GANTRY_PLAN_SHARED_MEMORY").unwrap_or_else(|| "4Gi".to_owned()),

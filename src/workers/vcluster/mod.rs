@@ -78,7 +78,12 @@ pub async fn driver_from_config(ctx: &WorkerContext) -> Result<Arc<dyn KubeDrive
             config.simulated_failures.clone(),
         ))),
         KubeDriverKind::Kubernetes => Ok(Arc::new(
-            kubernetes::KubernetesDriver::from_env(kubernetes::KubeSettings::default()).await?,
+            kubernetes::KubernetesDriver::from_env(kubernetes::KubeSettings {
+                endpoint_template: config.vcluster_endpoint.clone(),
+                chart_version: config.vcluster_chart_version.clone(),
+                ..kubernetes::KubeSettings::default()
+            })
+            .await?,
         )),
     }
 }
