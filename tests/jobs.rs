@@ -313,7 +313,9 @@ async fn survives_kill_9(mode: Mode) {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // A process restarted moments ago may not handle signals yet: stop only running ones.
     for worker in workers {
+        wait_ready(&worker).await;
         stop(worker);
     }
 }
