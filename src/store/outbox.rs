@@ -62,14 +62,9 @@ pub struct NewEvent {
     pub payload: Json,
 }
 
-/// Inserts events inside the caller's transaction, in order.
-pub async fn insert_all(
-    db: &impl ConnectionTrait,
-    events: Vec<NewEvent>,
-) -> Result<Vec<StoredEvent>, DbErr> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
+/// Takes the outbox write lock until the caller's transaction ends (Postgres only: SQLite has
+/// one writer anyway), so outbox ids are assigned in commit order.
+async fn lock_writes(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     if db.get_database_backend() == DatabaseBackend::Postgres {
         db.execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
@@ -78,6 +73,18 @@ pub async fn insert_all(
         ))
         .await?;
     }
+    Ok(())
+}
+
+/// Inserts events inside the caller's transaction, in order.
+pub async fn insert_all(
+    db: &impl ConnectionTrait,
+    events: Vec<NewEvent>,
+) -> Result<Vec<StoredEvent>, DbErr> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    lock_writes(db).await?;
     let created_at = now();
     let mut stored = Vec::with_capacity(events.len());
     for event in events {
@@ -110,14 +117,7 @@ pub async fn insert_bulk(db: &impl ConnectionTrait, events: Vec<NewEvent>) -> Re
     if events.is_empty() {
         return Ok(());
     }
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        db.execute_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1)",
-            [OUTBOX_WRITE_LOCK_KEY.into()],
-        ))
-        .await?;
-    }
+    lock_writes(db).await?;
     let created_at = now();
     let mut events = events.into_iter().peekable();
     // 1,000 rows × 11 columns stays under both backends' bind-parameter limits.
