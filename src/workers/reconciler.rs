@@ -28,9 +28,16 @@ pub enum ReconcileError {
     Queue(#[from] crate::jobs::QueueError),
 }
 
+/// The reconciler's kube driver, built on first use and kept (a failed build is retried next
+/// round).
+type DriverSlot = tokio::sync::OnceCell<std::sync::Arc<dyn super::vcluster::driver::KubeDriver>>;
+
 /// One round; returns how many jobs were enqueued again (`None` when another process holds the
 /// reconciler lock).
-pub async fn reconcile_once(ctx: &WorkerContext) -> Result<Option<usize>, ReconcileError> {
+pub async fn reconcile_once(
+    ctx: &WorkerContext,
+    driver: &DriverSlot,
+) -> Result<Option<usize>, ReconcileError> {
     let txn = ctx.db.begin().await?;
     if txn.get_database_backend() == DatabaseBackend::Postgres {
         #[derive(FromQueryResult)]
@@ -68,7 +75,7 @@ pub async fn reconcile_once(ctx: &WorkerContext) -> Result<Option<usize>, Reconc
     let mut enqueued = ctx.queues.enqueue(probe::QUEUE, jobs).await?;
     enqueued += stranded_workspaces(ctx, cutoff).await?;
     // Under the same lock: only one process repairs a drifted workspace.
-    repair_drift(ctx).await;
+    repair_drift(ctx, driver).await;
     txn.commit().await?;
     if enqueued > 0 {
         tracing::warn!(
@@ -118,8 +125,11 @@ async fn stranded_workspaces(
 }
 
 /// Checks ready workspaces against their host objects; re-applies and reports drift.
-async fn repair_drift(ctx: &WorkerContext) {
-    let driver = match super::vcluster::driver_from_config(ctx).await {
+async fn repair_drift(ctx: &WorkerContext, slot: &DriverSlot) {
+    let driver = match slot
+        .get_or_try_init(|| super::vcluster::driver_from_config(ctx))
+        .await
+    {
         Ok(driver) => driver,
         Err(err) => {
             tracing::debug!(%err, "no kube driver; drift is not checked");
@@ -169,8 +179,9 @@ async fn refresh_workspace_gauges(ctx: &WorkerContext) {
 /// Runs rounds every `GANTRY_RECONCILE_INTERVAL` until `shutdown`.
 pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
     let interval = ctx.config.jobs.reconcile_interval;
+    let driver = DriverSlot::new();
     while !*shutdown.borrow() {
-        if let Err(err) = reconcile_once(&ctx).await {
+        if let Err(err) = reconcile_once(&ctx, &driver).await {
             tracing::warn!(%err, "reconciler round failed");
         }
         refresh_workspace_gauges(&ctx).await;
