@@ -148,20 +148,10 @@ impl Metrics {
         for outcome in ["delivered", "retry", "failed"] {
             webhook_deliveries_total.with_label_values(&[outcome]);
         }
-        for spec in crate::config::QUEUES {
-            for outcome in ["completed", "retried", "dead"] {
-                jobs_total.with_label_values(&[spec.name, outcome]);
-            }
-            job_duration_seconds.with_label_values(&[spec.name]);
-            worker_busy.with_label_values(&[spec.name]);
-            for state in ["pending", "running", "scheduled", "dead"] {
-                queue_depth.with_label_values(&[spec.name, state]);
-            }
-        }
         for status in crate::store::workspaces::status::ALL {
             workspaces.with_label_values(&[status]);
         }
-        Ok(Self {
+        let metrics = Self {
             registry,
             workspaces,
             workspace_oldest_unready_age_seconds,
@@ -175,7 +165,23 @@ impl Metrics {
             job_duration_seconds,
             queue_depth,
             worker_busy,
-        })
+        };
+        for spec in crate::config::QUEUES {
+            metrics.touch_queue(spec.name);
+        }
+        Ok(metrics)
+    }
+
+    /// Creates a queue's series at zero, so dashboards and alerts see them before its first job.
+    pub fn touch_queue(&self, queue: &str) {
+        for outcome in ["completed", "retried", "dead"] {
+            self.jobs_total.with_label_values(&[queue, outcome]);
+        }
+        self.job_duration_seconds.with_label_values(&[queue]);
+        self.worker_busy.with_label_values(&[queue]);
+        for state in ["pending", "running", "scheduled", "dead"] {
+            self.queue_depth.with_label_values(&[queue, state]);
+        }
     }
 
     /// The registry in Prometheus text format.

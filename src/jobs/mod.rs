@@ -10,7 +10,6 @@
 pub mod admin;
 
 use crate::config::{Config, JobsConfig};
-use crate::metrics::Metrics;
 use crate::store;
 use crate::workers::WorkerContext;
 use apalis::prelude::{
@@ -478,7 +477,7 @@ pub async fn run_workers(
     }
     tracing::info!(backend = queues.backend_name(), queues = ?names, "job workers started");
     for queue in &names {
-        touch_metrics(&ctx.metrics, queue);
+        ctx.metrics.touch_queue(queue);
     }
     let depth = tokio::spawn({
         let (queues, metrics, names, mut shutdown) = (
@@ -516,12 +515,4 @@ pub async fn run_workers(
     }
     depth.abort();
     tracing::info!(queues = ?names, "job workers stopped");
-}
-
-/// Creates a queue's job series at zero, so dashboards see them before the first job.
-fn touch_metrics(metrics: &Metrics, queue: &str) {
-    for outcome in ["completed", "retried", "dead"] {
-        metrics.jobs_total.with_label_values(&[queue, outcome]);
-    }
-    metrics.worker_busy.with_label_values(&[queue]);
 }
