@@ -49,8 +49,18 @@ pub struct JobView {
 }
 
 impl Queues {
-    /// Counts the jobs of `queue` in every state.
+    /// Counts the jobs of `queue` in every state (the admin view).
     pub async fn stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
+        self.counts(queue, true).await
+    }
+
+    /// Counts the unfinished jobs of `queue` (`done` left at 0): what the depth gauge needs,
+    /// cheap enough to run every heartbeat in every worker process.
+    pub async fn depth(&self, queue: &str) -> Result<QueueStats, QueueError> {
+        self.counts(queue, false).await
+    }
+
+    async fn counts(&self, queue: &str, include_done: bool) -> Result<QueueStats, QueueError> {
         let name = self.backend_queue(queue);
         let our_dead = store::jobs::count_dead(&self.db, queue).await?;
         match &self.backend {
@@ -58,7 +68,11 @@ impl Queues {
                 let mut conn = conn.clone();
                 let pending: u64 = conn.llen(format!("{name}:active")).await?;
                 let scheduled = cardinality(&mut conn, &format!("{name}:scheduled")).await?;
-                let done = cardinality(&mut conn, &format!("{name}:done")).await?;
+                let done = if include_done {
+                    cardinality(&mut conn, &format!("{name}:done")).await?
+                } else {
+                    0
+                };
                 let dead = cardinality(&mut conn, &format!("{name}:dead")).await?;
                 let workers: Vec<String> = conn.zrange(format!("{name}:workers"), 0, -1).await?;
                 let mut running = 0u64;
@@ -87,13 +101,18 @@ impl Queues {
             }
             Backend::Postgres(_) | Backend::Sqlite(_) => {
                 let counts = store::jobs::sql_queue_counts(&self.db, &name).await?;
+                let done = if include_done {
+                    store::jobs::count_done(&self.db, &name).await?
+                } else {
+                    0
+                };
                 let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
                 Ok(QueueStats {
                     pending: n(counts.pending),
                     running: n(counts.running),
                     scheduled: n(counts.scheduled),
                     dead: n(counts.dead) + our_dead,
-                    done: n(counts.done),
+                    done,
                     oldest_pending_at: counts
                         .oldest_pending_run_at
                         .and_then(|s| DateTime::from_timestamp(s, 0)),
@@ -321,7 +340,7 @@ impl Queues {
     /// Refreshes `gantry_queue_depth` for `queues`.
     pub async fn refresh_depth(&self, metrics: &crate::metrics::Metrics, queues: &[&str]) {
         for queue in queues {
-            match self.stats(queue).await {
+            match self.depth(queue).await {
                 Ok(stats) => {
                     for (state, value) in [
                         ("pending", stats.pending),

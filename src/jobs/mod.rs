@@ -163,6 +163,7 @@ impl Queues {
                     PostgresStorage::setup(&pool)
                         .await
                         .map_err(|e| QueueError::Storage(e.to_string()))?;
+                    store::jobs::ensure_status_index(db).await?;
                     Backend::Postgres(pool)
                 }
                 _ => {
@@ -191,6 +192,7 @@ impl Queues {
                         }
                         tokio::time::sleep(Duration::from_millis(200 * tries)).await;
                     }
+                    store::jobs::ensure_status_index(db).await?;
                     Backend::Sqlite(pool)
                 }
             },

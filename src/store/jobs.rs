@@ -303,21 +303,58 @@ const COUNTS_POSTGRES: &str = "SELECT \
     SUM(CASE WHEN (status IN ('Pending','Queued') OR (status = 'Failed' AND attempts < max_attempts)) AND run_at <= now() THEN 1 ELSE 0 END) AS pending, \
     SUM(CASE WHEN (status IN ('Pending','Queued') OR (status = 'Failed' AND attempts < max_attempts)) AND run_at > now() THEN 1 ELSE 0 END) AS scheduled, \
     SUM(CASE WHEN status = 'Running' THEN 1 ELSE 0 END) AS running, \
-    SUM(CASE WHEN status = 'Done' THEN 1 ELSE 0 END) AS done, \
+    CAST(NULL AS BIGINT) AS done, \
     SUM(CASE WHEN status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts) THEN 1 ELSE 0 END) AS dead, \
     CAST(EXTRACT(EPOCH FROM MIN(CASE WHEN status IN ('Pending','Queued') AND run_at <= now() THEN run_at END)) AS BIGINT) AS oldest_pending_run_at \
-    FROM apalis.jobs WHERE job_type = $1";
+    FROM apalis.jobs WHERE job_type = $1 AND status IN ('Pending','Queued','Running','Failed','Killed')";
 
 const COUNTS_SQLITE: &str = "SELECT \
     SUM(CASE WHEN (status IN ('Pending','Queued') OR (status = 'Failed' AND attempts < max_attempts)) AND run_at <= strftime('%s','now') THEN 1 ELSE 0 END) AS pending, \
     SUM(CASE WHEN (status IN ('Pending','Queued') OR (status = 'Failed' AND attempts < max_attempts)) AND run_at > strftime('%s','now') THEN 1 ELSE 0 END) AS scheduled, \
     SUM(CASE WHEN status = 'Running' THEN 1 ELSE 0 END) AS running, \
-    SUM(CASE WHEN status = 'Done' THEN 1 ELSE 0 END) AS done, \
+    CAST(NULL AS INTEGER) AS done, \
     SUM(CASE WHEN status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts) THEN 1 ELSE 0 END) AS dead, \
     MIN(CASE WHEN status IN ('Pending','Queued') AND run_at <= strftime('%s','now') THEN run_at END) AS oldest_pending_run_at \
-    FROM Jobs WHERE job_type = ?1";
+    FROM Jobs WHERE job_type = ?1 AND status IN ('Pending','Queued','Running','Failed','Killed')";
 
-/// Counts of the apalis jobs of `job_type` (the prefixed queue name).
+/// Index that keeps the per-state counts below from reading finished jobs (created after
+/// apalis' own tables exist).
+pub async fn ensure_status_index(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    let sql = match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            "CREATE INDEX IF NOT EXISTS gantry_jobs_type_status ON apalis.jobs (job_type, status)"
+        }
+        _ => "CREATE INDEX IF NOT EXISTS gantry_jobs_type_status ON Jobs (job_type, status)",
+    };
+    db.execute_unprepared(sql).await?;
+    Ok(())
+}
+
+/// Finished (`Done`) apalis jobs of `job_type` still remembered.
+pub async fn count_done(db: &impl ConnectionTrait, job_type: &str) -> Result<u64, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        n: i64,
+    }
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => {
+            "SELECT COUNT(*) AS n FROM apalis.jobs WHERE job_type = $1 AND status = 'Done'"
+        }
+        _ => "SELECT COUNT(*) AS n FROM Jobs WHERE job_type = ?1 AND status = 'Done'",
+    };
+    let row = Row::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [job_type.into()],
+    ))
+    .one(db)
+    .await?;
+    Ok(row.map_or(0, |r| r.n.max(0) as u64))
+}
+
+/// Counts of the unfinished apalis jobs of `job_type` (the prefixed queue name); `done` is
+/// left out (see [`count_done`]) because it is the one state that grows with traffic.
 pub async fn sql_queue_counts(
     db: &impl ConnectionTrait,
     job_type: &str,
