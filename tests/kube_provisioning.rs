@@ -7,26 +7,14 @@ mod common;
 #[path = "common/fake_kube.rs"]
 mod fake_kube;
 
-use common::process::{gantry, signal};
+use common::process::{gantry, signal, ChildGuard as Worker};
 use common::{Backend, TestApp};
 use fake_kube::{kubeconfig, FakeKube};
 use serde_json::{json, Value};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n";
-
-/// The worker process, killed when dropped.
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 async fn wait_for(app: &TestApp, token: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -4,24 +4,12 @@
 
 mod common;
 
-use common::process::{gantry, signal};
+use common::process::{gantry, signal, ChildGuard as Worker};
 use common::{Backend, TestApp};
 use serde_json::{json, Value};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
-
-/// The provisioner (and the publisher that routes its commands), killed when dropped.
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 fn start_worker(app: &TestApp, dir: &std::path::Path) -> Worker {
     let child = gantry(dir)

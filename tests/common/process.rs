@@ -1,7 +1,7 @@
 //! Running the real `gantry` binary from tests.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command};
 
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_gantry");
@@ -34,4 +34,16 @@ pub fn signal(child: &std::process::Child, kill: bool) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill {signal} failed");
+}
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
