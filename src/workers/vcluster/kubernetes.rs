@@ -982,7 +982,9 @@ where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
     let meta = object.meta();
-    let name = meta.name.as_deref().expect("objects are built with a name");
+    let Some(name) = meta.name.as_deref() else {
+        return Err(DriverError::Permanent(format!("a {kind} without a name")));
+    };
     let what = match meta.namespace.as_deref() {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
