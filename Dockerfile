@@ -35,11 +35,13 @@ RUN touch src/main.rs src/lib.rs migration/src/lib.rs \
 
 # ---------------------------------------------------------------------------------------------
 # runtime: glibc from the same Debian release as the builder; CA certificates for Keycloak over
-# HTTPS and webhooks; curl only for container health checks (docker-compose.yml).
+# HTTPS, webhooks and Git remotes; git (and openssh-client, which git only recommends) for the
+# codegen runner's delivery to Git repositories; curl only for container health checks
+# (docker-compose.yml).
 FROM debian:bookworm-slim AS runtime
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl git openssh-client \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --gid 10001 gantry \

@@ -57,8 +57,21 @@
             pkgs.pkg-config
             pkgs.cmake
             pkgs.perl
+            pkgs.makeWrapper
           ];
           dontUseCmakeConfigure = true;
+
+          # The codegen runner delivers to Git with the git CLI (and ssh for ssh remotes): put
+          # both on the binary's PATH, so `nix run` and the image work without a system git.
+          postInstall = ''
+            wrapProgram $out/bin/gantry \
+              --prefix PATH : ${
+                lib.makeBinPath [
+                  pkgs.gitMinimal
+                  pkgs.openssh
+                ]
+              }
+          '';
 
           # The test suite starts Postgres/Redis and servers on loopback: run it with .ci/run.
           doCheck = false;

@@ -42,6 +42,8 @@ pub struct AppState {
     pub kubeconfig_issuer: String,
     /// OIDC client id put into generated kubeconfigs.
     pub kubeconfig_client_id: String,
+    /// Codegen settings the API checks at submit (LLM configured, Git URL schemes).
+    pub codegen: crate::config::CodegenConfig,
     /// Users already stored.
     pub users_seen: SeenUsers,
     /// The OpenAPI document, serialized once.
@@ -106,6 +108,7 @@ pub async fn build(
             crate::config::AuthConfig::Embedded => crate::auth::dev::DEV_ISSUER.to_owned(),
         },
         kubeconfig_client_id: config.provisioner.kubeconfig_client_id.clone(),
+        codegen: config.codegen.clone(),
         users_seen: SeenUsers::default(),
         openapi_json,
         outbound: crate::webhooks::outbound::OutboundPolicy::new(config.outbound_allow.clone()),

@@ -1,6 +1,7 @@
 //! `gantry bench`: throughput and latency of the job queues and the outbox publisher, measured
-//! in process against the real backends. Results are one `key=value` line on stdout so that
-//! `bench/compare.sh` can put them beside the peers' (BullMQ, graphile-worker).
+//! in process against the real backends, and the speed of the `templates` codegen engine.
+//! Results are one `key=value` line on stdout so that `bench/compare.sh` can put them beside
+//! the peers' (BullMQ, graphile-worker).
 
 use crate::config::{Config, QueueConfig};
 use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind, NewJob, Queues};
@@ -31,6 +32,9 @@ pub enum BenchError {
     /// Queue failure.
     #[error("{0}")]
     Queue(#[from] crate::jobs::QueueError),
+    /// The codegen engine refused or failed on the synthetic graph.
+    #[error("codegen: {0}")]
+    Codegen(String),
 }
 
 /// Which queue backend `bench queue` measures.
@@ -346,5 +350,133 @@ pub async fn outbox(base: &Config, rate: u64, seconds: u64) -> Result<String, Be
         lags.len(),
         percentile(&lags, 50.0),
         percentile(&lags, 99.0),
+    ))
+}
+
+/// Runs of generate+render the codegen benchmark times (the first also warms caches).
+const CODEGEN_RUNS: usize = 5;
+
+/// A valid synthetic graph of `nodes` nodes: repeating units of ten (ingress → web → api →
+/// postgres, a worker with a volume, a migration job, a report cron job, a config and the
+/// database credentials) wired with every edge kind; leftovers are plain services.
+pub fn synthetic_graph(nodes: usize) -> serde_json::Value {
+    use serde_json::json;
+    let mut out_nodes = Vec::with_capacity(nodes);
+    let mut edges = Vec::new();
+    let units = nodes / 10;
+    for u in 0..units {
+        let id = |name: &str| format!("{name}-{u:04}");
+        let (web, api, worker, db, creds) =
+            (id("web"), id("api"), id("worker"), id("db"), id("creds"));
+        let (settings, data, migrate, report, edge) = (
+            id("settings"),
+            id("data"),
+            id("migrate"),
+            id("report"),
+            id("edge"),
+        );
+        let mut database = json!({
+            "engine": "postgres", "version": "16.4", "storage": "20Gi", "credentials": creds,
+        });
+        if u % 2 == 0 {
+            database["backup"] = json!({"schedule": "15 3 * * *", "retention_days": 7});
+        }
+        let mut config =
+            json!({"data": {"LOG_LEVEL": "info", "POOL_SIZE": "20", "REGION": "eu-west-1"}});
+        if u % 2 == 1 {
+            config["mount_path"] = json!("/etc/app");
+        }
+        out_nodes.extend([
+            json!({"id": edge, "kind": "ingress", "spec": {
+                "host": format!("{web}.example.com"), "tls": {"secret_name": format!("{web}-tls")}}}),
+            json!({"id": web, "kind": "service", "spec": {
+                "image": "ghcr.io/acme/web:1.0.0", "ports": [{"port": 8080}], "replicas": 3,
+                "probes": {"liveness_path": "/healthz", "readiness_path": "/readyz"}}}),
+            json!({"id": api, "kind": "service", "spec": {
+                "image": "ghcr.io/acme/api:1.0.0",
+                "ports": [{"port": 9000}, {"name": "metrics", "port": 9100}],
+                "env": {"RUST_LOG": "info"},
+                "resources": {"cpu_request": "250m", "cpu_limit": "1", "memory_request": "256Mi"},
+                "autoscaling": {"min_replicas": 2, "max_replicas": 8}}}),
+            json!({"id": worker, "kind": "service", "spec": {
+                "image": "ghcr.io/acme/worker:1.0.0", "args": ["work"]}}),
+            json!({"id": db, "kind": "database", "spec": database}),
+            json!({"id": creds, "kind": "secret_ref", "spec": {
+                "secret_name": creds, "keys": ["POSTGRES_DB", "POSTGRES_PASSWORD", "POSTGRES_USER"]}}),
+            json!({"id": settings, "kind": "config", "spec": config}),
+            json!({"id": data, "kind": "volume", "spec": {"size": "5Gi", "mount_path": "/var/lib/worker"}}),
+            json!({"id": migrate, "kind": "job", "spec": {
+                "image": "ghcr.io/acme/migrate:1.0.0", "command": ["/migrate", "up"]}}),
+            json!({"id": report, "kind": "cron_job", "spec": {
+                "schedule": "*/10 * * * *", "image": "ghcr.io/acme/report:1.0.0"}}),
+        ]);
+        for (from, to, kind) in [
+            (&edge, &web, "exposes"),
+            (&web, &api, "connects"),
+            (&api, &db, "connects"),
+            (&worker, &db, "connects"),
+            (&worker, &api, "connects"),
+            (&creds, &api, "mounts"),
+            (&creds, &worker, "mounts"),
+            (&creds, &migrate, "mounts"),
+            (&settings, &api, "mounts"),
+            (&settings, &worker, "mounts"),
+            (&data, &worker, "mounts"),
+            (&migrate, &db, "connects"),
+            (&migrate, &db, "depends_on"),
+            (&report, &api, "connects"),
+            (&api, &db, "depends_on"),
+        ] {
+            edges.push(json!({"from": from, "to": to, "kind": kind}));
+        }
+    }
+    for i in 0..nodes - units * 10 {
+        out_nodes.push(
+            json!({"id": format!("extra-{i:04}"), "kind": "service", "spec": {
+            "image": "ghcr.io/acme/extra:1.0.0", "ports": [{"port": 8080}]}}),
+        );
+    }
+    json!({"nodes": out_nodes, "edges": edges})
+}
+
+/// Median of `values` (sorted in place).
+fn median_ms(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    percentile(values, 50.0)
+}
+
+/// Times the `templates` engine (generate, then render) on a synthetic graph of `nodes` nodes.
+pub fn codegen(nodes: usize) -> Result<String, BenchError> {
+    use crate::workers::codegen::templates::{generate, render, Target};
+    if nodes == 0 {
+        return Err(BenchError::Setup("--nodes must be at least 1".into()));
+    }
+    let document = synthetic_graph(nodes);
+    let graph = crate::domain::graph::validate(&document, "").map_err(|errors| {
+        BenchError::Codegen(format!("the synthetic graph does not validate: {errors:?}"))
+    })?;
+    let target = Target {
+        project: "bench".to_owned(),
+    };
+    let (mut generate_ms, mut render_ms, mut total_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut objects_count, mut files_count, mut bytes) = (0, 0, 0);
+    for _ in 0..CODEGEN_RUNS {
+        let started = Instant::now();
+        let objects = generate(&graph, &target).map_err(|e| BenchError::Codegen(e.to_string()))?;
+        let generated = Instant::now();
+        let files = render(&objects, &target).map_err(|e| BenchError::Codegen(e.to_string()))?;
+        let rendered = Instant::now();
+        generate_ms.push((generated - started).as_secs_f64() * 1000.0);
+        render_ms.push((rendered - generated).as_secs_f64() * 1000.0);
+        total_ms.push((rendered - started).as_secs_f64() * 1000.0);
+        objects_count = objects.len();
+        files_count = files.len();
+        bytes = files.iter().map(|f| f.content.len()).sum::<usize>();
+    }
+    Ok(format!(
+        "bench=codegen nodes={nodes} objects={objects_count} files={files_count} bytes={bytes} runs={CODEGEN_RUNS} generate_ms_p50={:.2} render_ms_p50={:.2} total_ms_p50={:.2}",
+        median_ms(&mut generate_ms),
+        median_ms(&mut render_ms),
+        median_ms(&mut total_ms),
     ))
 }

@@ -65,6 +65,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// The vCluster provisioner.
     pub provisioner: ProvisionerConfig,
+    /// The codegen runner (LLM engine, Git delivery).
+    pub codegen: CodegenConfig,
 }
 
 /// Which host-cluster driver the provisioner uses.
@@ -74,6 +76,43 @@ pub enum KubeDriverKind {
     Kubernetes,
     /// The same state machine with objects kept in the database (embedded mode).
     Simulated,
+}
+
+/// The codegen runner's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodegenConfig {
+    /// The `llm` engine's endpoint; `None` when `GANTRY_LLM_BASE_URL` is unset (engine refused).
+    pub llm: Option<LlmConfig>,
+    /// `GANTRY_LLM_TIMEOUT`: one chat-completions request.
+    pub llm_timeout: Duration,
+    /// `GANTRY_LLM_MAX_ATTEMPTS`: answers that fail to parse before the job fails.
+    pub llm_max_attempts: u32,
+    /// `GANTRY_GIT_ALLOWED_SCHEMES`: URL schemes `target.git.url` may use.
+    pub git_allowed_schemes: Vec<String>,
+    /// `GANTRY_GIT_TIMEOUT`: one git command (clone, push).
+    pub git_timeout: Duration,
+}
+
+/// An OpenAI-compatible chat-completions endpoint.
+#[derive(Clone, PartialEq)]
+pub struct LlmConfig {
+    /// `GANTRY_LLM_BASE_URL`: up to `/v1` (the client appends `/chat/completions`).
+    pub base_url: String,
+    /// `GANTRY_LLM_API_KEY`: sent as a bearer token when set.
+    pub api_key: Option<String>,
+    /// `GANTRY_LLM_MODEL`.
+    pub model: String,
+}
+
+impl std::fmt::Debug for LlmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key never reaches a log line.
+        f.debug_struct("LlmConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .finish()
+    }
 }
 
 /// vCluster provisioner knobs.
@@ -125,6 +164,12 @@ pub const QUEUES: &[QueueSpec] = &[
         max_attempts_var: "GANTRY_QUEUE_PROBE_MAX_ATTEMPTS",
         concurrency_var: "GANTRY_QUEUE_PROBE_CONCURRENCY",
         default_concurrency: 16,
+    },
+    QueueSpec {
+        name: "codegen",
+        max_attempts_var: "GANTRY_QUEUE_CODEGEN_MAX_ATTEMPTS",
+        concurrency_var: "GANTRY_QUEUE_CODEGEN_CONCURRENCY",
+        default_concurrency: 4,
     },
     QueueSpec {
         name: "vcluster",
@@ -460,6 +505,52 @@ impl Config {
             }
         }
 
+        let llm = match (var("GANTRY_LLM_BASE_URL"), var("GANTRY_LLM_MODEL")) {
+            (None, None) => None,
+            (Some(base_url), Some(model)) => {
+                check_http_url("GANTRY_LLM_BASE_URL", &base_url)?;
+                Some(LlmConfig {
+                    base_url: base_url.trim_end_matches('/').to_owned(),
+                    api_key: var("GANTRY_LLM_API_KEY"),
+                    model,
+                })
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "GANTRY_LLM_MODEL",
+                    "is required when GANTRY_LLM_BASE_URL is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "GANTRY_LLM_BASE_URL",
+                    "is required when GANTRY_LLM_MODEL is set",
+                ))
+            }
+        };
+        let git_allowed_schemes: Vec<String> = var("GANTRY_GIT_ALLOWED_SCHEMES")
+            .unwrap_or_else(|| "https,ssh".to_owned())
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(bad) = git_allowed_schemes
+            .iter()
+            .find(|s| !matches!(s.as_str(), "https" | "http" | "ssh" | "file"))
+        {
+            return Err(invalid(
+                "GANTRY_GIT_ALLOWED_SCHEMES",
+                format!("{bad:?} is not one of: https, http, ssh, file"),
+            ));
+        }
+        let codegen = CodegenConfig {
+            llm,
+            llm_timeout: duration(&var, "GANTRY_LLM_TIMEOUT", Duration::from_secs(120))?,
+            llm_max_attempts: number(&var, "GANTRY_LLM_MAX_ATTEMPTS", 3, 1..=10)? as u32,
+            git_allowed_schemes,
+            git_timeout: duration(&var, "GANTRY_GIT_TIMEOUT", Duration::from_secs(120))?,
+        };
+
         Ok(Self {
             database_url,
             redis_url,
@@ -476,6 +567,7 @@ impl Config {
             webhooks,
             jobs,
             provisioner,
+            codegen,
         })
     }
 

@@ -78,6 +78,12 @@ enum BenchKind {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// The `templates` codegen engine on a synthetic graph: prints generate/render time p50.
+    Codegen {
+        /// Nodes in the synthetic graph.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+    },
 }
 
 fn init_logging(config: &Config) {
@@ -153,6 +159,7 @@ async fn main() -> ExitCode {
                 BenchKind::Outbox { rate, seconds } => {
                     gantry::bench::outbox(&config, rate, seconds).await
                 }
+                BenchKind::Codegen { nodes } => gantry::bench::codegen(nodes),
             };
             match result {
                 Ok(line) => {

@@ -303,7 +303,9 @@ async fn newcomer_walkthrough(database_url: &str) {
             .put(&graph_url)
             .bearer_auth(&token)
             .header("If-Match", &etag)
-            .json(&json!({"graph": {"nodes": [{"id": format!("n{version}")}], "edges": []}}))
+            .json(&json!({"graph": {"nodes": [{
+                "id": format!("n{version}"), "kind": "service", "spec": {"image": "nginx:1.27"}
+            }], "edges": []}}))
             .send()
             .await
             .expect("put graph");

@@ -5,7 +5,9 @@
 //! - Roles: owner > admin > member > viewer. Viewers only read; members write projects and
 //!   graphs; admins manage workspaces, members (not owners), webhooks and the organization's
 //!   name; only owners delete the organization or touch owners. Webhooks are admin business even
-//!   to read: viewers and members get `403` on every webhook route.
+//!   to read: viewers and members get `403` on every webhook route. Org secrets are write-only:
+//!   admins set and delete them, members and up list their names, viewers get `403` on all of
+//!   them.
 //! - Platform admins (realm role `gantry-admin`) see and may do everything.
 //!
 //! Every rejection is `application/problem+json`. The routes are tables of [`Call`]s, so a new
@@ -87,10 +89,23 @@ impl Call {
         self.path.contains("/webhooks")
     }
 
+    /// An org secret route.
+    fn is_secret(&self) -> bool {
+        self.path.contains("/secrets")
+    }
+
     /// What `role` gets on this read in its own organization.
     fn read_status(&self, role: &str) -> u16 {
-        if self.is_webhook() && matches!(role, "viewer" | "member") {
+        let webhook_refused = self.is_webhook() && matches!(role, "viewer" | "member");
+        let secret_refused = self.is_secret() && role == "viewer";
+        if webhook_refused || secret_refused {
             403
+        } else if self.path.contains("/artifacts/") {
+            // The fixtures' codegen jobs never run (no runner here): no file exists.
+            404
+        } else if self.path.ends_with("/bundle") {
+            // …and so there is no bundle yet.
+            409
         } else if self.path.ends_with("/kubeconfig") {
             // Members and up may have one; no workspace here is ever provisioned (409).
             if role == "viewer" {
@@ -188,6 +203,10 @@ struct Ids {
     webhook: String,
     /// A delivery of `webhook` (these tests make none, so it exists nowhere).
     delivery: String,
+    /// Name of an org secret.
+    secret: String,
+    /// A codegen job of `project` (pending: no runner in these tests).
+    job: String,
 }
 
 impl Ids {
@@ -200,6 +219,8 @@ impl Ids {
             member: format!("ghost-{}", Uuid::new_v4().simple()),
             webhook: Uuid::new_v4().to_string(),
             delivery: Uuid::new_v4().to_string(),
+            secret: format!("ghost-{}", Uuid::new_v4().simple()),
+            job: Uuid::new_v4().to_string(),
         }
     }
 
@@ -221,6 +242,14 @@ impl Ids {
 
     fn webhook_path(&self) -> String {
         format!("{}/webhooks/{}", self.org_path(), self.webhook)
+    }
+
+    fn job_path(&self) -> String {
+        format!("{}/codegen-jobs/{}", self.org_path(), self.job)
+    }
+
+    fn secret_path(&self) -> String {
+        format!("{}/secrets/{}", self.org_path(), self.secret)
     }
 }
 
@@ -255,6 +284,18 @@ fn org_level(ids: &Ids) -> Vec<Call> {
             json!({"url": WEBHOOK_URL, "events": ["*"], "description": "intruder"}),
         ),
         Call::get(format!("{org}/webhooks")),
+        Call::post(
+            format!("{org}/codegen-jobs"),
+            json!({"project_id": ids.project}),
+        ),
+        Call::get(format!("{org}/codegen-jobs")),
+        Call::get(format!("{org}/secrets")),
+        // Creates or replaces, so it is allowed with any name: no child lookup to refuse.
+        Call::new(
+            "PUT",
+            ids.secret_path(),
+            Some(json!({"value": "intruder-value"})),
+        ),
     ]
 }
 
@@ -278,7 +319,8 @@ fn child_level(ids: &Ids) -> Vec<Call> {
         Call::get(format!("{project}/graph")),
         Call::put_graph(
             format!("{project}/graph"),
-            json!({"nodes": [{"id": "intruder"}], "edges": []}),
+            json!({"nodes": [{"id": "intruder", "kind": "service",
+                              "spec": {"image": "nginx:1.27"}}], "edges": []}),
         ),
         Call::get(format!("{project}/graph/versions")),
         Call::get(format!("{project}/graph/versions/0")),
@@ -296,6 +338,13 @@ fn child_level(ids: &Ids) -> Vec<Call> {
             format!("{webhook}/deliveries/{}/redeliver", ids.delivery),
             None,
         ),
+        Call::delete(ids.secret_path()),
+        Call::get(ids.job_path()),
+        Call::get(format!("{}/artifacts", ids.job_path())),
+        Call::get(format!("{}/artifacts/kustomization.yaml", ids.job_path())),
+        Call::get(format!("{}/bundle", ids.job_path())),
+        Call::new("POST", format!("{}/cancel", ids.job_path()), None),
+        Call::delete(ids.job_path()),
     ]
 }
 
@@ -333,6 +382,12 @@ fn assert_unchanged(
     }
 }
 
+/// What an owner gets on a read, given as `"GET <path>"` (a snapshot's label).
+fn owner_read_status(call: &str) -> u16 {
+    let path = call.strip_prefix("GET ").unwrap_or(call);
+    Call::get(path).read_status("owner")
+}
+
 /// The 404 body for an organization that exists nowhere.
 async fn unknown_org_body(app: &TestApp, token: &str) -> Value {
     let response = app
@@ -358,7 +413,31 @@ async fn create_webhook(app: &TestApp, token: &str, org: &str) -> String {
     response.id()
 }
 
-/// Org of `owner` with a workspace, a project, a webhook and `member` as a member.
+/// Creates the org secret `name` in `org` as `token`; returns the name.
+async fn create_secret(app: &TestApp, token: &str, org: &str, name: &str) -> String {
+    let call = Call::new(
+        "PUT",
+        format!("/v1/orgs/{org}/secrets/{name}"),
+        Some(json!({"value": "s3cret-value"})),
+    );
+    let response = call.send(app, token).await;
+    check(&response, 204, &call.to_string());
+    name.to_owned()
+}
+
+/// Submits a codegen job for `project` in `org` as `token`; returns its id.
+async fn create_job(app: &TestApp, token: &str, org: &str, project: &str) -> String {
+    let call = Call::post(
+        format!("/v1/orgs/{org}/codegen-jobs"),
+        json!({"project_id": project}),
+    );
+    let response = call.send(app, token).await;
+    check(&response, 202, &call.to_string());
+    response.id()
+}
+
+/// Org of `owner` with a workspace, a project, a webhook, a secret, a codegen job and `member`
+/// as a member.
 async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> Ids {
     let org = app.create_org(owner, slug).await;
     let ws = app
@@ -368,6 +447,8 @@ async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> 
         .create_project(owner, &org, &ws, &format!("{slug}-project"))
         .await;
     let webhook = create_webhook(app, owner, &org).await;
+    let secret = create_secret(app, owner, &org, &format!("{slug}-git")).await;
+    let job = create_job(app, owner, &org, &project).await;
     app.add_member(owner, &org, member, "member").await;
     Ids {
         org,
@@ -375,6 +456,8 @@ async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> 
         project,
         member: member.to_owned(),
         webhook,
+        secret,
+        job,
         ..Ids::random()
     }
 }
@@ -422,6 +505,12 @@ fn early_refusals(ids: &Ids) -> Vec<Call> {
             json!({"url": WEBHOOK_URL, "events": ["*"], "secret": "whsec_mine"}),
         ),
         Call::patch(ids.webhook_path(), json!({"secret": "whsec_mine"})),
+        Call::new("PUT", ids.secret_path(), Some(json!({"value": ""}))),
+        Call::new(
+            "PUT",
+            ids.secret_path(),
+            Some(json!({"value": "x", "extra": true})),
+        ),
     ]
 }
 
@@ -466,11 +555,7 @@ async fn cross_org_matrix(backend: Backend) {
     let a_before = snapshot(&app, &alice, &a).await;
     let b_before = snapshot(&app, &mallory, &b).await;
     for (call, status, body) in a_before.iter().chain(&b_before) {
-        let expected = if call.ends_with("/kubeconfig") {
-            409
-        } else {
-            200
-        };
+        let expected = owner_read_status(call);
         assert_eq!(*status, expected, "owner: {call}: {body}");
     }
 
@@ -628,7 +713,7 @@ enum Scope {
 /// Fresh resources for one call of the role matrix.
 struct Fixture {
     /// `member` is a fresh viewer; `ws` and `project` are fresh (random in a fresh org);
-    /// `webhook` is fresh in either scope.
+    /// `webhook` is fresh in either scope; `secret` exists in a fresh org (random otherwise).
     ids: Ids,
     /// A fresh owner (besides alice and otto).
     owner_target: String,
@@ -741,7 +826,8 @@ fn write_rules() -> Vec<WriteRule> {
         rule(Shared, [403, 200, 200, 200], |f| {
             Call::put_graph(
                 format!("{}/graph", f.ids.project_path()),
-                json!({"nodes": [{"id": "web"}], "edges": []}),
+                json!({"nodes": [{"id": "web", "kind": "service",
+                                  "spec": {"image": "nginx:1.27"}}], "edges": []}),
             )
         }),
         rule(FreshOrg, [403, 403, 201, 201], |f| {
@@ -778,6 +864,37 @@ fn write_rules() -> Vec<WriteRule> {
                 None,
             )
         }),
+        // Codegen jobs: members and up submit, cancel and delete them.
+        rule(Shared, [403, 202, 202, 202], |f| {
+            Call::post(
+                format!("{}/codegen-jobs", f.ids.org_path()),
+                json!({"project_id": f.ids.project}),
+            )
+        }),
+        rule(Shared, [403, 202, 202, 202], |f| {
+            Call::new("POST", format!("{}/cancel", f.ids.job_path()), None)
+        }),
+        rule(Shared, [403, 204, 204, 204], |f| {
+            Call::delete(f.ids.job_path())
+        }),
+        // Secrets: admin business to write (created, replaced, deleted).
+        rule(FreshOrg, [403, 403, 204, 204], |f| {
+            Call::new(
+                "PUT",
+                format!("{}/secrets/new-secret-{}", f.ids.org_path(), f.n),
+                Some(json!({"value": "new-value"})),
+            )
+        }),
+        rule(FreshOrg, [403, 403, 204, 204], |f| {
+            Call::new(
+                "PUT",
+                f.ids.secret_path(),
+                Some(json!({"value": format!("replaced-{}", f.n)})),
+            )
+        }),
+        rule(FreshOrg, [403, 403, 204, 204], |f| {
+            Call::delete(f.ids.secret_path())
+        }),
     ]
 }
 
@@ -810,21 +927,25 @@ async fn fixture(
             let member = format!("target-{n}");
             app.add_member(alice, shared_org, &member, "viewer").await;
             let webhook = create_webhook(app, alice, shared_org).await;
+            let job = create_job(app, alice, shared_org, &project).await;
             Ids {
                 org: shared_org.to_owned(),
                 ws,
                 project,
                 member,
                 webhook,
+                job,
                 ..Ids::random()
             }
         }
         Scope::FreshOrg => {
             let org = org_with_roles(app, alice, &format!("fresh-{n}")).await;
             let webhook = create_webhook(app, alice, &org).await;
+            let secret = create_secret(app, alice, &org, &format!("secret-{n}")).await;
             Ids {
                 org,
                 webhook,
+                secret,
                 ..Ids::random()
             }
         }
@@ -905,11 +1026,7 @@ async fn platform_admin_sees_everything(backend: Backend) {
     let as_admin = snapshot(&app, &root, &a).await;
     for (admin_view, owner_view) in as_admin.iter().zip(&as_owner) {
         let (call, status, body) = admin_view;
-        let expected = if call.ends_with("/kubeconfig") {
-            409
-        } else {
-            200
-        };
+        let expected = owner_read_status(call);
         assert_eq!(*status, expected, "root: {call}: {body}");
         assert_eq!(
             admin_view, owner_view,
@@ -986,7 +1103,9 @@ async fn platform_admin_sees_everything(backend: Backend) {
     let graph = step(
         Call::put_graph(
             format!("{project}/graph"),
-            json!({"nodes": [{"id": "db"}], "edges": []}),
+            json!({"nodes": [{"id": "db", "kind": "database",
+                              "spec": {"engine": "redis", "version": "7.4", "storage": "1Gi"}}],
+                   "edges": []}),
         ),
         200,
     )
@@ -1046,6 +1165,22 @@ async fn platform_admin_sees_everything(backend: Backend) {
         step(Call::delete(&webhook), 204).await;
         step(Call::get(&webhook), 404).await;
     }
+    let secret = format!("{org}/secrets/by-root");
+    step(
+        Call::new("PUT", &secret, Some(json!({"value": "root-value"}))),
+        204,
+    )
+    .await;
+    let listed = step(Call::get(format!("{org}/secrets")), 200).await;
+    assert!(
+        !listed.text.contains("root-value"),
+        "root: GET secrets: {}",
+        listed.text
+    );
+    for secret in [secret, a.secret_path()] {
+        step(Call::delete(&secret), 204).await;
+        step(Call::delete(&secret), 404).await;
+    }
     step(Call::delete(&org), 204).await;
     expect(&app, "alice", &alice, &Call::get(&org), 404).await;
 }
@@ -1064,8 +1199,10 @@ fn route_tables_cover_every_org_route() {
         let segments: Vec<&str> = path
             .split('/')
             .map(|segment| {
+                // Artifact paths (`kustomization.yaml`) fill a `<path>` segment too.
                 let is_id = segment.starts_with('<')
                     || segment == "{}"
+                    || segment.ends_with(".yaml")
                     || (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()));
                 if is_id {
                     "{}"
@@ -1083,6 +1220,8 @@ fn route_tables_cover_every_org_route() {
         member: "{}".into(),
         webhook: "{}".into(),
         delivery: "{}".into(),
+        secret: "{}".into(),
+        job: "{}".into(),
     };
     let mut tested: Vec<String> = every_route(&placeholders)
         .iter()

@@ -445,7 +445,9 @@ async fn graph_versions(backend: Backend) {
     );
     let etag0 = initial.header("etag").expect("etag").to_owned();
 
-    let graph1 = json!({"nodes": [{"id": "web", "kind": "service"}], "edges": []});
+    let graph1 = json!({"nodes": [{"id": "web", "kind": "service",
+                                   "spec": {"image": "nginx:1.27", "ports": [{"port": 80}]}}],
+                        "edges": []});
     let put = |graph: serde_json::Value, if_match: Option<String>| {
         let app = &app;
         let alice = alice.clone();
@@ -483,8 +485,15 @@ async fn graph_versions(backend: Backend) {
     invalid.assert_problem(422);
     assert_eq!(invalid.body["errors"][0]["pointer"], "/graph/nodes");
 
-    let graph2 =
-        json!({"nodes": [{"id": "web"}, {"id": "db"}], "edges": [{"from": "web", "to": "db"}]});
+    let graph2 = json!({
+        "nodes": [
+            {"id": "web", "kind": "service",
+             "spec": {"image": "nginx:1.27", "ports": [{"port": 80}]}},
+            {"id": "db", "kind": "database",
+             "spec": {"engine": "redis", "version": "7.4", "storage": "1Gi"}}
+        ],
+        "edges": [{"from": "web", "to": "db", "kind": "connects"}]
+    });
     let v2 = put(graph2.clone(), Some(etag1)).await;
     v2.assert_status(200);
     assert_eq!(v2.body["version"], 2);

@@ -7,6 +7,7 @@ mod m20261128_000002_outbox;
 mod m20261128_000003_webhooks;
 mod m20261129_000004_jobs;
 mod m20261129_000005_provisioning;
+mod m20261129_000006_codegen;
 
 /// Every migration, in the order it is applied.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_webhooks::Migration),
             Box::new(m20261129_000004_jobs::Migration),
             Box::new(m20261129_000005_provisioning::Migration),
+            Box::new(m20261129_000006_codegen::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod admin;
 pub mod body;
+pub mod codegen;
 pub mod events;
 pub mod health;
 pub mod me;
@@ -11,6 +12,7 @@ pub mod orgs;
 pub mod pagination;
 pub mod projects;
 pub mod responses;
+pub mod secrets;
 pub mod webhooks;
 pub mod workspaces;
 
@@ -61,8 +63,10 @@ pub fn routes_and_spec() -> (Vec<Route>, OpenApi) {
         members::routes(&settings),
         workspaces::routes(&settings),
         projects::routes(&settings),
+        codegen::routes(&settings),
         events::routes(&settings),
         webhooks::routes(&settings),
+        secrets::routes(&settings),
         admin::routes(&settings),
     ];
     let mut routes = Vec::new();

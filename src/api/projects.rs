@@ -116,6 +116,7 @@ pub struct GraphView {
     /// Version number (0 for a new project).
     pub version: i32,
     /// The graph: `{"nodes": [...], "edges": [...]}`.
+    #[schemars(with = "crate::domain::graph::Graph")]
     pub graph: serde_json::Value,
 }
 
@@ -124,6 +125,7 @@ pub struct GraphView {
 #[serde(deny_unknown_fields)]
 pub struct PutGraph {
     /// The new graph: `{"nodes": [...], "edges": [...]}`.
+    #[schemars(with = "crate::domain::graph::Graph")]
     pub graph: serde_json::Value,
 }
 
@@ -144,6 +146,7 @@ pub struct GraphVersionView {
     /// Version number.
     pub version: i32,
     /// The graph as stored.
+    #[schemars(with = "crate::domain::graph::Graph")]
     pub graph: serde_json::Value,
     /// `sub` of whoever stored it.
     pub created_by: String,
@@ -437,7 +440,7 @@ pub async fn put_graph(
             etag(project.graph_version)
         )));
     }
-    graph::check_envelope(&new_graph).map_err(ApiError::Validation)?;
+    graph::validate(&new_graph, "/graph").map_err(ApiError::Validation)?;
     let updated = store::projects::put_graph(
         &txn,
         &project,

@@ -54,6 +54,14 @@ pub struct JobEnvelope {
     pub args: serde_json::Value,
 }
 
+impl JobEnvelope {
+    /// True when a retryable failure of this attempt would make the job dead (the attempt
+    /// limit counts from `retry_base`), so a handler can record the failure on its own row.
+    pub fn is_last_attempt(&self, max_attempts: u32) -> bool {
+        self.attempt.saturating_sub(self.retry_base) >= max_attempts
+    }
+}
+
 /// A command event's job arguments: its type and data (`{"event_type", "data"}`).
 pub fn command_args(event_type: &str, data: serde_json::Value) -> serde_json::Value {
     serde_json::json!({ "event_type": event_type, "data": data })

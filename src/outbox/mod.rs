@@ -50,11 +50,21 @@ pub enum EventType {
     ProjectReady,
     /// Creating a project's namespace failed (see its `error`).
     ProjectFailed,
+    /// A codegen job was submitted (command for the codegen runner).
+    CodegenRequested,
+    /// A codegen runner started a job.
+    CodegenStarted,
+    /// A codegen job finished with artifacts (and its commit, when delivered to Git).
+    CodegenSucceeded,
+    /// A codegen job failed (see its `error`).
+    CodegenFailed,
+    /// A codegen job was cancelled.
+    CodegenCancelled,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 24] = [
         EventType::OrgCreated,
         EventType::OrgUpdated,
         EventType::OrgDeleted,
@@ -74,6 +84,11 @@ impl EventType {
         EventType::ProjectGraphUpdated,
         EventType::ProjectReady,
         EventType::ProjectFailed,
+        EventType::CodegenRequested,
+        EventType::CodegenStarted,
+        EventType::CodegenSucceeded,
+        EventType::CodegenFailed,
+        EventType::CodegenCancelled,
     ];
 
     /// The wire name.
@@ -98,6 +113,11 @@ impl EventType {
             EventType::ProjectGraphUpdated => "project.graph_updated",
             EventType::ProjectReady => "project.ready",
             EventType::ProjectFailed => "project.failed",
+            EventType::CodegenRequested => "codegen.requested",
+            EventType::CodegenStarted => "codegen.started",
+            EventType::CodegenSucceeded => "codegen.succeeded",
+            EventType::CodegenFailed => "codegen.failed",
+            EventType::CodegenCancelled => "codegen.cancelled",
         }
     }
 
@@ -121,6 +141,11 @@ impl EventType {
             | EventType::ProjectGraphUpdated
             | EventType::ProjectReady
             | EventType::ProjectFailed => "project",
+            EventType::CodegenRequested
+            | EventType::CodegenStarted
+            | EventType::CodegenSucceeded
+            | EventType::CodegenFailed
+            | EventType::CodegenCancelled => "codegen_job",
         }
     }
 }

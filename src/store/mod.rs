@@ -1,10 +1,12 @@
 //! The system of record: connecting, migrating, and one module of queries per entity.
 
+pub mod codegen;
 pub mod jobs;
 pub mod members;
 pub mod orgs;
 pub mod outbox;
 pub mod projects;
+pub mod secrets;
 pub mod users;
 pub mod webhooks;
 pub mod workspaces;

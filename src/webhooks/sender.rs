@@ -143,7 +143,7 @@ impl WebhookSender {
 }
 
 /// The error with its causes, on one line (reqwest hides the useful part in `source()`).
-fn describe(err: &reqwest::Error) -> String {
+pub(crate) fn describe(err: &reqwest::Error) -> String {
     let mut text = if err.is_timeout() {
         "timed out".to_owned()
     } else {

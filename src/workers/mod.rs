@@ -2,10 +2,12 @@
 //! hosts them.
 //!
 //! The outbox publisher runs here, with the spine's own job kinds (probe) and the reconciler.
-//! The vCluster provisioner consumes the `vcluster` queue. The other roles (codegen, backups,
-//! health) are accepted and hosted but have no job kinds registered until their issues land.
+//! The vCluster provisioner consumes the `vcluster` queue, the codegen runner the `codegen`
+//! queue. The other roles (backups, health) are accepted and hosted but have no job kinds
+//! registered until their issues land.
 
 pub mod backoff;
+pub mod codegen;
 pub mod outbox_publisher;
 pub mod probe;
 pub mod reconciler;
@@ -43,6 +45,7 @@ pub fn queue_for_event(event_type: &str) -> Option<&'static str> {
         | "workspace.deletion_requested"
         | "project.created"
         | "project.deleted" => Some(vcluster::QUEUE),
+        "codegen.requested" => Some(codegen::QUEUE),
         _ => None,
     }
 }
@@ -105,6 +108,14 @@ pub async fn run(ctx: WorkerContext, workers: Vec<WorkerName>, shutdown: watch::
                     shutdown.clone(),
                 ));
                 tasks.spawn(reconciler::run(ctx.clone(), shutdown.clone()));
+            }
+            WorkerName::CodegenRunner => {
+                tasks.spawn(crate::jobs::run_workers(
+                    ctx.clone(),
+                    ctx.queues.clone(),
+                    vec![codegen::kind()],
+                    shutdown.clone(),
+                ));
             }
             WorkerName::VclusterProvisioner => {
                 tasks.spawn(crate::jobs::run_workers(

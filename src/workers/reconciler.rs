@@ -1,6 +1,6 @@
 //! The reconciler: periodically re-enqueues routed work that has no completion, no dead job and
 //! is older than `GANTRY_RECONCILE_AFTER` (probes; workspaces still pending, provisioning or
-//! deleting), so work survives the loss of its job (Redis `FLUSHALL`, a deleted queue row); and
+//! deleting; codegen jobs still pending or running), so work survives the loss of its job (Redis `FLUSHALL`, a deleted queue row); and
 //! checks ready workspaces for drift, re-applying their host objects. A singleton across the fleet: on Postgres each round runs
 //! under a transaction-scoped advisory lock that only one process can hold; SQLite deployments
 //! are single-node anyway. Re-enqueueing is idempotent (job ids derive from event ids), so a job
@@ -74,6 +74,7 @@ pub async fn reconcile_once(
         .collect();
     let mut enqueued = ctx.queues.enqueue(probe::QUEUE, jobs).await?;
     enqueued += stranded_workspaces(ctx, cutoff).await?;
+    enqueued += stranded_codegen_jobs(ctx, cutoff).await?;
     // Under the same lock: only one process repairs a drifted workspace.
     repair_drift(ctx, driver).await;
     txn.commit().await?;
@@ -101,15 +102,38 @@ async fn stranded_workspaces(
         ROUND_LIMIT,
     )
     .await?;
-    let mut jobs = Vec::new();
-    for workspace in stale {
+    let commands = stale.into_iter().map(|workspace| {
         let event_type = if workspace.status == status::DELETING {
             "workspace.deletion_requested"
         } else {
             "workspace.requested"
         };
+        (workspace.id, event_type)
+    });
+    requeue_commands(ctx, super::vcluster::QUEUE, commands).await
+}
+
+/// Codegen jobs still pending or running without progress since `cutoff`: their
+/// `codegen.requested` event is enqueued again (a live job with the same id makes this a no-op).
+async fn stranded_codegen_jobs(
+    ctx: &WorkerContext,
+    cutoff: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, ReconcileError> {
+    let stale = store::codegen::stale_unfinished(&ctx.db, cutoff, ROUND_LIMIT).await?;
+    let commands = stale.into_iter().map(|job| (job.id, "codegen.requested"));
+    requeue_commands(ctx, super::codegen::QUEUE, commands).await
+}
+
+/// Enqueues on `queue` the latest command event of each `(aggregate id, event type)`.
+async fn requeue_commands(
+    ctx: &WorkerContext,
+    queue: &str,
+    commands: impl Iterator<Item = (uuid::Uuid, &'static str)>,
+) -> Result<usize, ReconcileError> {
+    let mut jobs = Vec::new();
+    for (aggregate_id, event_type) in commands {
         if let Some(event) =
-            store::outbox::latest_for_aggregate(&ctx.db, workspace.id, event_type).await?
+            store::outbox::latest_for_aggregate(&ctx.db, aggregate_id, event_type).await?
         {
             jobs.push(NewJob {
                 job_id: event.event_id,
@@ -121,7 +145,7 @@ async fn stranded_workspaces(
             });
         }
     }
-    Ok(ctx.queues.enqueue(super::vcluster::QUEUE, jobs).await?)
+    Ok(ctx.queues.enqueue(queue, jobs).await?)
 }
 
 /// Checks ready workspaces against their host objects; re-applies and reports drift.

@@ -22,13 +22,16 @@ export type FieldError = Schemas["FieldError"];
 export type EventEnvelope = Schemas["Envelope"];
 
 /**
- * The graph envelope that `PUT …/graph` takes and `GET …/graph` answers. The API checks only this
- * shape (`nodes` and `edges` arrays of objects); node kinds are validated by later layers.
+ * An infrastructure graph as `PUT …/graph` takes it and `GET …/graph` answers it: typed nodes
+ * (`service`, `job`, `cron_job`, `database`, `config`, `secret_ref`, `volume`, `ingress`) joined
+ * by typed edges (`connects`, `exposes`, `mounts`, `depends_on`). See the README's
+ * "Infrastructure graph" section.
  */
-export interface GraphEnvelope {
-  nodes: Array<Record<string, unknown>>;
-  edges: Array<Record<string, unknown>>;
-}
+export type GraphEnvelope = Schemas["Graph"];
+/** A codegen job (`POST|GET /v1/orgs/{org_id}/codegen-jobs…`). */
+export type CodegenJob = Schemas["CodegenJobView"];
+/** One generated file of a codegen job. */
+export type CodegenArtifact = Schemas["ArtifactView"];
 
 /** Yields a bearer token; asked before every request, so it can cache and refresh. */
 export type TokenProvider = () => string | Promise<string>;

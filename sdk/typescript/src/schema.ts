@@ -304,6 +304,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/orgs/{org_id}/codegen-jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List codegen jobs, oldest first; filter by `project_id` and `status`. */
+        get: operations["list_codegen_jobs"];
+        put?: never;
+        /** @description Submit a codegen job (member+): answers 202 with status `pending`. */
+        post: operations["create_codegen_job"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/codegen-jobs/{job_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Get one codegen job. */
+        get: operations["get_codegen_job"];
+        put?: never;
+        post?: never;
+        /** @description Delete a job (member+; soft): it disappears from the API with its artifacts; a pending or running job is stopped as by cancel. */
+        delete: operations["delete_codegen_job"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/codegen-jobs/{job_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Cancel a job (member+): a pending job is cancelled at once and never runs; a running one stops at its next step. 409 when it already finished. */
+        post: operations["cancel_codegen_job"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/codegen-jobs/{job_id}/artifacts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List a job's files (path, media type, size, sha256). */
+        get: operations["list_codegen_artifacts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/codegen-jobs/{job_id}/artifacts/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Download one file of a job. */
+        get: operations["get_codegen_artifact"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/codegen-jobs/{job_id}/bundle": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Download every file of a job as one `.tar.gz`. */
+        get: operations["get_codegen_bundle"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/orgs/{org_id}/events": {
         parameters: {
             query?: never;
@@ -420,6 +524,41 @@ export interface paths {
         put?: never;
         /** @description Deliver an event again (admin+): the delivery becomes pending with a fresh attempt budget. */
         post: operations["redeliver"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/secrets/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** @description Create a secret or replace its value (admin+). Answers `204` without the value. */
+        put: operations["put_secret"];
+        post?: never;
+        /** @description Delete a secret (admin+). Jobs that name it fail validation from then on. */
+        delete: operations["delete_secret"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/secrets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List the organization's secrets by name (member+): names and dates, never values. */
+        get: operations["list_secrets"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -861,12 +1000,285 @@ export interface components {
              */
             version: number;
             /** @description The graph: `{"nodes": [...], "edges": [...]}`. */
-            graph: unknown;
+            graph: components["schemas"]["Graph"];
         };
+        /** @description A validated infrastructure graph. */
+        Graph: {
+            /** @description The things to run and the things they use. */
+            nodes: components["schemas"]["Node"][];
+            /** @description How nodes are joined (required, like `nodes`; may be empty). */
+            edges: components["schemas"]["Edge"][];
+        };
+        /** @description One node: an id, a kind and the kind's spec. */
+        Node: {
+            /** @description Unique in the graph; a DNS-1123 label. Names the generated objects. */
+            id: string;
+        } & ({
+            /** @enum {string} */
+            kind: "service";
+            spec: components["schemas"]["ServiceSpec"];
+        } | {
+            /** @enum {string} */
+            kind: "job";
+            spec: components["schemas"]["JobSpec"];
+        } | {
+            /** @enum {string} */
+            kind: "cron_job";
+            spec: components["schemas"]["CronJobSpec"];
+        } | {
+            /** @enum {string} */
+            kind: "database";
+            spec: components["schemas"]["DatabaseSpec"];
+        } | {
+            /** @enum {string} */
+            kind: "config";
+            spec: components["schemas"]["ConfigSpec"];
+        } | {
+            /** @enum {string} */
+            kind: "secret_ref";
+            spec: components["schemas"]["SecretRefSpec"];
+        } | {
+            /** @enum {string} */
+            kind: "volume";
+            spec: components["schemas"]["VolumeSpec"];
+        } | {
+            /** @enum {string} */
+            kind: "ingress";
+            spec: components["schemas"]["IngressSpec"];
+        });
+        /** @description `kind: service`. */
+        ServiceSpec: {
+            /** @description Container image reference (pin a tag or digest). */
+            image: string;
+            /**
+             * @description Ports the container listens on; the first is the service's main port.
+             * @default []
+             */
+            ports?: components["schemas"]["Port"][];
+            /**
+             * @description Plain environment variables (secrets come from `secret_ref` nodes).
+             * @default {}
+             */
+            env?: {
+                [key: string]: string;
+            };
+            /**
+             * Format: uint32
+             * @description Replicas (default 1; ignored as a fixed count when `autoscaling` is set).
+             */
+            replicas?: number | null;
+            /** @description Requests and limits. */
+            resources?: components["schemas"]["Resources"] | null;
+            /** @description Liveness and readiness probes. */
+            probes?: components["schemas"]["Probes"] | null;
+            /** @description Horizontal autoscaling. */
+            autoscaling?: components["schemas"]["Autoscaling"] | null;
+            /** @description Container command (overrides the image's entrypoint). */
+            command?: string[];
+            /** @description Container arguments. */
+            args?: string[];
+        };
+        /** @description A container port. */
+        Port: {
+            /** @description Port name (an IANA service name, ≤ 15 chars); default `http` for the first port, else `port-<number>`. */
+            name?: string | null;
+            /**
+             * Format: uint16
+             * @description The port the container listens on (1–65535).
+             */
+            port: number;
+            /** @description `TCP` (default) or `UDP`. */
+            protocol?: string | null;
+        };
+        /** @description CPU and memory, as Kubernetes quantities (`250m`, `512Mi`). */
+        Resources: {
+            /** @description CPU request (default `100m`). */
+            cpu_request?: string | null;
+            /** @description CPU limit (default: none, to avoid throttling; set one to cap). */
+            cpu_limit?: string | null;
+            /** @description Memory request (default `128Mi`). */
+            memory_request?: string | null;
+            /** @description Memory limit (default: equal to the request). */
+            memory_limit?: string | null;
+        };
+        /** @description Health probes of a service (HTTP paths on its first port; TCP when no path is set). */
+        Probes: {
+            /** @description HTTP path of the liveness probe (default: a TCP check of the first port). */
+            liveness_path?: string | null;
+            /** @description HTTP path of the readiness probe (default: a TCP check of the first port). */
+            readiness_path?: string | null;
+        };
+        /** @description Horizontal autoscaling on CPU utilisation. */
+        Autoscaling: {
+            /**
+             * Format: uint32
+             * @description Fewest replicas (≥ 1).
+             */
+            min_replicas: number;
+            /**
+             * Format: uint32
+             * @description Most replicas (≥ `min_replicas`).
+             */
+            max_replicas: number;
+            /**
+             * Format: uint32
+             * @description Target average CPU utilisation in percent (default 75).
+             */
+            target_cpu_utilization?: number | null;
+        };
+        /** @description `kind: job`. */
+        JobSpec: {
+            /** @description Container image reference. */
+            image: string;
+            /** @description Container command. */
+            command?: string[];
+            /** @description Container arguments. */
+            args?: string[];
+            /**
+             * @description Plain environment variables.
+             * @default {}
+             */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Requests and limits. */
+            resources?: components["schemas"]["Resources"] | null;
+            /**
+             * Format: uint32
+             * @description Retries before the Job fails (default 3).
+             */
+            backoff_limit?: number | null;
+        };
+        /** @description `kind: cron_job`. */
+        CronJobSpec: {
+            /** @description Five-field cron schedule (`*\/5 * * * *`). */
+            schedule: string;
+            /** @description Container image reference. */
+            image: string;
+            /** @description Container command. */
+            command?: string[];
+            /** @description Container arguments. */
+            args?: string[];
+            /**
+             * @description Plain environment variables.
+             * @default {}
+             */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Requests and limits. */
+            resources?: components["schemas"]["Resources"] | null;
+            /** @description `Forbid` (default), `Allow` or `Replace`. */
+            concurrency_policy?: string | null;
+        };
+        /** @description `kind: database`. */
+        DatabaseSpec: {
+            /** @description The engine. */
+            engine: components["schemas"]["DatabaseEngine"];
+            /** @description Engine version, used as the image tag (`16`). */
+            version: string;
+            /** @description Data volume size (`20Gi`). */
+            storage: string;
+            /** @description Storage class (default: the cluster's default). */
+            storage_class?: string | null;
+            /** @description Requests and limits. */
+            resources?: components["schemas"]["Resources"] | null;
+            /** @description Secret (a `secret_ref` node id) holding the engine's credentials. */
+            credentials?: string | null;
+            /** @description Scheduled backups. */
+            backup?: components["schemas"]["DatabaseBackup"] | null;
+        };
+        /** @description Database engines the templates know. */
+        DatabaseEngine: "postgres" | "mysql" | "redis";
+        /** @description Scheduled logical backups of a database into a PVC. */
+        DatabaseBackup: {
+            /** @description Five-field cron schedule. */
+            schedule: string;
+            /** @description Size of the backup volume (default `10Gi`). */
+            storage?: string | null;
+            /**
+             * Format: uint32
+             * @description Days of dumps kept (default 7).
+             */
+            retention_days?: number | null;
+        };
+        /** @description `kind: config`. */
+        ConfigSpec: {
+            /** @description Keys and values (non-secret). */
+            data: {
+                [key: string]: string;
+            };
+            /** @description Where mounted workloads see the keys as files; absent: as environment variables. */
+            mount_path?: string | null;
+        };
+        /** @description `kind: secret_ref`. */
+        SecretRefSpec: {
+            /** @description Name of the existing Secret in the namespace. */
+            secret_name: string;
+            /** @description Keys exposed as environment variables (default: every key, via `envFrom`). */
+            keys?: string[];
+            /** @description Where mounted workloads see the keys as files; absent: as environment variables. */
+            mount_path?: string | null;
+        };
+        /** @description `kind: volume`. */
+        VolumeSpec: {
+            /** @description Requested size (`5Gi`). */
+            size: string;
+            /** @description Where mounted workloads see it. */
+            mount_path: string;
+            /** @description `ReadWriteOnce` (default), `ReadWriteMany` or `ReadOnlyMany`. */
+            access_mode?: string | null;
+            /** @description Storage class (default: the cluster's default). */
+            storage_class?: string | null;
+        };
+        /** @description `kind: ingress`. */
+        IngressSpec: {
+            /** @description Host name served. */
+            host: string;
+            /**
+             * @description Routed paths; a service exposed by an edge but named by no path is served at `/`.
+             * @default []
+             */
+            paths?: components["schemas"]["IngressPath"][];
+            /** @description TLS; absent: plain HTTP. */
+            tls?: components["schemas"]["IngressTls"] | null;
+            /** @description Ingress class (default: the cluster's default). */
+            class_name?: string | null;
+        };
+        /** @description One routed path of an ingress. */
+        IngressPath: {
+            /** @description URL path (`/api`). */
+            path: string;
+            /** @description The `service` node it routes to; needs an `exposes` edge from the ingress to it. */
+            service: string;
+            /** @description `Prefix` (default) or `Exact`. */
+            path_type?: string | null;
+        };
+        /** @description TLS of an ingress. */
+        IngressTls: {
+            /** @description Secret holding the certificate (for example issued by cert-manager). */
+            secret_name: string;
+        };
+        /** @description One edge. */
+        Edge: {
+            /** @description Source node id. */
+            from: string;
+            /** @description Target node id. */
+            to: string;
+            /** @description Edge kind. */
+            kind: components["schemas"]["EdgeKind"];
+            /**
+             * Format: uint16
+             * @description `connects`: the target port (default: the target's first port).
+             */
+            port?: number | null;
+        };
+        /** @description How two nodes are joined. */
+        EdgeKind: "connects" | "exposes" | "mounts" | "depends_on";
         /** @description Body of `PUT …/graph`. */
         PutGraph: {
             /** @description The new graph: `{"nodes": [...], "edges": [...]}`. */
-            graph: unknown;
+            graph: components["schemas"]["Graph"];
         };
         /** @description One page of a list. */
         Page_for_GraphVersionSummary: {
@@ -898,7 +1310,7 @@ export interface components {
              */
             version: number;
             /** @description The graph as stored. */
-            graph: unknown;
+            graph: components["schemas"]["Graph"];
             /** @description `sub` of whoever stored it. */
             created_by: string;
             /**
@@ -906,6 +1318,160 @@ export interface components {
              * @description When it was stored.
              */
             created_at: string;
+        };
+        /** @description A codegen job. */
+        CodegenJobView: {
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description Organization id.
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description Project id.
+             */
+            project_id: string;
+            /**
+             * Format: int32
+             * @description The graph version generated.
+             */
+            graph_version: number;
+            /** @description Engine. */
+            engine: components["schemas"]["Engine"];
+            /** @description Delivery target, if any. */
+            target?: components["schemas"]["CodegenTarget"] | null;
+            /** @description Lifecycle status. */
+            status: components["schemas"]["CodegenStatus"];
+            /** @description What the runner is doing (`{step, done, total}`). */
+            progress?: components["schemas"]["Progress"] | null;
+            /** @description Why it failed. */
+            error?: components["schemas"]["CodegenError"] | null;
+            /** @description The commit pushed to `target.git` (succeeded jobs with a Git target). */
+            commit_sha?: string | null;
+            /** @description Cancellation was requested; a running job stops at its next step. */
+            cancel_requested: boolean;
+            /** @description Start, finish and durations. */
+            timings: components["schemas"]["Timings"];
+            /**
+             * Format: date-time
+             * @description Submitted.
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+        };
+        /** @description Which engine generates the manifests. */
+        Engine: "templates" | "llm";
+        /** @description Where a succeeded job's files are delivered besides its artifacts. */
+        CodegenTarget: {
+            /** @description Commit and push to a Git repository. */
+            git?: components["schemas"]["GitTargetSpec"] | null;
+        };
+        /** @description A Git repository to commit the generated files to. */
+        GitTargetSpec: {
+            /** @description Repository URL (`https://…`, `ssh://…` or `git@host:org/repo.git`; schemes allowed by `GANTRY_GIT_ALLOWED_SCHEMES`). No credentials in the URL. */
+            url: string;
+            /** @description Branch to commit to (created when missing). */
+            branch: string;
+            /** @description Directory inside the repository whose contents the job replaces (`.` = the root). */
+            path: string;
+            /** @description Name of the org secret holding the credentials (`token`, `user:token`, or an SSH private key); absent: no credentials. */
+            credentials_secret?: string | null;
+        };
+        /** @description Lifecycle of a codegen job. */
+        CodegenStatus: "pending" | "running" | "succeeded" | "failed" | "cancelled";
+        /** @description Why a job failed. */
+        CodegenError: {
+            /** @description Stable machine-readable kind: `invalid_graph`, `graph_not_found`, `template`, `llm_unparseable`, `llm_rejected`, `llm_unavailable`, `git_rejected`, `git_unavailable`, `internal`. */
+            type: string;
+            /** @description Human-readable detail. */
+            detail: string;
+        };
+        /** @description When the job moved. */
+        Timings: {
+            /**
+             * Format: date-time
+             * @description Submitted.
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description A runner first picked it up.
+             */
+            started_at?: string | null;
+            /**
+             * Format: date-time
+             * @description It reached succeeded, failed or cancelled.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: double
+             * @description Seconds from submit to start.
+             */
+            queued_seconds?: number | null;
+            /**
+             * Format: double
+             * @description Seconds from start to finish.
+             */
+            run_seconds?: number | null;
+        };
+        /** @description Body of `POST …/codegen-jobs`. */
+        CreateCodegenJob: {
+            /**
+             * Format: uuid
+             * @description The project whose graph is generated.
+             */
+            project_id: string;
+            /**
+             * Format: int32
+             * @description The graph version (default: the project's current version).
+             * @default null
+             */
+            graph_version?: number | null;
+            /**
+             * @description `templates` (default) or `llm`.
+             * @default null
+             */
+            engine?: components["schemas"]["Engine"] | null;
+            /**
+             * @description Delivery target.
+             * @default null
+             */
+            target?: components["schemas"]["CodegenTarget"] | null;
+        };
+        /** @description One page of a list. */
+        Page_for_CodegenJobView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["CodegenJobView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description The files of a job. */
+        ArtifactList: {
+            /** @description Every file, by path. */
+            items: components["schemas"]["ArtifactView"][];
+        };
+        /** @description One generated file. */
+        ArtifactView: {
+            /** @description Relative path (`deployment-web.yaml`). */
+            path: string;
+            /** @description Media type. */
+            media_type: string;
+            /**
+             * Format: int64
+             * @description Size in bytes.
+             */
+            size: number;
+            /** @description Lower-case hex SHA-256 of the content. */
+            sha256: string;
         };
         /** @description A page of events. */
         EventPage: {
@@ -1034,7 +1600,7 @@ export interface components {
              * @description New description (`null` clears it).
              * @default null
              */
-            description: string | null;
+            description?: string | null;
         };
         /** @description One page of a list. */
         Page_for_DeliveryView: {
@@ -1096,6 +1662,35 @@ export interface components {
              * @description Creation time.
              */
             created_at: string;
+        };
+        /** @description Body of `PUT …/secrets/{name}`. */
+        PutSecret: {
+            /** @description The value (1 byte to 64 KiB): a token, `user:token`, or an SSH private key. Write-only. */
+            value: string;
+        };
+        /** @description One page of a list. */
+        Page_for_SecretView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["SecretView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description A secret as listed: its name and history, never its value. */
+        SecretView: {
+            /** @description Name (a DNS-1123 label), as jobs reference it. */
+            name: string;
+            /**
+             * Format: date-time
+             * @description When it was created.
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description When its value was last set.
+             */
+            updated_at: string;
+            /** @description `sub` of who created it. */
+            created_by: string;
         };
         /** @description The outbox's unpublished backlog. */
         OutboxStatus: {
@@ -3350,6 +3945,624 @@ export interface operations {
             };
         };
     };
+    list_codegen_jobs: {
+        parameters: {
+            query?: {
+                project_id?: string | null;
+                status?: string | null;
+                limit?: number | null;
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_CodegenJobView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_codegen_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateCodegenJob"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodegenJobView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_codegen_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodegenJobView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_codegen_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancel_codegen_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodegenJobView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_codegen_artifacts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ArtifactList"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_codegen_artifact: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file (YAML for a manifest, gzip for the bundle). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/yaml": unknown;
+                    "application/gzip": unknown;
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_codegen_bundle: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file (YAML for a manifest, gzip for the bundle). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/yaml": unknown;
+                    "application/gzip": unknown;
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_events: {
         parameters: {
             query?: {
@@ -4071,6 +5284,236 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeliveryView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PutSecret"];
+            };
+        };
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_secrets: {
+        parameters: {
+            query?: {
+                limit?: number | null;
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_SecretView"];
                 };
             };
             /** @description Malformed request (bad JSON syntax, bad query parameter) */

@@ -92,10 +92,10 @@ test("org → workspace → project → graph, then the org's events page by pag
 
   const graph: GraphEnvelope = {
     nodes: [
-      { id: "web", kind: "service" },
-      { id: "db", kind: "postgres" },
+      { id: "web", kind: "service", spec: { image: "nginx:1.27", ports: [{ port: 80 }] } },
+      { id: "db", kind: "database", spec: { engine: "redis", version: "7.4", storage: "1Gi" } },
     ],
-    edges: [{ from: "web", to: "db" }],
+    edges: [{ from: "web", to: "db", kind: "connects" }],
   };
   const put = await client.PUT("/v1/orgs/{org_id}/projects/{project_id}/graph", {
     params: { path: graphPath, header: { "If-Match": etag } },

@@ -1,0 +1,672 @@
+//! `/v1/orgs/{org_id}/codegen-jobs`: generating Kubernetes manifests from a project's graph.
+//! The API records the job (`pending`) with its `codegen.requested` event; the codegen runner
+//! does the work and stores the files, which are served here one by one or as a `.tar.gz`.
+
+use super::access::org_access;
+use super::body::JsonBody;
+use super::pagination::{page_request, Page};
+use super::responses::{Accepted, NoContent};
+use super::workspaces::Progress;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::{graph, Role};
+use crate::error::{ApiError, FieldError};
+use crate::outbox::{self, EventType};
+use crate::store::{self, codegen::CodegenJob};
+use crate::workers::codegen::git::{check_target, GitTarget};
+use chrono::{DateTime, Utc};
+use rocket::http::{ContentType, Header, Status};
+use rocket::response::{self, Responder, Response};
+use rocket::serde::json::Json;
+use rocket::{delete, get, post, Request, State};
+use rocket_okapi::gen::OpenApiGenerator;
+use rocket_okapi::okapi::openapi3::{OpenApi, Responses};
+use rocket_okapi::response::OpenApiResponderInner;
+use rocket_okapi::settings::OpenApiSettings;
+use rocket_okapi::{openapi, openapi_get_routes_spec};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Which engine generates the manifests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// Deterministic templates (the same graph gives byte-identical output).
+    #[default]
+    Templates,
+    /// The templates' output refined by an OpenAI-compatible model (needs `GANTRY_LLM_*`).
+    Llm,
+}
+
+impl Engine {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Templates => "templates",
+            Engine::Llm => "llm",
+        }
+    }
+}
+
+/// Lifecycle of a codegen job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CodegenStatus {
+    /// Recorded, waiting for a runner.
+    Pending,
+    /// Being generated.
+    Running,
+    /// Finished; artifacts are available.
+    Succeeded,
+    /// Finished with an `error`.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+}
+
+impl CodegenStatus {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        use store::codegen::status as s;
+        match self {
+            CodegenStatus::Pending => s::PENDING,
+            CodegenStatus::Running => s::RUNNING,
+            CodegenStatus::Succeeded => s::SUCCEEDED,
+            CodegenStatus::Failed => s::FAILED,
+            CodegenStatus::Cancelled => s::CANCELLED,
+        }
+    }
+
+    fn from_stored(stored: &str) -> Self {
+        use store::codegen::status as s;
+        match stored {
+            s::RUNNING => CodegenStatus::Running,
+            s::SUCCEEDED => CodegenStatus::Succeeded,
+            s::FAILED => CodegenStatus::Failed,
+            s::CANCELLED => CodegenStatus::Cancelled,
+            _ => CodegenStatus::Pending,
+        }
+    }
+}
+
+/// A Git repository to commit the generated files to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitTargetSpec {
+    /// Repository URL (`https://…`, `ssh://…` or `git@host:org/repo.git`; schemes allowed by
+    /// `GANTRY_GIT_ALLOWED_SCHEMES`). No credentials in the URL.
+    pub url: String,
+    /// Branch to commit to (created when missing).
+    pub branch: String,
+    /// Directory inside the repository whose contents the job replaces (`.` = the root).
+    pub path: String,
+    /// Name of the org secret holding the credentials (`token`, `user:token`, or an SSH private
+    /// key); absent: no credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+}
+
+impl GitTargetSpec {
+    /// The repository part the delivery needs.
+    pub fn git_target(&self) -> GitTarget {
+        GitTarget {
+            url: self.url.clone(),
+            branch: self.branch.clone(),
+            path: self.path.clone(),
+        }
+    }
+}
+
+/// Where a succeeded job's files are delivered besides its artifacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodegenTarget {
+    /// Commit and push to a Git repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitTargetSpec>,
+}
+
+/// Body of `POST …/codegen-jobs`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCodegenJob {
+    /// The project whose graph is generated.
+    pub project_id: Uuid,
+    /// The graph version (default: the project's current version).
+    #[serde(default)]
+    pub graph_version: Option<i32>,
+    /// `templates` (default) or `llm`.
+    #[serde(default)]
+    pub engine: Option<Engine>,
+    /// Delivery target.
+    #[serde(default)]
+    pub target: Option<CodegenTarget>,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CodegenError {
+    /// Stable machine-readable kind: `invalid_graph`, `graph_not_found`, `template`,
+    /// `llm_unparseable`, `llm_rejected`, `llm_unavailable`, `git_rejected`,
+    /// `git_unavailable`, `internal`.
+    #[serde(rename = "type")]
+    pub error_type: String,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+/// When the job moved.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Timings {
+    /// Submitted.
+    pub created_at: DateTime<Utc>,
+    /// A runner first picked it up.
+    pub started_at: Option<DateTime<Utc>>,
+    /// It reached succeeded, failed or cancelled.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Seconds from submit to start.
+    pub queued_seconds: Option<f64>,
+    /// Seconds from start to finish.
+    pub run_seconds: Option<f64>,
+}
+
+/// A codegen job.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CodegenJobView {
+    /// Id.
+    pub id: Uuid,
+    /// Organization id.
+    pub org_id: Uuid,
+    /// Project id.
+    pub project_id: Uuid,
+    /// The graph version generated.
+    pub graph_version: i32,
+    /// Engine.
+    pub engine: Engine,
+    /// Delivery target, if any.
+    pub target: Option<CodegenTarget>,
+    /// Lifecycle status.
+    pub status: CodegenStatus,
+    /// What the runner is doing (`{step, done, total}`).
+    pub progress: Option<Progress>,
+    /// Why it failed.
+    pub error: Option<CodegenError>,
+    /// The commit pushed to `target.git` (succeeded jobs with a Git target).
+    pub commit_sha: Option<String>,
+    /// Cancellation was requested; a running job stops at its next step.
+    pub cancel_requested: bool,
+    /// Start, finish and durations.
+    pub timings: Timings,
+    /// Submitted.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+fn seconds_between(from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> Option<f64> {
+    to.map(|to| (to - from).num_microseconds().unwrap_or(0) as f64 / 1e6)
+}
+
+impl From<CodegenJob> for CodegenJobView {
+    fn from(job: CodegenJob) -> Self {
+        let timings = Timings {
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            queued_seconds: seconds_between(job.created_at, job.started_at),
+            run_seconds: job
+                .started_at
+                .and_then(|started| seconds_between(started, job.finished_at)),
+        };
+        Self {
+            id: job.id,
+            org_id: job.org_id,
+            project_id: job.project_id,
+            graph_version: job.graph_version,
+            engine: if job.engine == "llm" {
+                Engine::Llm
+            } else {
+                Engine::Templates
+            },
+            target: job.target.and_then(|t| serde_json::from_value(t).ok()),
+            status: CodegenStatus::from_stored(&job.status),
+            progress: job.progress.and_then(|p| serde_json::from_value(p).ok()),
+            error: job.error.and_then(|e| serde_json::from_value(e).ok()),
+            commit_sha: job.commit_sha,
+            cancel_requested: job.cancel_requested,
+            timings,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+        }
+    }
+}
+
+/// One generated file.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ArtifactView {
+    /// Relative path (`deployment-web.yaml`).
+    pub path: String,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Lower-case hex SHA-256 of the content.
+    pub sha256: String,
+}
+
+/// The files of a job.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ArtifactList {
+    /// Every file, by path.
+    pub items: Vec<ArtifactView>,
+}
+
+/// Checks a submission against the project, its graph and the configuration; answers the graph
+/// version to generate.
+async fn check_submission(
+    state: &AppState,
+    db: &impl sea_orm::ConnectionTrait,
+    org_id: Uuid,
+    body: &CreateCodegenJob,
+    engine: Engine,
+) -> Result<i32, ApiError> {
+    let project = store::projects::find_live(db, org_id, body.project_id)
+        .await?
+        .ok_or_else(|| ApiError::invalid("/project_id", "no such project in this organization"))?;
+    let mut errors = Vec::new();
+    let version = body.graph_version.unwrap_or(project.graph_version);
+    match store::projects::find_version(db, project.id, version).await? {
+        None => errors.push(FieldError::new(
+            "/graph_version",
+            format!(
+                "the project has no graph version {version} (current: {})",
+                project.graph_version
+            ),
+        )),
+        Some(stored) => {
+            if let Err(problems) = graph::validate(&stored.graph, "") {
+                for problem in problems {
+                    errors.push(FieldError::new(
+                        "/graph_version",
+                        format!(
+                            "graph version {version} is invalid at {}: {}",
+                            problem.pointer, problem.detail
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if engine == Engine::Llm && state.codegen.llm.is_none() {
+        errors.push(FieldError::new(
+            "/engine",
+            "the llm engine is not configured on this server (GANTRY_LLM_BASE_URL, \
+             GANTRY_LLM_MODEL)",
+        ));
+    }
+    if let Some(git) = body.target.as_ref().and_then(|t| t.git.as_ref()) {
+        if let Err(problems) =
+            check_target(&git.git_target(), &state.codegen.git_allowed_schemes, "")
+        {
+            errors.extend(problems);
+        }
+        if let Some(secret) = &git.credentials_secret {
+            if !store::secrets::exists(db, org_id, secret).await? {
+                errors.push(FieldError::new(
+                    "/target/git/credentials_secret",
+                    format!("no org secret named {secret:?}"),
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(version)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// Submit a codegen job (member+): answers 202 with status `pending`.
+#[openapi(tag = "Codegen")]
+#[post("/v1/orgs/<org_id>/codegen-jobs", data = "<body>")]
+pub async fn create_codegen_job(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    body: JsonBody<CreateCodegenJob>,
+) -> Result<Accepted<CodegenJobView>, ApiError> {
+    let body = body.0;
+    let engine = body.engine.unwrap_or_default();
+    let txn = store::begin_write(&state.db).await?;
+    org_access(&txn, &caller, org_id, Role::Member).await?;
+    let graph_version = check_submission(state, &txn, org_id, &body, engine).await?;
+    let target = body
+        .target
+        .filter(|t| t.git.is_some())
+        .map(|t| {
+            serde_json::to_value(t)
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("serializing the target: {e}")))
+        })
+        .transpose()?;
+    let job = store::codegen::insert(
+        &txn,
+        store::codegen::NewCodegenJob {
+            org_id,
+            project_id: body.project_id,
+            graph_version,
+            engine: engine.as_str().to_owned(),
+            target,
+            created_by: caller.sub.clone(),
+        },
+    )
+    .await?;
+    let view = CodegenJobView::from(job);
+    outbox::record(&txn, EventType::CodegenRequested, org_id, view.id, &view).await?;
+    txn.commit().await?;
+    Ok(Accepted {
+        location: format!("/v1/orgs/{org_id}/codegen-jobs/{}", view.id),
+        body: view,
+    })
+}
+
+/// List codegen jobs, oldest first; filter by `project_id` and `status`.
+#[openapi(tag = "Codegen")]
+#[get("/v1/orgs/<org_id>/codegen-jobs?<project_id>&<status>&<limit>&<cursor>")]
+pub async fn list_codegen_jobs(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    project_id: Option<&str>,
+    status: Option<&str>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Json<Page<CodegenJobView>>, ApiError> {
+    let page = page_request(limit, cursor)?;
+    let project_id = match project_id.filter(|p| !p.is_empty()) {
+        None => None,
+        Some(raw) => Some(
+            Uuid::parse_str(raw)
+                .map_err(|_| ApiError::BadRequest(format!("project_id {raw:?} is not a UUID")))?,
+        ),
+    };
+    let status = match status.filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Some(
+            store::codegen::status::ALL
+                .into_iter()
+                .find(|s| *s == raw)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "status {raw:?} is not one of: {}",
+                        store::codegen::status::ALL.join(", ")
+                    ))
+                })?,
+        ),
+    };
+    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+    let filter = store::codegen::ListFilter { project_id, status };
+    let (rows, more) = store::codegen::list(&state.db, org_id, &filter, &page).await?;
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |j| j.id,
+        CodegenJobView::from,
+    )))
+}
+
+/// Loads a live job of the organization, after the caller's access check.
+async fn live_job(
+    db: &impl sea_orm::ConnectionTrait,
+    caller: &Caller,
+    org_id: Uuid,
+    job_id: Uuid,
+    required: Role,
+) -> Result<CodegenJob, ApiError> {
+    org_access(db, caller, org_id, required).await?;
+    store::codegen::find_live(db, org_id, job_id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Like [`live_job`], with the row locked for the caller's write transaction.
+async fn live_job_for_update(
+    db: &impl sea_orm::ConnectionTrait,
+    caller: &Caller,
+    org_id: Uuid,
+    job_id: Uuid,
+) -> Result<CodegenJob, ApiError> {
+    org_access(db, caller, org_id, Role::Member).await?;
+    store::codegen::find_for_update(db, job_id)
+        .await?
+        .filter(|job| job.org_id == org_id && job.deleted_at.is_none())
+        .ok_or(ApiError::NotFound)
+}
+
+/// Get one codegen job.
+#[openapi(tag = "Codegen")]
+#[get("/v1/orgs/<org_id>/codegen-jobs/<job_id>")]
+pub async fn get_codegen_job(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    job_id: Uuid,
+) -> Result<Json<CodegenJobView>, ApiError> {
+    let job = live_job(&state.db, &caller, org_id, job_id, Role::Viewer).await?;
+    Ok(Json(job.into()))
+}
+
+/// Cancel a job (member+): a pending job is cancelled at once and never runs; a running one
+/// stops at its next step. 409 when it already finished.
+#[openapi(tag = "Codegen")]
+#[post("/v1/orgs/<org_id>/codegen-jobs/<job_id>/cancel")]
+pub async fn cancel_codegen_job(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    job_id: Uuid,
+) -> Result<Accepted<CodegenJobView>, ApiError> {
+    use store::codegen::{status, Transition};
+    let txn = store::begin_write(&state.db).await?;
+    let job = live_job_for_update(&txn, &caller, org_id, job_id).await?;
+    if status::is_finished(&job.status) {
+        return Err(ApiError::Conflict(format!(
+            "the job already finished ({}); only a pending or running job can be cancelled",
+            job.status
+        )));
+    }
+    let view = if job.status == status::PENDING {
+        let job = store::codegen::transition(
+            &txn,
+            job,
+            Transition {
+                status: Some(status::CANCELLED),
+                cancel_requested: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let view = CodegenJobView::from(job);
+        outbox::record(&txn, EventType::CodegenCancelled, org_id, view.id, &view).await?;
+        view
+    } else {
+        let job = store::codegen::transition(
+            &txn,
+            job,
+            Transition {
+                cancel_requested: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+        CodegenJobView::from(job)
+    };
+    txn.commit().await?;
+    Ok(Accepted {
+        location: format!("/v1/orgs/{org_id}/codegen-jobs/{job_id}"),
+        body: view,
+    })
+}
+
+/// Delete a job (member+; soft): it disappears from the API with its artifacts; a pending or
+/// running job is stopped as by cancel.
+#[openapi(tag = "Codegen")]
+#[delete("/v1/orgs/<org_id>/codegen-jobs/<job_id>")]
+pub async fn delete_codegen_job(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    job_id: Uuid,
+) -> Result<NoContent, ApiError> {
+    let txn = store::begin_write(&state.db).await?;
+    let job = live_job_for_update(&txn, &caller, org_id, job_id).await?;
+    store::codegen::transition(
+        &txn,
+        job,
+        store::codegen::Transition {
+            cancel_requested: true,
+            deleted: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(NoContent)
+}
+
+/// List a job's files (path, media type, size, sha256).
+#[openapi(tag = "Codegen")]
+#[get("/v1/orgs/<org_id>/codegen-jobs/<job_id>/artifacts")]
+pub async fn list_codegen_artifacts(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    job_id: Uuid,
+) -> Result<Json<ArtifactList>, ApiError> {
+    let job = live_job(&state.db, &caller, org_id, job_id, Role::Viewer).await?;
+    let items = store::codegen::list_artifacts(&state.db, job.id)
+        .await?
+        .into_iter()
+        .map(|a| ArtifactView {
+            path: a.path,
+            media_type: a.media_type,
+            size: a.size,
+            sha256: a.sha256,
+        })
+        .collect();
+    Ok(Json(ArtifactList { items }))
+}
+
+/// Download one file of a job.
+#[openapi(tag = "Codegen")]
+#[get("/v1/orgs/<org_id>/codegen-jobs/<job_id>/artifacts/<path>")]
+pub async fn get_codegen_artifact(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    job_id: Uuid,
+    path: &str,
+) -> Result<FileDownload, ApiError> {
+    let job = live_job(&state.db, &caller, org_id, job_id, Role::Viewer).await?;
+    let artifact = store::codegen::get_artifact(&state.db, job.id, path)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(FileDownload {
+        content_type: artifact.media_type,
+        file_name: None,
+        sha256: Some(artifact.sha256),
+        body: artifact.content,
+    })
+}
+
+/// Download every file of a job as one `.tar.gz`.
+#[openapi(tag = "Codegen")]
+#[get("/v1/orgs/<org_id>/codegen-jobs/<job_id>/bundle")]
+pub async fn get_codegen_bundle(
+    state: &State<AppState>,
+    caller: Caller,
+    org_id: Uuid,
+    job_id: Uuid,
+) -> Result<FileDownload, ApiError> {
+    let job = live_job(&state.db, &caller, org_id, job_id, Role::Viewer).await?;
+    let artifacts = store::codegen::all_artifacts(&state.db, job.id).await?;
+    if artifacts.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "the job has no artifacts (status {})",
+            job.status
+        )));
+    }
+    let files: Vec<(String, Vec<u8>)> =
+        artifacts.into_iter().map(|a| (a.path, a.content)).collect();
+    let body = crate::workers::codegen::bundle::tar_gz(&files)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("building the bundle: {e}")))?;
+    Ok(FileDownload {
+        content_type: "application/gzip".to_owned(),
+        file_name: Some(format!("codegen-{job_id}.tar.gz")),
+        sha256: None,
+        body,
+    })
+}
+
+/// `200 OK` with a file's bytes and its media type.
+pub struct FileDownload {
+    content_type: String,
+    file_name: Option<String>,
+    sha256: Option<String>,
+    body: Vec<u8>,
+}
+
+impl<'r> Responder<'r, 'static> for FileDownload {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        let content_type = ContentType::parse_flexible(&self.content_type)
+            .unwrap_or(ContentType::new("application", "octet-stream"));
+        let mut response = Response::build();
+        response.status(Status::Ok).header(content_type);
+        if let Some(name) = self.file_name {
+            response.header(Header::new(
+                "Content-Disposition",
+                format!("attachment; filename=\"{name}\""),
+            ));
+        }
+        if let Some(sha) = self.sha256 {
+            response.header(Header::new("ETag", format!("\"{sha}\"")));
+        }
+        response
+            .sized_body(self.body.len(), std::io::Cursor::new(self.body))
+            .ok()
+    }
+}
+
+impl OpenApiResponderInner for FileDownload {
+    fn responses(_gen: &mut OpenApiGenerator) -> rocket_okapi::Result<Responses> {
+        use rocket_okapi::okapi::openapi3::{MediaType, RefOr, Response as OpenApiResponse};
+        let mut content = rocket_okapi::okapi::Map::new();
+        for media_type in ["application/yaml", "application/gzip"] {
+            content.insert(media_type.to_owned(), MediaType::default());
+        }
+        let mut responses = Responses::default();
+        responses.responses.insert(
+            "200".to_owned(),
+            RefOr::Object(OpenApiResponse {
+                description: "The file (YAML for a manifest, gzip for the bundle).".to_owned(),
+                content,
+                ..Default::default()
+            }),
+        );
+        Ok(responses)
+    }
+}
+
+/// Routes of this module with their OpenAPI spec.
+pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
+    openapi_get_routes_spec![
+        settings: create_codegen_job,
+        list_codegen_jobs,
+        get_codegen_job,
+        cancel_codegen_job,
+        delete_codegen_job,
+        list_codegen_artifacts,
+        get_codegen_artifact,
+        get_codegen_bundle
+    ]
+}

@@ -1,0 +1,383 @@
+//! `codegen_jobs` and `codegen_artifacts`: one generation of manifests from one graph version,
+//! and its files (unique per job and path, so a retried job replaces rather than doubles them).
+
+use super::{split_page, PageRequest};
+use sea_orm::entity::prelude::*;
+use sea_orm::{QueryOrder, QuerySelect, Set};
+
+/// Codegen job states as stored.
+pub mod status {
+    /// Recorded, not yet picked up.
+    pub const PENDING: &str = "pending";
+    /// A worker is generating.
+    pub const RUNNING: &str = "running";
+    /// Finished with artifacts.
+    pub const SUCCEEDED: &str = "succeeded";
+    /// Finished with an error.
+    pub const FAILED: &str = "failed";
+    /// Stopped on request.
+    pub const CANCELLED: &str = "cancelled";
+    /// Every status.
+    pub const ALL: [&str; 5] = [PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED];
+
+    /// True once nothing will change the job any more.
+    pub fn is_finished(status: &str) -> bool {
+        matches!(status, SUCCEEDED | FAILED | CANCELLED)
+    }
+}
+
+/// The `codegen_jobs` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// A codegen job row.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "codegen_jobs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub project_id: Uuid,
+        pub graph_version: i32,
+        pub engine: String,
+        #[sea_orm(column_type = "JsonBinary", nullable)]
+        pub target: Option<Json>,
+        pub status: String,
+        #[sea_orm(column_type = "JsonBinary", nullable)]
+        pub progress: Option<Json>,
+        #[sea_orm(column_type = "JsonBinary", nullable)]
+        pub error: Option<Json>,
+        pub commit_sha: Option<String>,
+        pub cancel_requested: bool,
+        pub created_by: String,
+        pub created_at: DateTimeUtc,
+        pub started_at: Option<DateTimeUtc>,
+        pub finished_at: Option<DateTimeUtc>,
+        pub updated_at: DateTimeUtc,
+        pub deleted_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `codegen_artifacts` table.
+pub mod artifact_entity {
+    use sea_orm::entity::prelude::*;
+
+    /// One generated file.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "codegen_artifacts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub job_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub path: String,
+        pub media_type: String,
+        pub size: i64,
+        pub sha256: String,
+        #[sea_orm(column_type = "Blob")]
+        pub content: Vec<u8>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use artifact_entity::Model as Artifact;
+pub use entity::Model as CodegenJob;
+
+/// What the API records for a new job.
+#[derive(Debug, Clone)]
+pub struct NewCodegenJob {
+    /// Organization.
+    pub org_id: Uuid,
+    /// Project whose graph is generated.
+    pub project_id: Uuid,
+    /// The graph version.
+    pub graph_version: i32,
+    /// `templates` or `llm`.
+    pub engine: String,
+    /// Delivery target (`{"git": {...}}`), if any.
+    pub target: Option<Json>,
+    /// Subject of the caller.
+    pub created_by: String,
+}
+
+/// Records a new job (status `pending`).
+pub async fn insert(db: &impl ConnectionTrait, job: NewCodegenJob) -> Result<CodegenJob, DbErr> {
+    let now = super::now();
+    entity::ActiveModel {
+        id: Set(super::new_id()),
+        org_id: Set(job.org_id),
+        project_id: Set(job.project_id),
+        graph_version: Set(job.graph_version),
+        engine: Set(job.engine),
+        target: Set(job.target),
+        status: Set(status::PENDING.to_owned()),
+        progress: Set(None),
+        error: Set(None),
+        commit_sha: Set(None),
+        cancel_requested: Set(false),
+        created_by: Set(job.created_by),
+        created_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+        updated_at: Set(now),
+        deleted_at: Set(None),
+    }
+    .insert(db)
+    .await
+}
+
+/// The live job `id` of `org_id`.
+pub async fn find_live(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<CodegenJob>, DbErr> {
+    entity::Entity::find_by_id(id)
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .one(db)
+        .await
+}
+
+/// Any job by id (the worker acts on rows it did not load through an org).
+pub async fn find_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<CodegenJob>, DbErr> {
+    entity::Entity::find_by_id(id).one(db).await
+}
+
+/// Any job by id, locked for the rest of the transaction on Postgres (SQLite write
+/// transactions are serialized already), so the API and a runner never overwrite each other's
+/// status change.
+pub async fn find_for_update(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<CodegenJob>, DbErr> {
+    let query = entity::Entity::find_by_id(id);
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        query.lock_exclusive().one(db).await
+    } else {
+        query.one(db).await
+    }
+}
+
+/// Filters of the job list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only this project's jobs.
+    pub project_id: Option<Uuid>,
+    /// Only jobs in this status.
+    pub status: Option<&'static str>,
+}
+
+/// A page of the organization's live jobs, oldest first.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    filter: &ListFilter,
+    page: &PageRequest<Uuid>,
+) -> Result<(Vec<CodegenJob>, bool), DbErr> {
+    let mut query = entity::Entity::find()
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null());
+    if let Some(project_id) = filter.project_id {
+        query = query.filter(entity::Column::ProjectId.eq(project_id));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(entity::Column::Status.eq(status));
+    }
+    if let Some(after) = page.after {
+        query = query.filter(entity::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(entity::Column::Id)
+        .limit(page.limit + 1)
+        .all(db)
+        .await?;
+    Ok(split_page(rows, page.limit))
+}
+
+/// A change to a job row.
+#[derive(Debug, Clone, Default)]
+pub struct Transition {
+    /// New status; a finished status also sets `finished_at`, `running` sets `started_at` once.
+    pub status: Option<&'static str>,
+    /// New progress (`{step, done, total}`).
+    pub progress: Option<Json>,
+    /// New error (`{type, detail}`).
+    pub error: Option<Json>,
+    /// The pushed commit.
+    pub commit_sha: Option<String>,
+    /// Asks a running job to stop at its next step.
+    pub cancel_requested: bool,
+    /// Soft-deletes the row.
+    pub deleted: bool,
+}
+
+/// Applies a transition and returns the updated row.
+pub async fn transition(
+    db: &impl ConnectionTrait,
+    job: CodegenJob,
+    change: Transition,
+) -> Result<CodegenJob, DbErr> {
+    let now = super::now();
+    let started = job.started_at.is_some();
+    let mut row: entity::ActiveModel = job.into();
+    if let Some(new_status) = change.status {
+        row.status = Set(new_status.to_owned());
+        if new_status == status::RUNNING && !started {
+            row.started_at = Set(Some(now));
+        }
+        if status::is_finished(new_status) {
+            row.finished_at = Set(Some(now));
+        }
+    }
+    if let Some(progress) = change.progress {
+        row.progress = Set(Some(progress));
+    }
+    if let Some(error) = change.error {
+        row.error = Set(Some(error));
+    }
+    if let Some(sha) = change.commit_sha {
+        row.commit_sha = Set(Some(sha));
+    }
+    if change.cancel_requested {
+        row.cancel_requested = Set(true);
+    }
+    if change.deleted {
+        row.deleted_at = Set(Some(now));
+    }
+    row.updated_at = Set(now);
+    row.update(db).await
+}
+
+/// Pending or running jobs whose row has not changed since before `cutoff` (work the
+/// reconciler may owe a queue entry for), oldest first.
+pub async fn stale_unfinished(
+    db: &impl ConnectionTrait,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    limit: u64,
+) -> Result<Vec<CodegenJob>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::Status.is_in([status::PENDING, status::RUNNING]))
+        .filter(entity::Column::DeletedAt.is_null())
+        .filter(entity::Column::UpdatedAt.lt(cutoff))
+        .order_by_asc(entity::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// One file to store.
+#[derive(Debug, Clone)]
+pub struct NewArtifact {
+    /// Relative path.
+    pub path: String,
+    /// Media type.
+    pub media_type: String,
+    /// Lower-case hex SHA-256 of `content`.
+    pub sha256: String,
+    /// The bytes.
+    pub content: Vec<u8>,
+}
+
+/// Replaces the job's artifacts with `files` (a retried job never doubles them).
+pub async fn replace_artifacts(
+    db: &impl ConnectionTrait,
+    job_id: Uuid,
+    files: Vec<NewArtifact>,
+) -> Result<(), DbErr> {
+    delete_artifacts(db, job_id).await?;
+    let now = super::now();
+    let rows: Vec<artifact_entity::ActiveModel> = files
+        .into_iter()
+        .map(|file| artifact_entity::ActiveModel {
+            job_id: Set(job_id),
+            size: Set(file.content.len() as i64),
+            path: Set(file.path),
+            media_type: Set(file.media_type),
+            sha256: Set(file.sha256),
+            content: Set(file.content),
+            created_at: Set(now),
+        })
+        .collect();
+    // Bounded batches keep every statement under SQLite's bind-parameter limit.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let batch: Vec<_> = rows.by_ref().take(100).collect();
+        artifact_entity::Entity::insert_many(batch)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the job's artifacts.
+pub async fn delete_artifacts(db: &impl ConnectionTrait, job_id: Uuid) -> Result<(), DbErr> {
+    artifact_entity::Entity::delete_many()
+        .filter(artifact_entity::Column::JobId.eq(job_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A file's description without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
+pub struct ArtifactInfo {
+    /// Relative path.
+    pub path: String,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
+}
+
+/// The job's files without their bytes, by path.
+pub async fn list_artifacts(
+    db: &impl ConnectionTrait,
+    job_id: Uuid,
+) -> Result<Vec<ArtifactInfo>, DbErr> {
+    artifact_entity::Entity::find()
+        .select_only()
+        .column(artifact_entity::Column::Path)
+        .column(artifact_entity::Column::MediaType)
+        .column(artifact_entity::Column::Size)
+        .column(artifact_entity::Column::Sha256)
+        .filter(artifact_entity::Column::JobId.eq(job_id))
+        .order_by_asc(artifact_entity::Column::Path)
+        .into_model::<ArtifactInfo>()
+        .all(db)
+        .await
+}
+
+/// One file with its bytes.
+pub async fn get_artifact(
+    db: &impl ConnectionTrait,
+    job_id: Uuid,
+    path: &str,
+) -> Result<Option<Artifact>, DbErr> {
+    artifact_entity::Entity::find_by_id((job_id, path.to_owned()))
+        .one(db)
+        .await
+}
+
+/// Every file with its bytes, by path.
+pub async fn all_artifacts(
+    db: &impl ConnectionTrait,
+    job_id: Uuid,
+) -> Result<Vec<Artifact>, DbErr> {
+    artifact_entity::Entity::find()
+        .filter(artifact_entity::Column::JobId.eq(job_id))
+        .order_by_asc(artifact_entity::Column::Path)
+        .all(db)
+        .await
+}
