@@ -91,17 +91,6 @@ pub struct ProjectQuota {
     pub memory: String,
 }
 
-/// A Kubernetes quantity: digits with an optional decimal part and unit suffix.
-fn is_quantity(value: &str) -> bool {
-    let digits_end = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(digits_end);
-    !number.is_empty()
-        && number.parse::<f64>().is_ok()
-        && ["", "m", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"].contains(&unit)
-}
-
 /// Body of `PATCH …/projects/{project_id}`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -255,13 +244,13 @@ pub async fn create_project(
         memory: "4Gi".to_owned(),
     });
     let mut errors = Vec::new();
-    if !is_quantity(&quota.cpu) {
+    if !graph::is_quantity(&quota.cpu) {
         errors.push(crate::error::FieldError::new(
             "/quota/cpu",
             "must be a Kubernetes quantity such as 2 or 500m",
         ));
     }
-    if !is_quantity(&quota.memory) {
+    if !graph::is_quantity(&quota.memory) {
         errors.push(crate::error::FieldError::new(
             "/quota/memory",
             "must be a Kubernetes quantity such as 4Gi",
