@@ -1,8 +1,8 @@
 //! The codegen runner end to end: the API in process, the publisher and the runner as the real
 //! binary. A graph is stored, a job submitted; it completes through the outbox and the `codegen`
 //! queue, and its artifacts and bundle are downloaded — on SQLite and on Postgres + Redis. Also:
-//! cancellation (pending and running), a failing LLM, LLM refinement, and delivery to a local
-//! bare Git repository with credentials from an org secret.
+//! cancellation (pending and running), a failing LLM, LLM refinement, a runner killed mid-job,
+//! and delivery to a local bare Git repository with credentials from an org secret.
 
 mod common;
 
@@ -645,6 +645,82 @@ async fn cancel_running(mode: Mode) {
     assert_eq!(artifacts.body["items"], json!([]));
 }
 
+async fn crash_mid_job(mode: Mode) {
+    // The model answers slowly, so the runner is killed (-9) while the job is running; a new
+    // runner rescues the job and finishes it once: one `started`, one `succeeded`, no doubled
+    // artifacts.
+    let llm = MockServer::start().await;
+    let graph = example("three-tier.json");
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion(&templates_yaml(&graph, "shop")))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .mount(&llm)
+        .await;
+    let extra = [
+        ("GANTRY_LLM_BASE_URL", format!("{}/v1", llm.uri())),
+        ("GANTRY_LLM_MODEL", "test-model".to_owned()),
+    ];
+    let Some(s) = Scenario::start(mode, "crash_mid_job", &extra).await else {
+        return;
+    };
+    s.put_graph(graph).await;
+    let job = s
+        .submit(json!({"project_id": s.project, "engine": "llm"}))
+        .await;
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let first = s.worker();
+    s.wait_for(&job_id, &["running"]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while llm.received_requests().await.unwrap_or_default().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the runner never asked the model"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    common::process::signal(&first.0, true);
+    drop(first);
+
+    let _second = s.worker();
+    let job = s.wait_for(&job_id, &["succeeded", "failed"]).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let artifacts = s
+        .app
+        .get(&format!("{}/{job_id}/artifacts", s.jobs_path()), &s.token)
+        .await;
+    let paths: Vec<&str> = artifacts.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    let mut unique = paths.clone();
+    unique.dedup();
+    assert_eq!(paths, unique);
+    assert_eq!(
+        paths.len(),
+        19,
+        "18 objects + kustomization.yaml: {paths:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = s.events_about(&job_id).await;
+        if events.last().map(String::as_str) == Some("codegen.succeeded") {
+            assert_eq!(
+                events,
+                ["codegen.requested", "codegen.started", "codegen.succeeded"]
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "events: {events:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn git(args: &[&str]) -> String {
     let output = std::process::Command::new("git")
         .args(args)
@@ -775,6 +851,10 @@ mod sqlite {
     async fn git_delivery() {
         super::git_delivery(Mode::Sqlite).await
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn crash_mid_job() {
+        super::crash_mid_job(Mode::Sqlite).await
+    }
 }
 
 mod postgres_redis {
@@ -803,5 +883,9 @@ mod postgres_redis {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn git_delivery() {
         super::git_delivery(Mode::PostgresRedis).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn crash_mid_job() {
+        super::crash_mid_job(Mode::PostgresRedis).await
     }
 }
