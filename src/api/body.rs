@@ -2,7 +2,6 @@
 //! with a JSON Pointer, both as problem+json.
 
 use super::fail_data;
-use crate::domain::graph::escape_pointer;
 use crate::error::{ApiError, FieldError};
 use rocket::data::{Data, FromData, Outcome, ToByteUnit};
 use rocket::request::Request;
@@ -54,31 +53,8 @@ impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let mut pointer = String::new();
-        for segment in err.path().iter() {
-            match segment {
-                serde_path_to_error::Segment::Map { key } => {
-                    pointer.push('/');
-                    pointer.push_str(&escape_pointer(key));
-                }
-                serde_path_to_error::Segment::Seq { index } => {
-                    pointer.push_str(&format!("/{index}"));
-                }
-                _ => {}
-            }
-        }
-        let message = err.inner().to_string();
-        // serde reports a missing field at its parent; point at the field itself.
-        if let Some(field) = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-        {
-            pointer.push('/');
-            pointer.push_str(&escape_pointer(field));
-        }
-        ApiError::Validation(vec![FieldError::new(pointer, message)])
-    })
+    crate::domain::graph::typed(&value)
+        .map_err(|(pointer, message)| ApiError::Validation(vec![FieldError::new(pointer, message)]))
 }
 
 impl<'r, T: DeserializeOwned + JsonSchema> OpenApiFromData<'r> for JsonBody<T> {

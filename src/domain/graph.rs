@@ -957,8 +957,9 @@ fn parse_spec(kind: &str, spec: &Value) -> Result<NodeBody, (String, String)> {
     }
 }
 
-/// Deserializes `value` as `T`, keeping the path of the first error as a JSON Pointer.
-fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
+/// Deserializes `value` as `T`, keeping the path of the first error as a JSON Pointer (relative
+/// to `value`); request bodies use it too, so every 422 points the same way.
+pub fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let mut pointer = serde_path_to_pointer(err.path());
         let message = err.inner().to_string();
@@ -982,8 +983,8 @@ fn serde_path_to_pointer(path: &serde_path_to_error::Path) -> String {
         match segment {
             Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
             Segment::Map { key } => pointer.push_str(&format!("/{}", escape_pointer(key))),
-            Segment::Enum { variant } => pointer.push_str(&format!("/{}", escape_pointer(variant))),
-            Segment::Unknown => {}
+            // A variant name is not a member of the document: it has no pointer token.
+            Segment::Enum { .. } | Segment::Unknown => {}
         }
     }
     pointer
