@@ -1836,7 +1836,21 @@ fn check_pods(
                     }
                 }
             }
-            EdgeKind::Exposes | EdgeKind::DependsOn => {}
+            EdgeKind::DependsOn => {
+                // The wait for the target is an init container `wait-for-<target>`, which may
+                // not share its name with the workload's own container (named by its id).
+                if from_id == format!("wait-for-{to_id}") {
+                    p.edge(
+                        j,
+                        "",
+                        format!(
+                            "`{from_id}` would get an init container `wait-for-{to_id}` named \
+                             like its own container; rename the node"
+                        ),
+                    );
+                }
+            }
+            EdgeKind::Exposes => {}
         }
     }
 
@@ -3659,6 +3673,21 @@ mod tests {
         );
         assert_problem(&document, "/nodes/1/spec/mount_path", "`:`");
         assert_problem(&document, "/nodes/2/spec/mount_path", "root directory");
+    }
+
+    #[test]
+    fn a_workload_named_like_its_wait_container_is_refused() {
+        let document = json!({"nodes": [
+            {"id": "wait-for-db", "kind": "job", "spec": {"image": "migrate:1"}},
+            {"id": "db", "kind": "database", "spec": {"engine": "redis", "version": "7",
+                "storage": "1Gi"}}
+        ], "edges": [
+            {"from": "wait-for-db", "to": "db", "kind": "depends_on"}
+        ]});
+        let errors = validate(&document, "").unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].pointer, "/edges/0");
+        assert!(errors[0].detail.contains("init container"), "{errors:?}");
     }
 
     #[test]
