@@ -426,8 +426,31 @@ async fn secret_validation(backend: Backend) {
         .assert_problem(400);
 }
 
+async fn secrets_go_with_their_org(backend: Backend) {
+    let app = spawn!(backend, "secrets_go_with_their_org");
+    let alice = app.token("alice");
+    let org = app.create_org(&alice, "acme").await;
+    put(
+        &app,
+        &alice,
+        &format!("/v1/orgs/{org}/secrets/git"),
+        json!({"value": "s3cret"}),
+    )
+    .await
+    .assert_status(204);
+    assert_eq!(
+        stored_value(&app, &org, "git").await.as_deref(),
+        Some("s3cret")
+    );
+    app.delete(&format!("/v1/orgs/{org}"), &alice)
+        .await
+        .assert_status(204);
+    assert_eq!(stored_value(&app, &org, "git").await, None);
+}
+
 on_both_backends!(
     secret_lifecycle,
+    secrets_go_with_their_org,
     secret_roles,
     secret_isolation,
     secret_validation

@@ -197,6 +197,8 @@ pub async fn delete_org(
         )));
     }
     let org = store::orgs::soft_delete(&txn, access.org).await?;
+    // Secrets are write-only credentials: nothing may read them once the org is gone.
+    store::secrets::delete_all(&txn, org.id).await?;
     outbox::record(
         &txn,
         EventType::OrgDeleted,

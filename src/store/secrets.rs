@@ -150,3 +150,13 @@ pub async fn delete(db: &impl ConnectionTrait, org_id: Uuid, name: &str) -> Resu
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// Deletes every secret of the organization (when it is deleted: a value must not outlive the
+/// only org that could use it); answers how many.
+pub async fn delete_all(db: &impl ConnectionTrait, org_id: Uuid) -> Result<u64, DbErr> {
+    let result = entity::Entity::delete_many()
+        .filter(entity::Column::OrgId.eq(org_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
