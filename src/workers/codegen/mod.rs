@@ -69,6 +69,16 @@ impl Failure {
         })
     }
 
+    /// A permanent failure naming every validation problem (`pointer: detail; …`).
+    fn invalid(error_type: &str, problems: &[crate::error::FieldError]) -> Self {
+        let detail = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.pointer, p.detail))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Failure::permanent(error_type, detail)
+    }
+
     fn retryable(error_type: &str, detail: impl Into<String>) -> Self {
         Failure::Retryable(CodegenError {
             error_type: error_type.to_owned(),
@@ -271,14 +281,7 @@ async fn run(ctx: &WorkerContext, job_id: Uuid) -> Result<(), Failure> {
         &ctx.config.codegen.git_allowed_schemes,
         "",
     )
-    .map_err(|problems| {
-        let detail = problems
-            .iter()
-            .map(|p| format!("{}: {}", p.pointer, p.detail))
-            .collect::<Vec<_>>()
-            .join("; ");
-        Failure::permanent("git_rejected", detail)
-    })?;
+    .map_err(|problems| Failure::invalid("git_rejected", &problems))?;
     let credentials = match &git.credentials_secret {
         None => None,
         Some(name) => Some(
@@ -402,14 +405,7 @@ async fn generate_and_store(
 
 /// The graph document as a typed graph, or the job's permanent failure naming every problem.
 fn validated(document: &serde_json::Value) -> Result<Graph, Failure> {
-    graph::validate(document, "").map_err(|problems| {
-        let detail = problems
-            .iter()
-            .map(|p| format!("{}: {}", p.pointer, p.detail))
-            .collect::<Vec<_>>()
-            .join("; ");
-        Failure::permanent("invalid_graph", detail)
-    })
+    graph::validate(document, "").map_err(|problems| Failure::invalid("invalid_graph", &problems))
 }
 
 /// Refines the templates' objects with the configured model.
