@@ -1,6 +1,7 @@
-//! Newtypes and pure rules: names, roles, graphs. No I/O lives here.
+//! Newtypes and pure rules: names, roles, graphs, Kubernetes values. No I/O lives here.
 
 pub mod graph;
+pub mod k8s;
 pub mod names;
 pub mod role;
 
