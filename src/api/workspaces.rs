@@ -338,7 +338,8 @@ pub async fn get_kubeconfig(
             ca,
             &state.kubeconfig_issuer,
             &state.kubeconfig_client_id,
-        ),
+        )
+        .map_err(anyhow::Error::from)?,
     ))
 }
 

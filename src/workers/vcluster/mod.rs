@@ -29,44 +29,9 @@ const MAX_POLL: Duration = Duration::from_secs(10);
 /// Steps of provisioning, for progress.
 const TOTAL_STEPS: u32 = 4;
 
-/// A kubeconfig whose user runs the OIDC exec plugin (`kubectl oidc-login`), never a static
-/// credential.
-pub fn kubeconfig(
-    name: &str,
-    endpoint: &str,
-    ca_data: &str,
-    issuer: &str,
-    client_id: &str,
-) -> String {
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-  - name: {name}
-    cluster:
-      server: {endpoint}
-      certificate-authority-data: {ca_data}
-users:
-  - name: oidc
-    user:
-      exec:
-        apiVersion: client.authentication.k8s.io/v1beta1
-        command: kubectl
-        args:
-          - oidc-login
-          - get-token
-          - --oidc-issuer-url={issuer}
-          - --oidc-client-id={client_id}
-        interactiveMode: IfAvailable
-contexts:
-  - name: {name}
-    context:
-      cluster: {name}
-      user: oidc
-current-context: {name}
-"
-    )
-}
+// The kubeconfig users download, written with the YAML serializer.
+mod kubeconfig_file;
+pub use kubeconfig_file::{kubeconfig, KubeconfigError};
 
 /// The driver the configuration selects.
 pub async fn driver_from_config(ctx: &WorkerContext) -> Result<Arc<dyn KubeDriver>, DriverError> {
