@@ -4,6 +4,7 @@
 //! with field manager `gantry`, so re-applying the same spec changes nothing.
 
 use super::driver::{DriverError, KubeDriver, PlanSpec, ProjectSpec, Readiness, WorkspaceSpec};
+use crate::domain::k8s::quantity::compare_quantities;
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
@@ -941,39 +942,14 @@ fn label_drift(
 }
 
 /// Whether two Kubernetes quantities are the same amount (`1` = `1000m`, `1Gi` = `1024Mi`);
-/// the API server may canonicalize what it was given. Unparseable ones compare as text.
+/// the API server may canonicalize what it was given. Compared exactly by the domain's one
+/// quantity parser; unparseable ones compare as text.
 fn quantities_equal(a: &str, b: &str) -> bool {
-    match (quantity_value(a), quantity_value(b)) {
-        (Some(x), Some(y)) => (x - y).abs() <= f64::EPSILON * x.abs().max(y.abs()) * 4.0,
-        _ => a.trim() == b.trim(),
+    let (a, b) = (a.trim(), b.trim());
+    match compare_quantities(a, b) {
+        Some(order) => order.is_eq(),
+        None => a == b,
     }
-}
-
-fn quantity_value(quantity: &str) -> Option<f64> {
-    const SUFFIXES: [(&str, f64); 15] = [
-        ("Ki", 1024.0),
-        ("Mi", 1_048_576.0),
-        ("Gi", 1_073_741_824.0),
-        ("Ti", 1_099_511_627_776.0),
-        ("Pi", 1_125_899_906_842_624.0),
-        ("Ei", 1_152_921_504_606_846_976.0),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    let quantity = quantity.trim();
-    let (number, factor) = SUFFIXES
-        .iter()
-        .find_map(|(suffix, factor)| quantity.strip_suffix(suffix).map(|n| (n, *factor)))
-        .unwrap_or((quantity, 1.0));
-    let number: f64 = number.parse().ok()?;
-    number.is_finite().then_some(number * factor)
 }
 
 /// Server-side apply (field manager `gantry`, forced: Gantry owns these fields) of a `kind`.
@@ -1064,6 +1040,9 @@ mod tests {
         assert!(!quantities_equal("4", "8"));
         assert!(!quantities_equal("8Gi", "8G"));
         assert!(quantities_equal("weird", "weird"));
+        assert!(quantities_equal(" 2Gi", "2048Mi "));
+        // Exact, where floating point would round both to the same number.
+        assert!(!quantities_equal("1Ei", "1152921504606846977"));
     }
 
     #[test]
