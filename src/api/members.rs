@@ -12,8 +12,8 @@ use crate::auth::Caller;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::outbox::{self, EventType};
+pub use crate::resources::member::MemberView;
 use crate::store::{self, is_unique_violation, members::Membership};
-use chrono::{DateTime, Utc};
 use rocket::serde::json::Json;
 use rocket::{delete, get, patch, post, State};
 use rocket_okapi::okapi::openapi3::OpenApi;
@@ -21,38 +21,11 @@ use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
 use sea_orm::ConnectionTrait;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 /// Longest accepted `user_sub`.
 const MAX_SUB_LEN: usize = 255;
-
-/// A member of an organization.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct MemberView {
-    /// Organization id.
-    pub org_id: Uuid,
-    /// Keycloak `sub` of the member.
-    pub user_sub: String,
-    /// Role in the organization.
-    pub role: Role,
-    /// When the member was added.
-    pub created_at: DateTime<Utc>,
-    /// Last role change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Membership> for MemberView {
-    fn from(m: Membership) -> Self {
-        Self {
-            role: m.role(),
-            org_id: m.org_id,
-            user_sub: m.user_sub,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-        }
-    }
-}
 
 /// Body of `POST …/members`.
 #[derive(Debug, Deserialize, JsonSchema)]

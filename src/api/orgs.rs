@@ -9,43 +9,16 @@ use crate::auth::Caller;
 use crate::domain::{DisplayName, DnsLabel, Role};
 use crate::error::{ApiError, FieldError};
 use crate::outbox::{self, EventType};
-use crate::store::{self, is_unique_violation, orgs::Org};
-use chrono::{DateTime, Utc};
+pub use crate::resources::org::OrgView;
+use crate::store::{self, is_unique_violation};
 use rocket::serde::json::Json;
 use rocket::{delete, get, patch, post, State};
 use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
-
-/// An organization.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct OrgView {
-    /// Id.
-    pub id: Uuid,
-    /// Display name.
-    pub name: String,
-    /// Unique DNS-1123 label.
-    pub slug: String,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Org> for OrgView {
-    fn from(org: Org) -> Self {
-        Self {
-            id: org.id,
-            name: org.name,
-            slug: org.slug,
-            created_at: org.created_at,
-            updated_at: org.updated_at,
-        }
-    }
-}
 
 /// Body of `POST /v1/orgs`.
 #[derive(Debug, Deserialize, JsonSchema)]

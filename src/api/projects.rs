@@ -9,6 +9,7 @@ use crate::auth::Caller;
 use crate::domain::{graph, DnsLabel, Role};
 use crate::error::ApiError;
 use crate::outbox::{self, EventType};
+pub use crate::resources::project::{ProjectQuota, ProjectView};
 use crate::store::{self, is_unique_violation, projects::Project};
 use chrono::{DateTime, Utc};
 use rocket::request::{FromRequest, Outcome, Request};
@@ -23,52 +24,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A project.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProjectView {
-    /// Id.
-    pub id: Uuid,
-    /// Organization id.
-    pub org_id: Uuid,
-    /// Workspace the project lives in.
-    pub workspace_id: Uuid,
-    /// DNS-1123 label, unique in the workspace.
-    pub name: String,
-    /// Current graph version (0 = the empty graph it started with).
-    pub graph_version: i32,
-    /// Its namespace in the workspace's vCluster: `pending` (until the workspace is ready and
-    /// the provisioner created it), `ready` or `failed`.
-    pub status: String,
-    /// The namespace's `ResourceQuota`.
-    pub quota: ProjectQuota,
-    /// Why creating the namespace failed, if it did.
-    pub error: Option<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Project> for ProjectView {
-    fn from(p: Project) -> Self {
-        Self {
-            id: p.id,
-            org_id: p.org_id,
-            workspace_id: p.workspace_id,
-            name: p.name,
-            graph_version: p.graph_version,
-            status: p.status,
-            quota: ProjectQuota {
-                cpu: p.quota_cpu,
-                memory: p.quota_memory,
-            },
-            error: p.error,
-            created_at: p.created_at,
-            updated_at: p.updated_at,
-        }
-    }
-}
-
 /// Body of `POST …/projects`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,16 +34,6 @@ pub struct CreateProject {
     pub workspace_id: Uuid,
     /// The namespace's quota (default `{"cpu": "2", "memory": "4Gi"}`).
     pub quota: Option<ProjectQuota>,
-}
-
-/// A project namespace's `ResourceQuota` (Kubernetes quantities).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectQuota {
-    /// `limits.cpu`, e.g. `2` or `500m`.
-    pub cpu: String,
-    /// `limits.memory`, e.g. `4Gi`.
-    pub memory: String,
 }
 
 /// Body of `PATCH …/projects/{project_id}`.

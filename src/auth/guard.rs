@@ -1,8 +1,8 @@
 //! The `Caller` request guard: a valid bearer token, its user row ensured.
 
-use crate::api::fail;
-use crate::app::AppState;
+use crate::error::fail;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket_okapi::gen::OpenApiGenerator;

@@ -17,11 +17,11 @@ pub mod objects;
 pub mod templates;
 
 use super::WorkerContext;
-use crate::api::codegen::{CodegenError, CodegenJobView, CodegenTarget};
-use crate::api::workspaces::Progress;
 use crate::domain::graph::{self, Graph};
 use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind};
 use crate::outbox::{self, EventType};
+use crate::resources::codegen::{CodegenError, CodegenJobView, CodegenTarget};
+use crate::resources::workspace::Progress;
 use crate::store::{self, codegen as job_store, codegen::CodegenJob, codegen::Transition};
 use objects::Object;
 use std::collections::BTreeMap;
