@@ -2,13 +2,12 @@
 //! The API records the job (`pending`) with its `codegen.requested` event; the codegen runner
 //! does the work and stores the files, which are served here one by one or as a `.tar.gz`.
 
-use super::access::org_access;
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::{Accepted, NoContent};
 use crate::app::AppState;
-use crate::auth::Caller;
-use crate::domain::{graph, Role};
+use crate::auth::{Member, OrgAccess, Viewer};
+use crate::domain::graph;
 use crate::error::{ApiError, FieldError};
 use crate::outbox::{self, EventType};
 pub use crate::resources::codegen::{
@@ -136,14 +135,13 @@ async fn check_submission(
 #[post("/v1/orgs/<org_id>/codegen-jobs", data = "<body>")]
 pub async fn create_codegen_job(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Member>,
     org_id: Uuid,
     body: JsonBody<CreateCodegenJob>,
 ) -> Result<Accepted<CodegenJobView>, ApiError> {
     let body = body.0;
     let engine = body.engine.unwrap_or_default();
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Member).await?;
     let graph_version = check_submission(state, &txn, org_id, &body, engine).await?;
     let target = body
         .target
@@ -161,7 +159,7 @@ pub async fn create_codegen_job(
             graph_version,
             engine: engine.as_str().to_owned(),
             target,
-            created_by: caller.sub.clone(),
+            created_by: access.caller.sub.clone(),
         },
     )
     .await?;
@@ -179,7 +177,7 @@ pub async fn create_codegen_job(
 #[get("/v1/orgs/<org_id>/codegen-jobs?<project_id>&<status>&<limit>&<cursor>")]
 pub async fn list_codegen_jobs(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Option<&str>,
     status: Option<&str>,
@@ -208,7 +206,6 @@ pub async fn list_codegen_jobs(
                 })?,
         ),
     };
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let filter = store::codegen::ListFilter { project_id, status };
     let (rows, more) = store::codegen::list(&state.db, org_id, &filter, &page).await?;
     Ok(Json(Page::from_rows(
@@ -219,15 +216,12 @@ pub async fn list_codegen_jobs(
     )))
 }
 
-/// Loads a live job of the organization, after the caller's access check.
+/// Loads a live job of the organization.
 async fn live_job(
     db: &impl sea_orm::ConnectionTrait,
-    caller: &Caller,
     org_id: Uuid,
     job_id: Uuid,
-    required: Role,
 ) -> Result<CodegenJob, ApiError> {
-    org_access(db, caller, org_id, required).await?;
     store::codegen::find_live(db, org_id, job_id)
         .await?
         .ok_or(ApiError::NotFound)
@@ -236,11 +230,9 @@ async fn live_job(
 /// Like [`live_job`], with the row locked for the caller's write transaction.
 async fn live_job_for_update(
     db: &impl sea_orm::ConnectionTrait,
-    caller: &Caller,
     org_id: Uuid,
     job_id: Uuid,
 ) -> Result<CodegenJob, ApiError> {
-    org_access(db, caller, org_id, Role::Member).await?;
     store::codegen::find_for_update(db, job_id)
         .await?
         .filter(|job| job.org_id == org_id && job.deleted_at.is_none())
@@ -252,11 +244,11 @@ async fn live_job_for_update(
 #[get("/v1/orgs/<org_id>/codegen-jobs/<job_id>")]
 pub async fn get_codegen_job(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     job_id: Uuid,
 ) -> Result<Json<CodegenJobView>, ApiError> {
-    let job = live_job(&state.db, &caller, org_id, job_id, Role::Viewer).await?;
+    let job = live_job(&state.db, org_id, job_id).await?;
     Ok(Json(job.into()))
 }
 
@@ -266,13 +258,13 @@ pub async fn get_codegen_job(
 #[post("/v1/orgs/<org_id>/codegen-jobs/<job_id>/cancel")]
 pub async fn cancel_codegen_job(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Member>,
     org_id: Uuid,
     job_id: Uuid,
 ) -> Result<Accepted<CodegenJobView>, ApiError> {
     use store::codegen::{status, Transition};
     let txn = store::begin_write(&state.db).await?;
-    let job = live_job_for_update(&txn, &caller, org_id, job_id).await?;
+    let job = live_job_for_update(&txn, org_id, job_id).await?;
     if status::is_finished(&job.status) {
         return Err(ApiError::Conflict(format!(
             "the job already finished ({}); only a pending or running job can be cancelled",
@@ -318,12 +310,12 @@ pub async fn cancel_codegen_job(
 #[delete("/v1/orgs/<org_id>/codegen-jobs/<job_id>")]
 pub async fn delete_codegen_job(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Member>,
     org_id: Uuid,
     job_id: Uuid,
 ) -> Result<NoContent, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    let job = live_job_for_update(&txn, &caller, org_id, job_id).await?;
+    let job = live_job_for_update(&txn, org_id, job_id).await?;
     store::codegen::transition(
         &txn,
         job,
@@ -343,11 +335,11 @@ pub async fn delete_codegen_job(
 #[get("/v1/orgs/<org_id>/codegen-jobs/<job_id>/artifacts")]
 pub async fn list_codegen_artifacts(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     job_id: Uuid,
 ) -> Result<Json<ArtifactList>, ApiError> {
-    let job = live_job(&state.db, &caller, org_id, job_id, Role::Viewer).await?;
+    let job = live_job(&state.db, org_id, job_id).await?;
     let items = store::codegen::list_artifacts(&state.db, job.id)
         .await?
         .into_iter()
@@ -366,12 +358,12 @@ pub async fn list_codegen_artifacts(
 #[get("/v1/orgs/<org_id>/codegen-jobs/<job_id>/artifacts/<path>")]
 pub async fn get_codegen_artifact(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     job_id: Uuid,
     path: &str,
 ) -> Result<FileDownload, ApiError> {
-    let job = live_job(&state.db, &caller, org_id, job_id, Role::Viewer).await?;
+    let job = live_job(&state.db, org_id, job_id).await?;
     let artifact = store::codegen::get_artifact(&state.db, job.id, path)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -388,11 +380,11 @@ pub async fn get_codegen_artifact(
 #[get("/v1/orgs/<org_id>/codegen-jobs/<job_id>/bundle")]
 pub async fn get_codegen_bundle(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     job_id: Uuid,
 ) -> Result<FileDownload, ApiError> {
-    let job = live_job(&state.db, &caller, org_id, job_id, Role::Viewer).await?;
+    let job = live_job(&state.db, org_id, job_id).await?;
     let artifacts = store::codegen::all_artifacts(&state.db, job.id).await?;
     if artifacts.is_empty() {
         return Err(ApiError::Conflict(format!(

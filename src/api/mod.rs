@@ -1,6 +1,5 @@
 //! The HTTP API: one module per resource, each exporting its routes with their OpenAPI spec.
 
-pub mod access;
 pub mod admin;
 pub mod body;
 pub mod codegen;

@@ -1,11 +1,10 @@
 //! `/v1/orgs`: organizations.
 
-use super::access::org_access;
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::{Created, NoContent};
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Admin, Caller, OrgAccess, Owner, Viewer};
 use crate::domain::{DisplayName, DnsLabel, Role};
 use crate::error::{ApiError, FieldError};
 use crate::outbox::{self, EventType};
@@ -117,12 +116,9 @@ pub async fn list_orgs(
 /// Get one organization.
 #[openapi(tag = "Organizations")]
 #[get("/v1/orgs/<org_id>")]
-pub async fn get_org(
-    state: &State<AppState>,
-    caller: Caller,
-    org_id: Uuid,
-) -> Result<Json<OrgView>, ApiError> {
-    let access = org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+pub async fn get_org(access: OrgAccess<Viewer>, org_id: Uuid) -> Result<Json<OrgView>, ApiError> {
+    // The guard loaded the organization of this path's id.
+    debug_assert_eq!(access.org.id, org_id);
     Ok(Json(access.org.into()))
 }
 
@@ -131,7 +127,7 @@ pub async fn get_org(
 #[patch("/v1/orgs/<org_id>", data = "<body>")]
 pub async fn update_org(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Admin>,
     org_id: Uuid,
     body: JsonBody<UpdateOrg>,
 ) -> Result<Json<OrgView>, ApiError> {
@@ -141,8 +137,8 @@ pub async fn update_org(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    debug_assert_eq!(access.org.id, org_id);
     let txn = store::begin_write(&state.db).await?;
-    let access = org_access(&txn, &caller, org_id, Role::Admin).await?;
     let org = store::orgs::update(&txn, access.org, name.flatten(), slug.flatten())
         .await
         .map_err(slug_taken)?;
@@ -158,11 +154,10 @@ pub async fn update_org(
 #[delete("/v1/orgs/<org_id>")]
 pub async fn delete_org(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Owner>,
     org_id: Uuid,
 ) -> Result<NoContent, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    let access = org_access(&txn, &caller, org_id, Role::Owner).await?;
     let active = store::workspaces::count_active(&txn, org_id).await?;
     if active > 0 {
         return Err(ApiError::Conflict(format!(

@@ -1,12 +1,11 @@
 //! `/v1/orgs/{org_id}/projects`: projects (namespaces in a workspace) and their versioned graph.
 
-use super::access::org_access;
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::{Created, NoContent, Tagged};
 use crate::app::AppState;
-use crate::auth::Caller;
-use crate::domain::{graph, DnsLabel, Role};
+use crate::auth::{Member, OrgAccess, Viewer};
+use crate::domain::{graph, DnsLabel};
 use crate::error::ApiError;
 use crate::outbox::{self, EventType};
 pub use crate::resources::project::{ProjectQuota, ProjectView};
@@ -174,7 +173,7 @@ async fn live_project(
 #[post("/v1/orgs/<org_id>/projects", data = "<body>")]
 pub async fn create_project(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Member>,
     org_id: Uuid,
     body: JsonBody<CreateProject>,
 ) -> Result<Created<ProjectView>, ApiError> {
@@ -205,7 +204,6 @@ pub async fn create_project(
         return Err(ApiError::Validation(errors));
     }
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Member).await?;
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?
         .ok_or_else(|| {
@@ -226,7 +224,7 @@ pub async fn create_project(
         name.as_str(),
         graph::empty_graph(),
         (&quota.cpu, &quota.memory),
-        &caller.sub,
+        &access.caller.sub,
     )
     .await
     .map_err(name_taken(name.as_str()))?;
@@ -244,14 +242,13 @@ pub async fn create_project(
 #[get("/v1/orgs/<org_id>/projects?<workspace_id>&<limit>&<cursor>")]
 pub async fn list_projects(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     workspace_id: Option<Uuid>,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Json<Page<ProjectView>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let (rows, more) = store::projects::list(&state.db, org_id, workspace_id, &page).await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -266,11 +263,10 @@ pub async fn list_projects(
 #[get("/v1/orgs/<org_id>/projects/<project_id>")]
 pub async fn get_project(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Uuid,
 ) -> Result<Json<ProjectView>, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     Ok(Json(
         live_project(&state.db, org_id, project_id).await?.into(),
     ))
@@ -281,7 +277,7 @@ pub async fn get_project(
 #[patch("/v1/orgs/<org_id>/projects/<project_id>", data = "<body>")]
 pub async fn update_project(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Member>,
     org_id: Uuid,
     project_id: Uuid,
     body: JsonBody<UpdateProject>,
@@ -292,7 +288,6 @@ pub async fn update_project(
         .map(|n| DnsLabel::parse(&n).map_err(|e| ApiError::invalid("/name", e)))
         .transpose()?;
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
     let view = match name {
         Some(name) if name.as_str() != project.name => {
@@ -314,12 +309,11 @@ pub async fn update_project(
 #[delete("/v1/orgs/<org_id>/projects/<project_id>")]
 pub async fn delete_project(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Member>,
     org_id: Uuid,
     project_id: Uuid,
 ) -> Result<NoContent, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
     let project = store::projects::soft_delete(&txn, project).await?;
     let view = ProjectView::from(project);
@@ -333,11 +327,10 @@ pub async fn delete_project(
 #[get("/v1/orgs/<org_id>/projects/<project_id>/graph")]
 pub async fn get_graph(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Uuid,
 ) -> Result<Tagged<GraphView>, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let project = live_project(&state.db, org_id, project_id).await?;
     Ok(Tagged {
         etag: etag(project.graph_version),
@@ -353,7 +346,7 @@ pub async fn get_graph(
 #[put("/v1/orgs/<org_id>/projects/<project_id>/graph", data = "<body>")]
 pub async fn put_graph(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Member>,
     org_id: Uuid,
     project_id: Uuid,
     if_match: IfMatch,
@@ -361,7 +354,6 @@ pub async fn put_graph(
 ) -> Result<Tagged<GraphView>, ApiError> {
     let new_graph = body.0.graph;
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
     if if_match.0.is_none() {
         return Err(ApiError::PreconditionRequired(
@@ -380,7 +372,7 @@ pub async fn put_graph(
         &project,
         project.graph_version,
         new_graph,
-        &caller.sub,
+        &access.caller.sub,
     )
     .await?
     .ok_or_else(|| ApiError::PreconditionFailed("the graph changed concurrently".to_owned()))?;
@@ -412,14 +404,13 @@ pub async fn put_graph(
 #[get("/v1/orgs/<org_id>/projects/<project_id>/graph/versions?<limit>&<cursor>")]
 pub async fn list_graph_versions(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Uuid,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Json<Page<GraphVersionSummary>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let project = live_project(&state.db, org_id, project_id).await?;
     let (rows, more) = store::projects::list_versions(&state.db, project.id, &page).await?;
     Ok(Json(Page::from_rows(
@@ -439,12 +430,11 @@ pub async fn list_graph_versions(
 #[get("/v1/orgs/<org_id>/projects/<project_id>/graph/versions/<version>")]
 pub async fn get_graph_version(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Uuid,
     version: i32,
 ) -> Result<Tagged<GraphVersionView>, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let project = live_project(&state.db, org_id, project_id).await?;
     let stored = store::projects::find_version(&state.db, project.id, version)
         .await?

@@ -1,13 +1,12 @@
 //! `/v1/orgs/{org_id}/workspaces`: virtual clusters. The API records intent (`pending`,
 //! `deleting`); the vCluster provisioner does the work.
 
-use super::access::org_access;
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::Accepted;
 use crate::app::AppState;
-use crate::auth::Caller;
-use crate::domain::{DnsLabel, Role};
+use crate::auth::{Admin, Member, OrgAccess, Viewer};
+use crate::domain::DnsLabel;
 use crate::error::ApiError;
 use crate::outbox::{self, EventType};
 pub use crate::resources::workspace::{Condition, Plan, Progress, WorkspaceStatus, WorkspaceView};
@@ -36,14 +35,13 @@ pub struct CreateWorkspace {
 #[post("/v1/orgs/<org_id>/workspaces", data = "<body>")]
 pub async fn create_workspace(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     body: JsonBody<CreateWorkspace>,
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
     let CreateWorkspace { name, plan } = body.0;
     let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     let workspace = store::workspaces::insert(&txn, org_id, name.as_str(), plan.as_str())
         .await
         .map_err(|err| {
@@ -67,13 +65,12 @@ pub async fn create_workspace(
 #[get("/v1/orgs/<org_id>/workspaces?<limit>&<cursor>")]
 pub async fn list_workspaces(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Json<Page<WorkspaceView>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let (rows, more) = store::workspaces::list(&state.db, org_id, &page).await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -88,11 +85,10 @@ pub async fn list_workspaces(
 #[get("/v1/orgs/<org_id>/workspaces/<workspace_id>")]
 pub async fn get_workspace(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let workspace = store::workspaces::find_live(&state.db, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -104,12 +100,11 @@ pub async fn get_workspace(
 #[delete("/v1/orgs/<org_id>/workspaces/<workspace_id>")]
 pub async fn delete_workspace(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -142,12 +137,11 @@ pub async fn delete_workspace(
 #[post("/v1/orgs/<org_id>/workspaces/<workspace_id>/retry")]
 pub async fn retry_workspace(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -184,11 +178,10 @@ pub async fn retry_workspace(
 #[get("/v1/orgs/<org_id>/workspaces/<workspace_id>/kubeconfig")]
 pub async fn get_kubeconfig(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Member>,
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<super::responses::Yaml, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Member).await?;
     let workspace = store::workspaces::find_live(&state.db, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;
