@@ -6,8 +6,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::workspace::Progress;
+use crate::error::ApiError;
+use crate::outbox::{self, EventType};
 use crate::store::{self, codegen::CodegenJob};
 use crate::workers::codegen::git::GitTarget;
+use sea_orm::{ConnectionTrait, DbErr};
 
 /// Which engine generates the manifests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -204,4 +207,60 @@ impl From<CodegenJob> for CodegenJobView {
             updated_at: job.updated_at,
         }
     }
+}
+
+/// Cancels `job` for good: drops any stored files, marks it cancelled and records
+/// `codegen.cancelled`. The one place a job becomes cancelled, for the API (a pending job) and
+/// the runner (a running job, at its next step).
+pub async fn cancel(txn: &impl ConnectionTrait, job: CodegenJob) -> Result<CodegenJobView, DbErr> {
+    use store::codegen::{status, Transition};
+    store::codegen::delete_artifacts(txn, job.id).await?;
+    let job = store::codegen::transition(
+        txn,
+        job,
+        Transition {
+            status: Some(status::CANCELLED),
+            cancel_requested: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let view = CodegenJobView::from(job);
+    outbox::record(
+        txn,
+        EventType::CodegenCancelled,
+        view.org_id,
+        view.id,
+        &view,
+    )
+    .await?;
+    Ok(view)
+}
+
+/// Handles a cancel request for the locked `job`: a pending job is cancelled at once, a
+/// running one is flagged and stopped by the runner at its next step; 409 once it finished.
+pub async fn request_cancel(
+    txn: &impl ConnectionTrait,
+    job: CodegenJob,
+) -> Result<CodegenJobView, ApiError> {
+    use store::codegen::{status, Transition};
+    if status::is_finished(&job.status) {
+        return Err(ApiError::Conflict(format!(
+            "the job already finished ({}); only a pending or running job can be cancelled",
+            job.status
+        )));
+    }
+    if job.status == status::PENDING {
+        return Ok(cancel(txn, job).await?);
+    }
+    let job = store::codegen::transition(
+        txn,
+        job,
+        Transition {
+            cancel_requested: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(CodegenJobView::from(job))
 }

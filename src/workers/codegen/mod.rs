@@ -189,25 +189,7 @@ async fn checkpoint(
         return Ok(Checkpoint::Stop);
     }
     if job.cancel_requested {
-        job_store::delete_artifacts(&txn, job.id).await?;
-        let job = job_store::transition(
-            &txn,
-            job,
-            Transition {
-                status: Some(job_store::status::CANCELLED),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let view = CodegenJobView::from(job);
-        outbox::record(
-            &txn,
-            EventType::CodegenCancelled,
-            view.org_id,
-            view.id,
-            &view,
-        )
-        .await?;
+        crate::resources::codegen::cancel(&txn, job).await?;
         txn.commit().await?;
         return Ok(Checkpoint::Stop);
     }

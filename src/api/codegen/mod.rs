@@ -2,26 +2,23 @@
 //! The API records the job (`pending`) with its `codegen.requested` event; the codegen runner
 //! does the work and stores the files, which are served here one by one or as a `.tar.gz`.
 
+mod download;
+mod submit;
+
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::{Accepted, NoContent};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
-use crate::domain::graph;
-use crate::error::{ApiError, FieldError};
-use crate::outbox::{self, EventType};
+use crate::error::ApiError;
 pub use crate::resources::codegen::{
     CodegenError, CodegenJobView, CodegenStatus, CodegenTarget, Engine, GitTargetSpec, Timings,
 };
 use crate::store::{self, codegen::CodegenJob};
-use crate::workers::codegen::git::check_target;
-use rocket::http::{ContentType, Header, Status};
-use rocket::response::{self, Responder, Response};
+pub use download::FileDownload;
 use rocket::serde::json::Json;
-use rocket::{delete, get, post, Request, State};
-use rocket_okapi::gen::OpenApiGenerator;
-use rocket_okapi::okapi::openapi3::{OpenApi, Responses};
-use rocket_okapi::response::OpenApiResponderInner;
+use rocket::{delete, get, post, State};
+use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
@@ -65,71 +62,6 @@ pub struct ArtifactList {
     pub items: Vec<ArtifactView>,
 }
 
-/// Checks a submission against the project, its graph and the configuration; answers the graph
-/// version to generate.
-async fn check_submission(
-    state: &AppState,
-    db: &impl sea_orm::ConnectionTrait,
-    org_id: Uuid,
-    body: &CreateCodegenJob,
-    engine: Engine,
-) -> Result<i32, ApiError> {
-    let project = store::projects::find_live(db, org_id, body.project_id)
-        .await?
-        .ok_or_else(|| ApiError::invalid("/project_id", "no such project in this organization"))?;
-    let mut errors = Vec::new();
-    let version = body.graph_version.unwrap_or(project.graph_version);
-    match store::projects::find_version(db, project.id, version).await? {
-        None => errors.push(FieldError::new(
-            "/graph_version",
-            format!(
-                "the project has no graph version {version} (current: {})",
-                project.graph_version
-            ),
-        )),
-        Some(stored) => {
-            if let Err(problems) = graph::validate(&stored.graph, "") {
-                for problem in problems {
-                    errors.push(FieldError::new(
-                        "/graph_version",
-                        format!(
-                            "graph version {version} is invalid at {}: {}",
-                            problem.pointer, problem.detail
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    if engine == Engine::Llm && state.codegen.llm.is_none() {
-        errors.push(FieldError::new(
-            "/engine",
-            "the llm engine is not configured on this server (GANTRY_LLM_BASE_URL, \
-             GANTRY_LLM_MODEL)",
-        ));
-    }
-    if let Some(git) = body.target.as_ref().and_then(|t| t.git.as_ref()) {
-        if let Err(problems) =
-            check_target(&git.git_target(), &state.codegen.git_allowed_schemes, "")
-        {
-            errors.extend(problems);
-        }
-        if let Some(secret) = &git.credentials_secret {
-            if !store::secrets::exists(db, org_id, secret).await? {
-                errors.push(FieldError::new(
-                    "/target/git/credentials_secret",
-                    format!("no org secret named {secret:?}"),
-                ));
-            }
-        }
-    }
-    if errors.is_empty() {
-        Ok(version)
-    } else {
-        Err(ApiError::Validation(errors))
-    }
-}
-
 /// Submit a codegen job (member+): answers 202 with status `pending`.
 #[openapi(tag = "Codegen")]
 #[post("/v1/orgs/<org_id>/codegen-jobs", data = "<body>")]
@@ -139,32 +71,8 @@ pub async fn create_codegen_job(
     org_id: Uuid,
     body: JsonBody<CreateCodegenJob>,
 ) -> Result<Accepted<CodegenJobView>, ApiError> {
-    let body = body.0;
-    let engine = body.engine.unwrap_or_default();
     let txn = store::begin_write(&state.db).await?;
-    let graph_version = check_submission(state, &txn, org_id, &body, engine).await?;
-    let target = body
-        .target
-        .filter(|t| t.git.is_some())
-        .map(|t| {
-            serde_json::to_value(t)
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("serializing the target: {e}")))
-        })
-        .transpose()?;
-    let job = store::codegen::insert(
-        &txn,
-        store::codegen::NewCodegenJob {
-            org_id,
-            project_id: body.project_id,
-            graph_version,
-            engine: engine.as_str().to_owned(),
-            target,
-            created_by: access.caller.sub.clone(),
-        },
-    )
-    .await?;
-    let view = CodegenJobView::from(job);
-    outbox::record(&txn, EventType::CodegenRequested, org_id, view.id, &view).await?;
+    let view = submit::submit(state, &txn, org_id, &access.caller.sub, body.0).await?;
     txn.commit().await?;
     Ok(Accepted {
         location: format!("/v1/orgs/{org_id}/codegen-jobs/{}", view.id),
@@ -185,28 +93,7 @@ pub async fn list_codegen_jobs(
     cursor: Option<&str>,
 ) -> Result<Json<Page<CodegenJobView>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    let project_id = match project_id.filter(|p| !p.is_empty()) {
-        None => None,
-        Some(raw) => Some(
-            Uuid::parse_str(raw)
-                .map_err(|_| ApiError::BadRequest(format!("project_id {raw:?} is not a UUID")))?,
-        ),
-    };
-    let status = match status.filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => Some(
-            store::codegen::status::ALL
-                .into_iter()
-                .find(|s| *s == raw)
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "status {raw:?} is not one of: {}",
-                        store::codegen::status::ALL.join(", ")
-                    ))
-                })?,
-        ),
-    };
-    let filter = store::codegen::ListFilter { project_id, status };
+    let filter = submit::list_filter(project_id, status)?;
     let (rows, more) = store::codegen::list(&state.db, org_id, &filter, &page).await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -262,41 +149,9 @@ pub async fn cancel_codegen_job(
     org_id: Uuid,
     job_id: Uuid,
 ) -> Result<Accepted<CodegenJobView>, ApiError> {
-    use store::codegen::{status, Transition};
     let txn = store::begin_write(&state.db).await?;
     let job = live_job_for_update(&txn, org_id, job_id).await?;
-    if status::is_finished(&job.status) {
-        return Err(ApiError::Conflict(format!(
-            "the job already finished ({}); only a pending or running job can be cancelled",
-            job.status
-        )));
-    }
-    let view = if job.status == status::PENDING {
-        let job = store::codegen::transition(
-            &txn,
-            job,
-            Transition {
-                status: Some(status::CANCELLED),
-                cancel_requested: true,
-                ..Default::default()
-            },
-        )
-        .await?;
-        let view = CodegenJobView::from(job);
-        outbox::record(&txn, EventType::CodegenCancelled, org_id, view.id, &view).await?;
-        view
-    } else {
-        let job = store::codegen::transition(
-            &txn,
-            job,
-            Transition {
-                cancel_requested: true,
-                ..Default::default()
-            },
-        )
-        .await?;
-        CodegenJobView::from(job)
-    };
+    let view = crate::resources::codegen::request_cancel(&txn, job).await?;
     txn.commit().await?;
     Ok(Accepted {
         location: format!("/v1/orgs/{org_id}/codegen-jobs/{job_id}"),
@@ -402,55 +257,6 @@ pub async fn get_codegen_bundle(
         sha256: None,
         body,
     })
-}
-
-/// `200 OK` with a file's bytes and its media type.
-pub struct FileDownload {
-    content_type: String,
-    file_name: Option<String>,
-    sha256: Option<String>,
-    body: Vec<u8>,
-}
-
-impl<'r> Responder<'r, 'static> for FileDownload {
-    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
-        let content_type = ContentType::parse_flexible(&self.content_type)
-            .unwrap_or(ContentType::new("application", "octet-stream"));
-        let mut response = Response::build();
-        response.status(Status::Ok).header(content_type);
-        if let Some(name) = self.file_name {
-            response.header(Header::new(
-                "Content-Disposition",
-                format!("attachment; filename=\"{name}\""),
-            ));
-        }
-        if let Some(sha) = self.sha256 {
-            response.header(Header::new("ETag", format!("\"{sha}\"")));
-        }
-        response
-            .sized_body(self.body.len(), std::io::Cursor::new(self.body))
-            .ok()
-    }
-}
-
-impl OpenApiResponderInner for FileDownload {
-    fn responses(_gen: &mut OpenApiGenerator) -> rocket_okapi::Result<Responses> {
-        use rocket_okapi::okapi::openapi3::{MediaType, RefOr, Response as OpenApiResponse};
-        let mut content = rocket_okapi::okapi::Map::new();
-        for media_type in ["application/yaml", "application/gzip"] {
-            content.insert(media_type.to_owned(), MediaType::default());
-        }
-        let mut responses = Responses::default();
-        responses.responses.insert(
-            "200".to_owned(),
-            RefOr::Object(OpenApiResponse {
-                description: "The file (YAML for a manifest, gzip for the bundle).".to_owned(),
-                content,
-                ..Default::default()
-            }),
-        );
-        Ok(responses)
-    }
 }
 
 /// Routes of this module with their OpenAPI spec.
