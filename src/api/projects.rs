@@ -5,11 +5,12 @@ use super::pagination::{page_request, Page};
 use super::responses::{Created, NoContent, Tagged};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
-use crate::domain::{graph, DnsLabel};
+use crate::domain::DnsLabel;
 use crate::error::ApiError;
 use crate::outbox::{self, EventType};
+use crate::resources::project;
 pub use crate::resources::project::{ProjectQuota, ProjectView};
-use crate::store::{self, is_unique_violation, projects::Project};
+use crate::store::{self, projects::Project};
 use chrono::{DateTime, Utc};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::serde::json::Json;
@@ -96,6 +97,22 @@ fn etag(version: i32) -> String {
 pub struct IfMatch(Option<String>);
 
 impl IfMatch {
+    /// 428 without the header, 412 unless it names `version`.
+    fn require(&self, version: i32) -> Result<(), ApiError> {
+        if self.0.is_none() {
+            return Err(ApiError::PreconditionRequired(
+                "send If-Match with the graph's current ETag".to_owned(),
+            ));
+        }
+        if !self.matches(version) {
+            return Err(ApiError::PreconditionFailed(format!(
+                "the graph changed; the current ETag is {}",
+                etag(version)
+            )));
+        }
+        Ok(())
+    }
+
     /// True when the header names `version` (or is `*`).
     fn matches(&self, version: i32) -> bool {
         let Some(value) = &self.0 else { return false };
@@ -146,18 +163,6 @@ impl<'r> OpenApiFromRequest<'r> for IfMatch {
     }
 }
 
-fn name_taken(name: &str) -> impl FnOnce(sea_orm::DbErr) -> ApiError + '_ {
-    move |err| {
-        if is_unique_violation(&err) {
-            ApiError::Conflict(format!(
-                "a project named {name} already exists in this workspace"
-            ))
-        } else {
-            err.into()
-        }
-    }
-}
-
 async fn live_project(
     db: &impl sea_orm::ConnectionTrait,
     org_id: Uuid,
@@ -183,53 +188,19 @@ pub async fn create_project(
         quota,
     } = body.0;
     let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
-    let quota = quota.unwrap_or(ProjectQuota {
-        cpu: "2".to_owned(),
-        memory: "4Gi".to_owned(),
-    });
-    let mut errors = Vec::new();
-    if !graph::is_quantity(&quota.cpu) {
-        errors.push(crate::error::FieldError::new(
-            "/quota/cpu",
-            "must be a Kubernetes quantity such as 2 or 500m",
-        ));
-    }
-    if !graph::is_quantity(&quota.memory) {
-        errors.push(crate::error::FieldError::new(
-            "/quota/memory",
-            "must be a Kubernetes quantity such as 4Gi",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let quota = quota
+        .unwrap_or_else(ProjectQuota::default_quota)
+        .checked()?;
     let txn = store::begin_write(&state.db).await?;
-    let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::invalid("/workspace_id", "no such workspace in this organization")
-        })?;
-    if matches!(
-        workspace.status.as_str(),
-        store::workspaces::status::DELETING | store::workspaces::status::DELETED
-    ) {
-        return Err(ApiError::Conflict(
-            "the workspace is being deleted".to_owned(),
-        ));
-    }
-    let project = store::projects::insert(
+    let view = project::create(
         &txn,
         org_id,
         workspace_id,
-        name.as_str(),
-        graph::empty_graph(),
-        (&quota.cpu, &quota.memory),
+        &name,
+        &quota,
         &access.caller.sub,
     )
-    .await
-    .map_err(name_taken(name.as_str()))?;
-    let view = ProjectView::from(project);
-    outbox::record(&txn, EventType::ProjectCreated, org_id, view.id, &view).await?;
+    .await?;
     txn.commit().await?;
     Ok(Created {
         location: format!("/v1/orgs/{org_id}/projects/{}", view.id),
@@ -293,7 +264,7 @@ pub async fn update_project(
         Some(name) if name.as_str() != project.name => {
             let project = store::projects::rename(&txn, project, name.as_str().to_owned())
                 .await
-                .map_err(name_taken(name.as_str()))?;
+                .map_err(project::name_taken(name.as_str()))?;
             let view = ProjectView::from(project);
             outbox::record(&txn, EventType::ProjectUpdated, org_id, view.id, &view).await?;
             view
@@ -352,43 +323,10 @@ pub async fn put_graph(
     if_match: IfMatch,
     body: JsonBody<PutGraph>,
 ) -> Result<Tagged<GraphView>, ApiError> {
-    let new_graph = body.0.graph;
     let txn = store::begin_write(&state.db).await?;
     let project = live_project(&txn, org_id, project_id).await?;
-    if if_match.0.is_none() {
-        return Err(ApiError::PreconditionRequired(
-            "send If-Match with the graph's current ETag".to_owned(),
-        ));
-    }
-    if !if_match.matches(project.graph_version) {
-        return Err(ApiError::PreconditionFailed(format!(
-            "the graph changed; the current ETag is {}",
-            etag(project.graph_version)
-        )));
-    }
-    graph::validate(&new_graph, "/graph").map_err(ApiError::Validation)?;
-    let updated = store::projects::put_graph(
-        &txn,
-        &project,
-        project.graph_version,
-        new_graph,
-        &access.caller.sub,
-    )
-    .await?
-    .ok_or_else(|| ApiError::PreconditionFailed("the graph changed concurrently".to_owned()))?;
-    let data = serde_json::json!({
-        "project_id": updated.id,
-        "workspace_id": updated.workspace_id,
-        "version": updated.graph_version,
-    });
-    outbox::record(
-        &txn,
-        EventType::ProjectGraphUpdated,
-        org_id,
-        updated.id,
-        data,
-    )
-    .await?;
+    if_match.require(project.graph_version)?;
+    let updated = project::replace_graph(&txn, &project, body.0.graph, &access.caller.sub).await?;
     txn.commit().await?;
     Ok(Tagged {
         etag: etag(updated.graph_version),

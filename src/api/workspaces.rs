@@ -9,6 +9,7 @@ use crate::auth::{Admin, Member, OrgAccess, Viewer};
 use crate::domain::DnsLabel;
 use crate::error::ApiError;
 use crate::outbox::{self, EventType};
+use crate::resources::workspace;
 pub use crate::resources::workspace::{Condition, Plan, Progress, WorkspaceStatus, WorkspaceView};
 use crate::store::{self, is_unique_violation};
 use rocket::serde::json::Json;
@@ -108,22 +109,7 @@ pub async fn delete_workspace(
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    // Repeating the request is harmless: only the first records the command event.
-    let view = if workspace.status == store::workspaces::status::DELETING {
-        WorkspaceView::from(workspace)
-    } else {
-        let workspace = store::workspaces::mark_deleting(&txn, workspace).await?;
-        let view = WorkspaceView::from(workspace);
-        outbox::record(
-            &txn,
-            EventType::WorkspaceDeletionRequested,
-            org_id,
-            view.id,
-            &view,
-        )
-        .await?;
-        view
-    };
+    let view = workspace::request_deletion(&txn, workspace).await?;
     txn.commit().await?;
     Ok(Accepted {
         location: format!("/v1/orgs/{org_id}/workspaces/{workspace_id}"),
@@ -145,25 +131,7 @@ pub async fn retry_workspace(
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if workspace.status != store::workspaces::status::FAILED {
-        return Err(ApiError::Conflict(format!(
-            "workspace is {}; only a failed workspace can be retried",
-            workspace.status
-        )));
-    }
-    let workspace = store::workspaces::transition(
-        &txn,
-        workspace,
-        store::workspaces::Transition {
-            status: Some(store::workspaces::status::PENDING),
-            error: Some(None),
-            started: Some(false),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let view = WorkspaceView::from(workspace);
-    outbox::record(&txn, EventType::WorkspaceRequested, org_id, view.id, &view).await?;
+    let view = workspace::retry(&txn, workspace).await?;
     txn.commit().await?;
     Ok(Accepted {
         location: format!("/v1/orgs/{org_id}/workspaces/{workspace_id}"),

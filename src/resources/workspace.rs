@@ -5,7 +5,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::error::ApiError;
+use crate::outbox::{self, EventType};
 use crate::store::{self, workspaces::Workspace};
+use sea_orm::{ConnectionTrait, DbErr};
 
 /// Workspace plan: where and how big the virtual cluster is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -134,4 +137,61 @@ impl From<Workspace> for WorkspaceView {
             updated_at: w.updated_at,
         }
     }
+}
+
+/// Requests deletion of `workspace` and records `workspace.deletion_requested`; repeating the
+/// request is harmless: only the first records the command event.
+pub async fn request_deletion(
+    txn: &impl ConnectionTrait,
+    workspace: Workspace,
+) -> Result<WorkspaceView, DbErr> {
+    if workspace.status == store::workspaces::status::DELETING {
+        return Ok(WorkspaceView::from(workspace));
+    }
+    let workspace = store::workspaces::mark_deleting(txn, workspace).await?;
+    let view = WorkspaceView::from(workspace);
+    outbox::record(
+        txn,
+        EventType::WorkspaceDeletionRequested,
+        view.org_id,
+        view.id,
+        &view,
+    )
+    .await?;
+    Ok(view)
+}
+
+/// Requests a failed `workspace` again (back to `pending`, with `workspace.requested`); 409
+/// unless it is `failed`.
+pub async fn retry(
+    txn: &impl ConnectionTrait,
+    workspace: Workspace,
+) -> Result<WorkspaceView, ApiError> {
+    if workspace.status != store::workspaces::status::FAILED {
+        return Err(ApiError::Conflict(format!(
+            "workspace is {}; only a failed workspace can be retried",
+            workspace.status
+        )));
+    }
+    let workspace = store::workspaces::transition(
+        txn,
+        workspace,
+        store::workspaces::Transition {
+            status: Some(store::workspaces::status::PENDING),
+            error: Some(None),
+            started: Some(false),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let view = WorkspaceView::from(workspace);
+    outbox::record(
+        txn,
+        EventType::WorkspaceRequested,
+        view.org_id,
+        view.id,
+        &view,
+    )
+    .await?;
+    Ok(view)
 }
