@@ -1,12 +1,14 @@
 //! Builds the Rocket application: state, routes, docs, catchers and fairings.
 
-use crate::api::{self, CachedError};
+use crate::api;
 use crate::auth::dev::DevSigner;
 use crate::auth::guard::SeenUsers;
 use crate::auth::TokenValidator;
 use crate::config::{AuthConfig, Config};
 use crate::error::ApiError;
+use crate::error::CachedError;
 use crate::metrics::Metrics;
+pub use crate::state::AppState;
 use crate::store;
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::figment::Figment;
@@ -28,28 +30,6 @@ pub struct OpsState {
     pub redis: Option<redis::Client>,
     /// Every metric.
     pub metrics: Arc<Metrics>,
-}
-
-/// Shared state of the REST API.
-pub struct AppState {
-    /// The system of record.
-    pub db: DatabaseConnection,
-    /// Bearer-token validation.
-    pub validator: TokenValidator,
-    /// The job queues (admin views, probes).
-    pub queues: crate::jobs::Queues,
-    /// OIDC issuer put into generated kubeconfigs.
-    pub kubeconfig_issuer: String,
-    /// OIDC client id put into generated kubeconfigs.
-    pub kubeconfig_client_id: String,
-    /// Codegen settings the API checks at submit (LLM configured, Git URL schemes).
-    pub codegen: crate::config::CodegenConfig,
-    /// Users already stored.
-    pub users_seen: SeenUsers,
-    /// The OpenAPI document, serialized once.
-    pub openapi_json: String,
-    /// Which addresses webhooks may reach.
-    pub outbound: crate::webhooks::outbound::OutboundPolicy,
 }
 
 /// Errors while building the application.

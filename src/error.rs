@@ -1,7 +1,7 @@
 //! `ApiError`: every error the HTTP API can answer, mapped once to `application/problem+json`.
 
 use rocket::http::{ContentType, Header, Status};
-use rocket::request::Request;
+use rocket::request::{Outcome, Request};
 use rocket::response::{self, Responder, Response};
 use rocket_okapi::gen::OpenApiGenerator;
 use rocket_okapi::okapi::openapi3::{MediaType, Responses};
@@ -283,4 +283,33 @@ impl OpenApiResponderInner for ApiError {
         }
         Ok(responses)
     }
+}
+
+/// Error kept for the catcher: guards that fail store their `ApiError` here so the catcher can
+/// answer with the exact problem document.
+pub struct CachedError(pub std::sync::Mutex<Option<ApiError>>);
+
+/// Keeps `err` for the catcher; the first error wins, as it is the one that stopped the request.
+fn keep_error(req: &Request<'_>, err: &ApiError) {
+    let cached = req.local_cache(|| CachedError(std::sync::Mutex::new(None)));
+    if let Ok(mut slot) = cached.0.lock() {
+        if slot.is_none() {
+            *slot = Some(err.duplicate());
+        }
+    }
+}
+
+/// Fails a request guard with `err`, keeping it for the catcher.
+pub fn fail<T>(req: &Request<'_>, err: ApiError) -> Outcome<T, ApiError> {
+    keep_error(req, &err);
+    Outcome::Error((err.status(), err))
+}
+
+/// Fails a data guard with `err`, keeping it for the catcher.
+pub fn fail_data<'r, T>(
+    req: &Request<'_>,
+    err: ApiError,
+) -> rocket::data::Outcome<'r, T, ApiError> {
+    keep_error(req, &err);
+    rocket::data::Outcome::Error((err.status(), err))
 }

@@ -11,6 +11,8 @@ pub mod error;
 pub mod jobs;
 pub mod metrics;
 pub mod outbox;
+pub mod resources;
+pub mod state;
 pub mod store;
 pub mod webhooks;
 pub mod workers;

@@ -1,11 +1,9 @@
 //! `/v1/orgs/{org_id}/events`: the organization's events, read from the outbox (so it works in
 //! embedded mode too), as a cursor-paged list and as a Server-Sent Events stream.
 
-use super::access::org_access;
 use super::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::app::AppState;
-use crate::auth::Caller;
-use crate::domain::Role;
+use crate::auth::{OrgAccess, Viewer};
 use crate::error::ApiError;
 use crate::outbox::Envelope;
 use crate::store::{self, outbox::TypeFilter};
@@ -55,7 +53,7 @@ fn parse_cursor(value: &str) -> Result<i64, ApiError> {
 #[get("/v1/orgs/<org_id>/events?<after>&<limit>&<type>")]
 pub async fn list_events(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     after: Option<&str>,
     limit: Option<i64>,
@@ -74,7 +72,6 @@ pub async fn list_events(
         .filter(|a| !a.is_empty())
         .map(parse_cursor)
         .transpose()?;
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let filter = TypeFilter::parse(r#type.unwrap_or_default());
     let (rows, _more) =
         store::outbox::list_for_org(&state.db, org_id, after, &filter, limit).await?;
@@ -132,14 +129,13 @@ impl<'r> OpenApiFromRequest<'r> for LastEventId {
 #[get("/v1/orgs/<org_id>/events/stream?<after>&<type>")]
 pub async fn stream_events(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     after: Option<&str>,
     r#type: Option<&str>,
     last_event_id: LastEventId,
     mut shutdown: Shutdown,
 ) -> Result<EventStream<BoxStream<'static, Event>>, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let resume = last_event_id
         .0
         .as_deref()

@@ -3,17 +3,16 @@
 //! Admins manage members; only owners add, change or remove owners; the last owner can be
 //! neither removed nor demoted. Any member may remove itself (leave).
 
-use super::access::{org_access, org_access_for_update, OrgAccess};
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::{Created, NoContent};
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Admin, OrgAccess, Viewer};
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::outbox::{self, EventType};
+pub use crate::resources::member::MemberView;
 use crate::store::{self, is_unique_violation, members::Membership};
-use chrono::{DateTime, Utc};
 use rocket::serde::json::Json;
 use rocket::{delete, get, patch, post, State};
 use rocket_okapi::okapi::openapi3::OpenApi;
@@ -21,38 +20,11 @@ use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
 use sea_orm::ConnectionTrait;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 /// Longest accepted `user_sub`.
 const MAX_SUB_LEN: usize = 255;
-
-/// A member of an organization.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct MemberView {
-    /// Organization id.
-    pub org_id: Uuid,
-    /// Keycloak `sub` of the member.
-    pub user_sub: String,
-    /// Role in the organization.
-    pub role: Role,
-    /// When the member was added.
-    pub created_at: DateTime<Utc>,
-    /// Last role change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Membership> for MemberView {
-    fn from(m: Membership) -> Self {
-        Self {
-            role: m.role(),
-            org_id: m.org_id,
-            user_sub: m.user_sub,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-        }
-    }
-}
 
 /// Body of `POST …/members`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -72,8 +44,8 @@ pub struct UpdateMember {
     pub role: Role,
 }
 
-fn require_owner_for_owners(access: &OrgAccess, touches_owner: bool) -> Result<(), ApiError> {
-    if touches_owner && access.role != Role::Owner {
+fn require_owner_for_owners(role: Role, touches_owner: bool) -> Result<(), ApiError> {
+    if touches_owner && role != Role::Owner {
         return Err(ApiError::Forbidden(
             "only owners can add, change or remove owners".to_owned(),
         ));
@@ -98,13 +70,12 @@ async fn ensure_not_last_owner(
 #[get("/v1/orgs/<org_id>/members?<limit>&<cursor>")]
 pub async fn list_members(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Json<Page<MemberView>>, ApiError> {
     let page = page_request::<String>(limit, cursor)?;
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let (rows, more) = store::members::list(&state.db, org_id, &page).await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -119,7 +90,7 @@ pub async fn list_members(
 #[post("/v1/orgs/<org_id>/members", data = "<body>")]
 pub async fn add_member(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Admin>,
     org_id: Uuid,
     body: JsonBody<AddMember>,
 ) -> Result<Created<MemberView>, ApiError> {
@@ -132,8 +103,8 @@ pub async fn add_member(
         ));
     }
     let txn = store::begin_write(&state.db).await?;
-    let access = org_access_for_update(&txn, &caller, org_id, Role::Admin).await?;
-    require_owner_for_owners(&access, role == Role::Owner)?;
+    let access = access.lock(&txn).await?;
+    require_owner_for_owners(access.role, role == Role::Owner)?;
     let member = store::members::insert(&txn, org_id, &user_sub, role)
         .await
         .map_err(|err| {
@@ -157,19 +128,19 @@ pub async fn add_member(
 #[patch("/v1/orgs/<org_id>/members/<user_sub>", data = "<body>")]
 pub async fn update_member(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Admin>,
     org_id: Uuid,
     user_sub: &str,
     body: JsonBody<UpdateMember>,
 ) -> Result<Json<MemberView>, ApiError> {
     let new_role = body.0.role;
     let txn = store::begin_write(&state.db).await?;
-    let access = org_access_for_update(&txn, &caller, org_id, Role::Admin).await?;
+    let access = access.lock(&txn).await?;
     let target = store::members::find(&txn, org_id, user_sub)
         .await?
         .ok_or(ApiError::NotFound)?;
     require_owner_for_owners(
-        &access,
+        access.role,
         target.role() == Role::Owner || new_role == Role::Owner,
     )?;
     if new_role != Role::Owner {
@@ -189,19 +160,21 @@ pub async fn update_member(
 #[delete("/v1/orgs/<org_id>/members/<user_sub>")]
 pub async fn remove_member(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Viewer>,
     org_id: Uuid,
     user_sub: &str,
 ) -> Result<NoContent, ApiError> {
-    let leaving = user_sub == caller.sub;
-    let required = if leaving { Role::Viewer } else { Role::Admin };
+    let leaving = user_sub == access.caller.sub;
     let txn = store::begin_write(&state.db).await?;
-    let access = org_access_for_update(&txn, &caller, org_id, required).await?;
+    let access = access.lock(&txn).await?;
+    if !leaving {
+        access.require(Role::Admin)?;
+    }
     let target = store::members::find(&txn, org_id, user_sub)
         .await?
         .ok_or(ApiError::NotFound)?;
     if !leaving {
-        require_owner_for_owners(&access, target.role() == Role::Owner)?;
+        require_owner_for_owners(access.role, target.role() == Role::Owner)?;
     }
     ensure_not_last_owner(&txn, &target).await?;
     let view = MemberView::from(target.clone());

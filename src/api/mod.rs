@@ -1,6 +1,5 @@
 //! The HTTP API: one module per resource, each exporting its routes with their OpenAPI spec.
 
-pub mod access;
 pub mod admin;
 pub mod body;
 pub mod codegen;
@@ -16,41 +15,11 @@ pub mod secrets;
 pub mod webhooks;
 pub mod workspaces;
 
-use crate::error::ApiError;
-use rocket::request::{Outcome, Request};
+pub use crate::error::{fail, fail_data, CachedError};
 use rocket::Route;
 use rocket_okapi::okapi::merge::marge_spec_list;
 use rocket_okapi::okapi::openapi3::{Components, Info, OpenApi, Server, Tag};
 use rocket_okapi::settings::OpenApiSettings;
-
-/// Error kept for the catcher: guards that fail store their `ApiError` here so the catcher can
-/// answer with the exact problem document.
-pub struct CachedError(pub std::sync::Mutex<Option<ApiError>>);
-
-/// Keeps `err` for the catcher; the first error wins, as it is the one that stopped the request.
-fn keep_error(req: &Request<'_>, err: &ApiError) {
-    let cached = req.local_cache(|| CachedError(std::sync::Mutex::new(None)));
-    if let Ok(mut slot) = cached.0.lock() {
-        if slot.is_none() {
-            *slot = Some(err.duplicate());
-        }
-    }
-}
-
-/// Fails a request guard with `err`, keeping it for the catcher.
-pub fn fail<T>(req: &Request<'_>, err: ApiError) -> Outcome<T, ApiError> {
-    keep_error(req, &err);
-    Outcome::Error((err.status(), err))
-}
-
-/// Fails a data guard with `err`, keeping it for the catcher.
-pub fn fail_data<'r, T>(
-    req: &Request<'_>,
-    err: ApiError,
-) -> rocket::data::Outcome<'r, T, ApiError> {
-    keep_error(req, &err);
-    rocket::data::Outcome::Error((err.status(), err))
-}
 
 /// Every API route and the OpenAPI document describing them: one function for the server and
 /// `gantry print-openapi`, so they cannot drift.

@@ -1,51 +1,23 @@
 //! `/v1/orgs`: organizations.
 
-use super::access::org_access;
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::{Created, NoContent};
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::{Admin, Caller, OrgAccess, Owner, Viewer};
 use crate::domain::{DisplayName, DnsLabel, Role};
 use crate::error::{ApiError, FieldError};
 use crate::outbox::{self, EventType};
-use crate::store::{self, is_unique_violation, orgs::Org};
-use chrono::{DateTime, Utc};
+pub use crate::resources::org::OrgView;
+use crate::store::{self, is_unique_violation};
 use rocket::serde::json::Json;
 use rocket::{delete, get, patch, post, State};
 use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
-
-/// An organization.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct OrgView {
-    /// Id.
-    pub id: Uuid,
-    /// Display name.
-    pub name: String,
-    /// Unique DNS-1123 label.
-    pub slug: String,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Org> for OrgView {
-    fn from(org: Org) -> Self {
-        Self {
-            id: org.id,
-            name: org.name,
-            slug: org.slug,
-            created_at: org.created_at,
-            updated_at: org.updated_at,
-        }
-    }
-}
 
 /// Body of `POST /v1/orgs`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -144,12 +116,9 @@ pub async fn list_orgs(
 /// Get one organization.
 #[openapi(tag = "Organizations")]
 #[get("/v1/orgs/<org_id>")]
-pub async fn get_org(
-    state: &State<AppState>,
-    caller: Caller,
-    org_id: Uuid,
-) -> Result<Json<OrgView>, ApiError> {
-    let access = org_access(&state.db, &caller, org_id, Role::Viewer).await?;
+pub async fn get_org(access: OrgAccess<Viewer>, org_id: Uuid) -> Result<Json<OrgView>, ApiError> {
+    // The guard loaded the organization of this path's id.
+    debug_assert_eq!(access.org.id, org_id);
     Ok(Json(access.org.into()))
 }
 
@@ -158,7 +127,7 @@ pub async fn get_org(
 #[patch("/v1/orgs/<org_id>", data = "<body>")]
 pub async fn update_org(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Admin>,
     org_id: Uuid,
     body: JsonBody<UpdateOrg>,
 ) -> Result<Json<OrgView>, ApiError> {
@@ -168,8 +137,8 @@ pub async fn update_org(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    debug_assert_eq!(access.org.id, org_id);
     let txn = store::begin_write(&state.db).await?;
-    let access = org_access(&txn, &caller, org_id, Role::Admin).await?;
     let org = store::orgs::update(&txn, access.org, name.flatten(), slug.flatten())
         .await
         .map_err(slug_taken)?;
@@ -185,11 +154,10 @@ pub async fn update_org(
 #[delete("/v1/orgs/<org_id>")]
 pub async fn delete_org(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Owner>,
     org_id: Uuid,
 ) -> Result<NoContent, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    let access = org_access(&txn, &caller, org_id, Role::Owner).await?;
     let active = store::workspaces::count_active(&txn, org_id).await?;
     if active > 0 {
         return Err(ApiError::Conflict(format!(

@@ -1,15 +1,16 @@
 //! `/v1/orgs/{org_id}/projects`: projects (namespaces in a workspace) and their versioned graph.
 
-use super::access::org_access;
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::{Created, NoContent, Tagged};
 use crate::app::AppState;
-use crate::auth::Caller;
-use crate::domain::{graph, DnsLabel, Role};
+use crate::auth::{Member, OrgAccess, Viewer};
+use crate::domain::DnsLabel;
 use crate::error::ApiError;
 use crate::outbox::{self, EventType};
-use crate::store::{self, is_unique_violation, projects::Project};
+use crate::resources::project;
+pub use crate::resources::project::{ProjectQuota, ProjectView};
+use crate::store::{self, projects::Project};
 use chrono::{DateTime, Utc};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::serde::json::Json;
@@ -23,52 +24,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A project.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProjectView {
-    /// Id.
-    pub id: Uuid,
-    /// Organization id.
-    pub org_id: Uuid,
-    /// Workspace the project lives in.
-    pub workspace_id: Uuid,
-    /// DNS-1123 label, unique in the workspace.
-    pub name: String,
-    /// Current graph version (0 = the empty graph it started with).
-    pub graph_version: i32,
-    /// Its namespace in the workspace's vCluster: `pending` (until the workspace is ready and
-    /// the provisioner created it), `ready` or `failed`.
-    pub status: String,
-    /// The namespace's `ResourceQuota`.
-    pub quota: ProjectQuota,
-    /// Why creating the namespace failed, if it did.
-    pub error: Option<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Project> for ProjectView {
-    fn from(p: Project) -> Self {
-        Self {
-            id: p.id,
-            org_id: p.org_id,
-            workspace_id: p.workspace_id,
-            name: p.name,
-            graph_version: p.graph_version,
-            status: p.status,
-            quota: ProjectQuota {
-                cpu: p.quota_cpu,
-                memory: p.quota_memory,
-            },
-            error: p.error,
-            created_at: p.created_at,
-            updated_at: p.updated_at,
-        }
-    }
-}
-
 /// Body of `POST …/projects`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,16 +34,6 @@ pub struct CreateProject {
     pub workspace_id: Uuid,
     /// The namespace's quota (default `{"cpu": "2", "memory": "4Gi"}`).
     pub quota: Option<ProjectQuota>,
-}
-
-/// A project namespace's `ResourceQuota` (Kubernetes quantities).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectQuota {
-    /// `limits.cpu`, e.g. `2` or `500m`.
-    pub cpu: String,
-    /// `limits.memory`, e.g. `4Gi`.
-    pub memory: String,
 }
 
 /// Body of `PATCH …/projects/{project_id}`.
@@ -152,6 +97,22 @@ fn etag(version: i32) -> String {
 pub struct IfMatch(Option<String>);
 
 impl IfMatch {
+    /// 428 without the header, 412 unless it names `version`.
+    fn require(&self, version: i32) -> Result<(), ApiError> {
+        if self.0.is_none() {
+            return Err(ApiError::PreconditionRequired(
+                "send If-Match with the graph's current ETag".to_owned(),
+            ));
+        }
+        if !self.matches(version) {
+            return Err(ApiError::PreconditionFailed(format!(
+                "the graph changed; the current ETag is {}",
+                etag(version)
+            )));
+        }
+        Ok(())
+    }
+
     /// True when the header names `version` (or is `*`).
     fn matches(&self, version: i32) -> bool {
         let Some(value) = &self.0 else { return false };
@@ -202,18 +163,6 @@ impl<'r> OpenApiFromRequest<'r> for IfMatch {
     }
 }
 
-fn name_taken(name: &str) -> impl FnOnce(sea_orm::DbErr) -> ApiError + '_ {
-    move |err| {
-        if is_unique_violation(&err) {
-            ApiError::Conflict(format!(
-                "a project named {name} already exists in this workspace"
-            ))
-        } else {
-            err.into()
-        }
-    }
-}
-
 async fn live_project(
     db: &impl sea_orm::ConnectionTrait,
     org_id: Uuid,
@@ -229,7 +178,7 @@ async fn live_project(
 #[post("/v1/orgs/<org_id>/projects", data = "<body>")]
 pub async fn create_project(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Member>,
     org_id: Uuid,
     body: JsonBody<CreateProject>,
 ) -> Result<Created<ProjectView>, ApiError> {
@@ -239,54 +188,19 @@ pub async fn create_project(
         quota,
     } = body.0;
     let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
-    let quota = quota.unwrap_or(ProjectQuota {
-        cpu: "2".to_owned(),
-        memory: "4Gi".to_owned(),
-    });
-    let mut errors = Vec::new();
-    if !graph::is_quantity(&quota.cpu) {
-        errors.push(crate::error::FieldError::new(
-            "/quota/cpu",
-            "must be a Kubernetes quantity such as 2 or 500m",
-        ));
-    }
-    if !graph::is_quantity(&quota.memory) {
-        errors.push(crate::error::FieldError::new(
-            "/quota/memory",
-            "must be a Kubernetes quantity such as 4Gi",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let quota = quota
+        .unwrap_or_else(ProjectQuota::default_quota)
+        .checked()?;
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Member).await?;
-    let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::invalid("/workspace_id", "no such workspace in this organization")
-        })?;
-    if matches!(
-        workspace.status.as_str(),
-        store::workspaces::status::DELETING | store::workspaces::status::DELETED
-    ) {
-        return Err(ApiError::Conflict(
-            "the workspace is being deleted".to_owned(),
-        ));
-    }
-    let project = store::projects::insert(
+    let view = project::create(
         &txn,
         org_id,
         workspace_id,
-        name.as_str(),
-        graph::empty_graph(),
-        (&quota.cpu, &quota.memory),
-        &caller.sub,
+        &name,
+        &quota,
+        &access.caller.sub,
     )
-    .await
-    .map_err(name_taken(name.as_str()))?;
-    let view = ProjectView::from(project);
-    outbox::record(&txn, EventType::ProjectCreated, org_id, view.id, &view).await?;
+    .await?;
     txn.commit().await?;
     Ok(Created {
         location: format!("/v1/orgs/{org_id}/projects/{}", view.id),
@@ -299,14 +213,13 @@ pub async fn create_project(
 #[get("/v1/orgs/<org_id>/projects?<workspace_id>&<limit>&<cursor>")]
 pub async fn list_projects(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     workspace_id: Option<Uuid>,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Json<Page<ProjectView>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let (rows, more) = store::projects::list(&state.db, org_id, workspace_id, &page).await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -321,11 +234,10 @@ pub async fn list_projects(
 #[get("/v1/orgs/<org_id>/projects/<project_id>")]
 pub async fn get_project(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Uuid,
 ) -> Result<Json<ProjectView>, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     Ok(Json(
         live_project(&state.db, org_id, project_id).await?.into(),
     ))
@@ -336,7 +248,7 @@ pub async fn get_project(
 #[patch("/v1/orgs/<org_id>/projects/<project_id>", data = "<body>")]
 pub async fn update_project(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Member>,
     org_id: Uuid,
     project_id: Uuid,
     body: JsonBody<UpdateProject>,
@@ -347,13 +259,12 @@ pub async fn update_project(
         .map(|n| DnsLabel::parse(&n).map_err(|e| ApiError::invalid("/name", e)))
         .transpose()?;
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
     let view = match name {
         Some(name) if name.as_str() != project.name => {
             let project = store::projects::rename(&txn, project, name.as_str().to_owned())
                 .await
-                .map_err(name_taken(name.as_str()))?;
+                .map_err(project::name_taken(name.as_str()))?;
             let view = ProjectView::from(project);
             outbox::record(&txn, EventType::ProjectUpdated, org_id, view.id, &view).await?;
             view
@@ -369,12 +280,11 @@ pub async fn update_project(
 #[delete("/v1/orgs/<org_id>/projects/<project_id>")]
 pub async fn delete_project(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Member>,
     org_id: Uuid,
     project_id: Uuid,
 ) -> Result<NoContent, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
     let project = store::projects::soft_delete(&txn, project).await?;
     let view = ProjectView::from(project);
@@ -388,11 +298,10 @@ pub async fn delete_project(
 #[get("/v1/orgs/<org_id>/projects/<project_id>/graph")]
 pub async fn get_graph(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Uuid,
 ) -> Result<Tagged<GraphView>, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let project = live_project(&state.db, org_id, project_id).await?;
     Ok(Tagged {
         etag: etag(project.graph_version),
@@ -408,50 +317,16 @@ pub async fn get_graph(
 #[put("/v1/orgs/<org_id>/projects/<project_id>/graph", data = "<body>")]
 pub async fn put_graph(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Member>,
     org_id: Uuid,
     project_id: Uuid,
     if_match: IfMatch,
     body: JsonBody<PutGraph>,
 ) -> Result<Tagged<GraphView>, ApiError> {
-    let new_graph = body.0.graph;
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Member).await?;
     let project = live_project(&txn, org_id, project_id).await?;
-    if if_match.0.is_none() {
-        return Err(ApiError::PreconditionRequired(
-            "send If-Match with the graph's current ETag".to_owned(),
-        ));
-    }
-    if !if_match.matches(project.graph_version) {
-        return Err(ApiError::PreconditionFailed(format!(
-            "the graph changed; the current ETag is {}",
-            etag(project.graph_version)
-        )));
-    }
-    graph::validate(&new_graph, "/graph").map_err(ApiError::Validation)?;
-    let updated = store::projects::put_graph(
-        &txn,
-        &project,
-        project.graph_version,
-        new_graph,
-        &caller.sub,
-    )
-    .await?
-    .ok_or_else(|| ApiError::PreconditionFailed("the graph changed concurrently".to_owned()))?;
-    let data = serde_json::json!({
-        "project_id": updated.id,
-        "workspace_id": updated.workspace_id,
-        "version": updated.graph_version,
-    });
-    outbox::record(
-        &txn,
-        EventType::ProjectGraphUpdated,
-        org_id,
-        updated.id,
-        data,
-    )
-    .await?;
+    if_match.require(project.graph_version)?;
+    let updated = project::replace_graph(&txn, &project, body.0.graph, &access.caller.sub).await?;
     txn.commit().await?;
     Ok(Tagged {
         etag: etag(updated.graph_version),
@@ -467,14 +342,13 @@ pub async fn put_graph(
 #[get("/v1/orgs/<org_id>/projects/<project_id>/graph/versions?<limit>&<cursor>")]
 pub async fn list_graph_versions(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Uuid,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Json<Page<GraphVersionSummary>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let project = live_project(&state.db, org_id, project_id).await?;
     let (rows, more) = store::projects::list_versions(&state.db, project.id, &page).await?;
     Ok(Json(Page::from_rows(
@@ -494,12 +368,11 @@ pub async fn list_graph_versions(
 #[get("/v1/orgs/<org_id>/projects/<project_id>/graph/versions/<version>")]
 pub async fn get_graph_version(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Uuid,
     version: i32,
 ) -> Result<Tagged<GraphVersionView>, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let project = live_project(&state.db, org_id, project_id).await?;
     let stored = store::projects::find_version(&state.db, project.id, version)
         .await?

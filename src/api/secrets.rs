@@ -2,13 +2,12 @@
 //! name. Admins set and delete them; members list their names. No endpoint, event or log line
 //! ever carries a value.
 
-use super::access::org_access;
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::NoContent;
 use crate::app::AppState;
-use crate::auth::Caller;
-use crate::domain::{DnsLabel, Role};
+use crate::auth::{Admin, Member, OrgAccess};
+use crate::domain::DnsLabel;
 use crate::error::{ApiError, FieldError};
 use crate::store::{self, secrets::SecretInfo};
 use chrono::{DateTime, Utc};
@@ -106,16 +105,15 @@ fn check_put(name: &str, value: &str) -> Result<(), ApiError> {
 #[put("/v1/orgs/<org_id>/secrets/<name>", data = "<body>")]
 pub async fn put_secret(
     state: &State<AppState>,
-    caller: Caller,
+    access: OrgAccess<Admin>,
     org_id: Uuid,
     name: &str,
     body: JsonBody<PutSecret>,
 ) -> Result<NoContent, ApiError> {
     let value = body.0.value.0;
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     check_put(name, &value)?;
-    store::secrets::put(&txn, org_id, name, &value, &caller.sub).await?;
+    store::secrets::put(&txn, org_id, name, &value, &access.caller.sub).await?;
     txn.commit().await?;
     Ok(NoContent)
 }
@@ -125,13 +123,12 @@ pub async fn put_secret(
 #[get("/v1/orgs/<org_id>/secrets?<limit>&<cursor>")]
 pub async fn list_secrets(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Member>,
     org_id: Uuid,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Json<Page<SecretView>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    org_access(&state.db, &caller, org_id, Role::Member).await?;
     let (rows, more) = store::secrets::list(&state.db, org_id, &page).await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -146,12 +143,11 @@ pub async fn list_secrets(
 #[delete("/v1/orgs/<org_id>/secrets/<name>")]
 pub async fn delete_secret(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     name: &str,
 ) -> Result<NoContent, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     if !store::secrets::delete(&txn, org_id, name).await? {
         return Err(ApiError::NotFound);
     }

@@ -1,13 +1,11 @@
 //! `/v1/orgs/{org_id}/webhooks`: subscriptions to the organization's events (admin+), their
 //! signing secrets and their deliveries.
 
-use super::access::org_access;
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::{Accepted, Created, NoContent};
 use crate::app::AppState;
-use crate::auth::Caller;
-use crate::domain::Role;
+use crate::auth::{Admin, OrgAccess};
 use crate::error::{ApiError, FieldError};
 use crate::store::{self, webhooks::Delivery, webhooks::Webhook};
 use crate::webhooks::{check_pattern, generate_secret, MAX_PATTERNS};
@@ -210,7 +208,7 @@ async fn live_webhook(
 #[post("/v1/orgs/<org_id>/webhooks", data = "<body>")]
 pub async fn create_webhook(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     body: JsonBody<CreateWebhook>,
 ) -> Result<Created<WebhookWithSecret>, ApiError> {
@@ -219,7 +217,6 @@ pub async fn create_webhook(
         events,
         description,
     } = body.0;
-    org_access(&state.db, &caller, org_id, Role::Admin).await?;
     let mut errors = Vec::new();
     check_events(&events, &mut errors);
     check_description(description.as_deref(), &mut errors);
@@ -246,13 +243,12 @@ pub async fn create_webhook(
 #[get("/v1/orgs/<org_id>/webhooks?<limit>&<cursor>")]
 pub async fn list_webhooks(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Json<Page<WebhookView>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    org_access(&state.db, &caller, org_id, Role::Admin).await?;
     let (rows, more) = store::webhooks::list(&state.db, org_id, &page).await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -267,11 +263,10 @@ pub async fn list_webhooks(
 #[get("/v1/orgs/<org_id>/webhooks/<webhook_id>")]
 pub async fn get_webhook(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     webhook_id: Uuid,
 ) -> Result<Json<WebhookView>, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Admin).await?;
     let webhook = live_webhook(&state.db, org_id, webhook_id).await?;
     Ok(Json(WebhookView::from(&webhook)))
 }
@@ -281,7 +276,7 @@ pub async fn get_webhook(
 #[patch("/v1/orgs/<org_id>/webhooks/<webhook_id>", data = "<body>")]
 pub async fn update_webhook(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     webhook_id: Uuid,
     body: JsonBody<UpdateWebhook>,
@@ -291,7 +286,6 @@ pub async fn update_webhook(
         events,
         description,
     } = body.0;
-    org_access(&state.db, &caller, org_id, Role::Admin).await?;
     let mut errors = Vec::new();
     if let Some(events) = &events {
         check_events(events, &mut errors);
@@ -315,12 +309,11 @@ pub async fn update_webhook(
 #[delete("/v1/orgs/<org_id>/webhooks/<webhook_id>")]
 pub async fn delete_webhook(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     webhook_id: Uuid,
 ) -> Result<NoContent, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     let webhook = live_webhook(&txn, org_id, webhook_id).await?;
     store::webhooks::soft_delete(&txn, webhook).await?;
     txn.commit().await?;
@@ -332,13 +325,12 @@ pub async fn delete_webhook(
 #[post("/v1/orgs/<org_id>/webhooks/<webhook_id>/rotate-secret")]
 pub async fn rotate_secret(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     webhook_id: Uuid,
 ) -> Result<Json<WebhookWithSecret>, ApiError> {
     let secret = new_secret()?;
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     let webhook = live_webhook(&txn, org_id, webhook_id).await?;
     let webhook = store::webhooks::set_secret(&txn, webhook, &secret).await?;
     txn.commit().await?;
@@ -353,14 +345,13 @@ pub async fn rotate_secret(
 #[get("/v1/orgs/<org_id>/webhooks/<webhook_id>/deliveries?<limit>&<cursor>")]
 pub async fn list_deliveries(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     webhook_id: Uuid,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Json<Page<DeliveryView>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    org_access(&state.db, &caller, org_id, Role::Admin).await?;
     let webhook = live_webhook(&state.db, org_id, webhook_id).await?;
     let (rows, more) = store::webhooks::list_deliveries(&state.db, webhook.id, &page).await?;
     Ok(Json(Page::from_rows(
@@ -376,13 +367,12 @@ pub async fn list_deliveries(
 #[post("/v1/orgs/<org_id>/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver")]
 pub async fn redeliver(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     webhook_id: Uuid,
     delivery_id: Uuid,
 ) -> Result<Accepted<DeliveryView>, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     let webhook = live_webhook(&txn, org_id, webhook_id).await?;
     let delivery = store::webhooks::find_delivery(&txn, webhook.id, delivery_id)
         .await?

@@ -1,154 +1,25 @@
 //! `/v1/orgs/{org_id}/workspaces`: virtual clusters. The API records intent (`pending`,
 //! `deleting`); the vCluster provisioner does the work.
 
-use super::access::org_access;
 use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::Accepted;
 use crate::app::AppState;
-use crate::auth::Caller;
-use crate::domain::{DnsLabel, Role};
+use crate::auth::{Admin, Member, OrgAccess, Viewer};
+use crate::domain::DnsLabel;
 use crate::error::ApiError;
 use crate::outbox::{self, EventType};
-use crate::store::{self, is_unique_violation, workspaces::Workspace};
-use chrono::{DateTime, Utc};
+use crate::resources::workspace;
+pub use crate::resources::workspace::{Condition, Plan, Progress, WorkspaceStatus, WorkspaceView};
+use crate::store::{self, is_unique_violation};
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
 use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
-
-/// Workspace plan: where and how big the virtual cluster is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Plan {
-    /// Small limits on shared nodes.
-    Shared,
-    /// A dedicated node pool, larger limits.
-    Dedicated,
-}
-
-impl Plan {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Plan::Shared => "shared",
-            Plan::Dedicated => "dedicated",
-        }
-    }
-}
-
-/// Lifecycle of a workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkspaceStatus {
-    /// Recorded, waiting for the provisioner.
-    Pending,
-    /// Being created.
-    Provisioning,
-    /// Usable.
-    Ready,
-    /// Provisioning failed (see `error`).
-    Failed,
-    /// Deletion requested.
-    Deleting,
-    /// Removed.
-    Deleted,
-}
-
-fn status_of(stored: &str) -> WorkspaceStatus {
-    use store::workspaces::status as s;
-    match stored {
-        s::PROVISIONING => WorkspaceStatus::Provisioning,
-        s::READY => WorkspaceStatus::Ready,
-        s::FAILED => WorkspaceStatus::Failed,
-        s::DELETING => WorkspaceStatus::Deleting,
-        s::DELETED => WorkspaceStatus::Deleted,
-        _ => WorkspaceStatus::Pending,
-    }
-}
-
-/// Progress of a long-running step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Progress {
-    /// What is happening now.
-    pub step: String,
-    /// Steps done.
-    pub done: u32,
-    /// Steps in all.
-    pub total: u32,
-}
-
-/// An observed condition, Kubernetes style.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Condition {
-    /// `Applied`, `Ready`, `Drifted`, `Deleted`.
-    #[serde(rename = "type")]
-    pub condition_type: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    /// Machine-readable reason.
-    pub reason: String,
-    /// Human-readable detail.
-    pub message: String,
-    /// When `status` last changed.
-    pub last_transition_time: DateTime<Utc>,
-}
-
-/// A workspace (one vCluster).
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct WorkspaceView {
-    /// Id.
-    pub id: Uuid,
-    /// Organization id.
-    pub org_id: Uuid,
-    /// DNS-1123 label, unique in the organization.
-    pub name: String,
-    /// Plan.
-    pub plan: Plan,
-    /// Lifecycle status.
-    pub status: WorkspaceStatus,
-    /// API endpoint of the virtual cluster, once ready.
-    pub kube_endpoint: Option<String>,
-    /// Why provisioning failed, if it did.
-    pub error: Option<String>,
-    /// What the provisioner is doing (while provisioning or deleting).
-    pub progress: Option<Progress>,
-    /// Observed conditions (`Applied`, `Ready`, `Drifted`, …).
-    pub conditions: Vec<Condition>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Workspace> for WorkspaceView {
-    fn from(w: Workspace) -> Self {
-        Self {
-            id: w.id,
-            org_id: w.org_id,
-            plan: if w.plan == "dedicated" {
-                Plan::Dedicated
-            } else {
-                Plan::Shared
-            },
-            status: status_of(&w.status),
-            name: w.name,
-            kube_endpoint: w.kube_endpoint,
-            error: w.error,
-            progress: w.progress.and_then(|p| serde_json::from_value(p).ok()),
-            conditions: w
-                .conditions
-                .and_then(|c| serde_json::from_value(c).ok())
-                .unwrap_or_default(),
-            created_at: w.created_at,
-            updated_at: w.updated_at,
-        }
-    }
-}
 
 /// Body of `POST …/workspaces`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -165,14 +36,13 @@ pub struct CreateWorkspace {
 #[post("/v1/orgs/<org_id>/workspaces", data = "<body>")]
 pub async fn create_workspace(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     body: JsonBody<CreateWorkspace>,
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
     let CreateWorkspace { name, plan } = body.0;
     let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     let workspace = store::workspaces::insert(&txn, org_id, name.as_str(), plan.as_str())
         .await
         .map_err(|err| {
@@ -196,13 +66,12 @@ pub async fn create_workspace(
 #[get("/v1/orgs/<org_id>/workspaces?<limit>&<cursor>")]
 pub async fn list_workspaces(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Json<Page<WorkspaceView>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let (rows, more) = store::workspaces::list(&state.db, org_id, &page).await?;
     Ok(Json(Page::from_rows(
         rows,
@@ -217,11 +86,10 @@ pub async fn list_workspaces(
 #[get("/v1/orgs/<org_id>/workspaces/<workspace_id>")]
 pub async fn get_workspace(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Viewer>,
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Viewer).await?;
     let workspace = store::workspaces::find_live(&state.db, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -233,31 +101,15 @@ pub async fn get_workspace(
 #[delete("/v1/orgs/<org_id>/workspaces/<workspace_id>")]
 pub async fn delete_workspace(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    // Repeating the request is harmless: only the first records the command event.
-    let view = if workspace.status == store::workspaces::status::DELETING {
-        WorkspaceView::from(workspace)
-    } else {
-        let workspace = store::workspaces::mark_deleting(&txn, workspace).await?;
-        let view = WorkspaceView::from(workspace);
-        outbox::record(
-            &txn,
-            EventType::WorkspaceDeletionRequested,
-            org_id,
-            view.id,
-            &view,
-        )
-        .await?;
-        view
-    };
+    let view = workspace::request_deletion(&txn, workspace).await?;
     txn.commit().await?;
     Ok(Accepted {
         location: format!("/v1/orgs/{org_id}/workspaces/{workspace_id}"),
@@ -271,34 +123,15 @@ pub async fn delete_workspace(
 #[post("/v1/orgs/<org_id>/workspaces/<workspace_id>/retry")]
 pub async fn retry_workspace(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Admin>,
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    org_access(&txn, &caller, org_id, Role::Admin).await?;
     let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if workspace.status != store::workspaces::status::FAILED {
-        return Err(ApiError::Conflict(format!(
-            "workspace is {}; only a failed workspace can be retried",
-            workspace.status
-        )));
-    }
-    let workspace = store::workspaces::transition(
-        &txn,
-        workspace,
-        store::workspaces::Transition {
-            status: Some(store::workspaces::status::PENDING),
-            error: Some(None),
-            started: Some(false),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let view = WorkspaceView::from(workspace);
-    outbox::record(&txn, EventType::WorkspaceRequested, org_id, view.id, &view).await?;
+    let view = workspace::retry(&txn, workspace).await?;
     txn.commit().await?;
     Ok(Accepted {
         location: format!("/v1/orgs/{org_id}/workspaces/{workspace_id}"),
@@ -313,11 +146,10 @@ pub async fn retry_workspace(
 #[get("/v1/orgs/<org_id>/workspaces/<workspace_id>/kubeconfig")]
 pub async fn get_kubeconfig(
     state: &State<AppState>,
-    caller: Caller,
+    _access: OrgAccess<Member>,
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<super::responses::Yaml, ApiError> {
-    org_access(&state.db, &caller, org_id, Role::Member).await?;
     let workspace = store::workspaces::find_live(&state.db, org_id, workspace_id)
         .await?
         .ok_or(ApiError::NotFound)?;

@@ -1,8 +1,8 @@
 //! The `Caller` request guard: a valid bearer token, its user row ensured.
 
-use crate::api::fail;
-use crate::app::AppState;
+use crate::error::fail;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket_okapi::gen::OpenApiGenerator;
@@ -41,43 +41,49 @@ impl<'r> FromRequest<'r> for Caller {
     type Error = ApiError;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        let Some(state) = req.rocket().state::<AppState>() else {
-            return fail(
-                req,
-                ApiError::Internal(anyhow::anyhow!("AppState not managed")),
-            );
-        };
-        let Some(token) = bearer_token(req) else {
-            tracing::info!(reason = "missing bearer token", path = %req.uri(), "request refused");
-            return fail(req, ApiError::Unauthorized);
-        };
-        let identity = match state.validator.validate(token).await {
-            Ok(identity) => identity,
-            Err(reason) => {
-                tracing::info!(%reason, path = %req.uri(), "token refused");
-                return fail(req, ApiError::Unauthorized);
-            }
-        };
-        if state.users_seen.needs_upsert(&identity) {
-            if let Err(err) = store::users::upsert_seen(
-                &state.db,
-                &identity.sub,
-                identity.preferred_username.as_deref(),
-                identity.email.as_deref(),
-            )
-            .await
-            {
-                return fail(req, err.into());
-            }
-            state.users_seen.remember(&identity);
-        }
-        Outcome::Success(Caller {
-            sub: identity.sub,
-            preferred_username: identity.preferred_username,
-            email: identity.email,
-            is_platform_admin: identity.is_platform_admin,
-        })
+        authenticate(req).await
     }
+}
+
+/// Authenticates the request's bearer token, storing the user on first sight; shared by every
+/// guard that needs a caller, so each answers 401 the same way and first.
+pub async fn authenticate(req: &Request<'_>) -> Outcome<Caller, ApiError> {
+    let Some(state) = req.rocket().state::<AppState>() else {
+        return fail(
+            req,
+            ApiError::Internal(anyhow::anyhow!("AppState not managed")),
+        );
+    };
+    let Some(token) = bearer_token(req) else {
+        tracing::info!(reason = "missing bearer token", path = %req.uri(), "request refused");
+        return fail(req, ApiError::Unauthorized);
+    };
+    let identity = match state.validator.validate(token).await {
+        Ok(identity) => identity,
+        Err(reason) => {
+            tracing::info!(%reason, path = %req.uri(), "token refused");
+            return fail(req, ApiError::Unauthorized);
+        }
+    };
+    if state.users_seen.needs_upsert(&identity) {
+        if let Err(err) = store::users::upsert_seen(
+            &state.db,
+            &identity.sub,
+            identity.preferred_username.as_deref(),
+            identity.email.as_deref(),
+        )
+        .await
+        {
+            return fail(req, err.into());
+        }
+        state.users_seen.remember(&identity);
+    }
+    Outcome::Success(Caller {
+        sub: identity.sub,
+        preferred_username: identity.preferred_username,
+        email: identity.email,
+        is_platform_admin: identity.is_platform_admin,
+    })
 }
 
 impl<'r> OpenApiFromRequest<'r> for Caller {
@@ -86,24 +92,25 @@ impl<'r> OpenApiFromRequest<'r> for Caller {
         _name: String,
         _required: bool,
     ) -> rocket_okapi::Result<RequestHeaderInput> {
-        let scheme = SecurityScheme {
-            description: Some(
-                "Keycloak access token (or `gantry dev-token` in embedded mode).".to_owned(),
-            ),
-            data: SecuritySchemeData::Http {
-                scheme: "bearer".to_owned(),
-                bearer_format: Some("JWT".to_owned()),
-            },
-            extensions: Object::default(),
-        };
-        let mut requirement = SecurityRequirement::new();
-        requirement.insert(SECURITY_SCHEME.to_owned(), Vec::new());
-        Ok(RequestHeaderInput::Security(
-            SECURITY_SCHEME.to_owned(),
-            scheme,
-            requirement,
-        ))
+        Ok(bearer_security())
     }
+}
+
+/// The bearer security requirement every authenticated route documents.
+pub fn bearer_security() -> RequestHeaderInput {
+    let scheme = SecurityScheme {
+        description: Some(
+            "Keycloak access token (or `gantry dev-token` in embedded mode).".to_owned(),
+        ),
+        data: SecuritySchemeData::Http {
+            scheme: "bearer".to_owned(),
+            bearer_format: Some("JWT".to_owned()),
+        },
+        extensions: Object::default(),
+    };
+    let mut requirement = SecurityRequirement::new();
+    requirement.insert(SECURITY_SCHEME.to_owned(), Vec::new());
+    RequestHeaderInput::Security(SECURITY_SCHEME.to_owned(), scheme, requirement)
 }
 
 /// Remembers which identities are already stored, so a user row is written on first sight

@@ -1,11 +1,13 @@
 //! Authentication: Keycloak-shaped JWTs validated against a JWKS (remote or the local dev key),
 //! and the request guard that turns a bearer token into a [`Caller`].
 
+pub mod access;
 pub mod dev;
 pub mod guard;
 pub mod keys;
 pub mod validator;
 
+pub use access::{Admin, Member, OrgAccess, Owner, Viewer};
 pub use guard::Caller;
 pub use validator::{Identity, TokenValidator};
 

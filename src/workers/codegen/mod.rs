@@ -17,11 +17,11 @@ pub mod objects;
 pub mod templates;
 
 use super::WorkerContext;
-use crate::api::codegen::{CodegenError, CodegenJobView, CodegenTarget};
-use crate::api::workspaces::Progress;
 use crate::domain::graph::{self, Graph};
 use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind};
 use crate::outbox::{self, EventType};
+use crate::resources::codegen::{CodegenError, CodegenJobView, CodegenTarget};
+use crate::resources::workspace::Progress;
 use crate::store::{self, codegen as job_store, codegen::CodegenJob, codegen::Transition};
 use objects::Object;
 use std::collections::BTreeMap;
@@ -189,25 +189,7 @@ async fn checkpoint(
         return Ok(Checkpoint::Stop);
     }
     if job.cancel_requested {
-        job_store::delete_artifacts(&txn, job.id).await?;
-        let job = job_store::transition(
-            &txn,
-            job,
-            Transition {
-                status: Some(job_store::status::CANCELLED),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let view = CodegenJobView::from(job);
-        outbox::record(
-            &txn,
-            EventType::CodegenCancelled,
-            view.org_id,
-            view.id,
-            &view,
-        )
-        .await?;
+        crate::resources::codegen::cancel(&txn, job).await?;
         txn.commit().await?;
         return Ok(Checkpoint::Stop);
     }

@@ -129,7 +129,7 @@ async fn apply_project(
     };
     let txn = store::begin_write(&ctx.db).await?;
     let updated = store::projects::set_status(&txn, project, new_status, error).await?;
-    let view = crate::api::projects::ProjectView::from(updated.clone());
+    let view = crate::resources::project::ProjectView::from(updated.clone());
     outbox::record(&txn, event, updated.org_id, updated.id, &view).await?;
     txn.commit().await?;
     Ok(())
@@ -254,7 +254,7 @@ async fn record(
     let txn = store::begin_write(&ctx.db).await?;
     let updated = ws_store::transition(&txn, workspace, change).await?;
     if let Some(event) = event {
-        let view = crate::api::workspaces::WorkspaceView::from(updated.clone());
+        let view = crate::resources::workspace::WorkspaceView::from(updated.clone());
         outbox::record(&txn, event, updated.org_id, updated.id, &view).await?;
     }
     txn.commit().await?;
@@ -446,7 +446,7 @@ async fn tear_down(
     )
     .await?;
     store::projects::soft_delete_all_in_workspace(&txn, updated.id).await?;
-    let view = crate::api::workspaces::WorkspaceView::from(updated.clone());
+    let view = crate::resources::workspace::WorkspaceView::from(updated.clone());
     outbox::record(
         &txn,
         EventType::WorkspaceDeleted,

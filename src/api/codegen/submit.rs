@@ -1,0 +1,141 @@
+//! Submitting a codegen job: checking it against the project, its graph and the configuration,
+//! then recording it with its `codegen.requested` event; and parsing the list filter.
+
+use super::{CodegenJobView, CreateCodegenJob, Engine};
+use crate::app::AppState;
+use crate::domain::graph;
+use crate::error::{ApiError, FieldError};
+use crate::outbox::{self, EventType};
+use crate::store;
+use crate::workers::codegen::git::check_target;
+use sea_orm::ConnectionTrait;
+use uuid::Uuid;
+
+/// Checks a submission against the project, its graph and the configuration; answers the graph
+/// version to generate.
+async fn check_submission(
+    state: &AppState,
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    body: &CreateCodegenJob,
+    engine: Engine,
+) -> Result<i32, ApiError> {
+    let project = store::projects::find_live(db, org_id, body.project_id)
+        .await?
+        .ok_or_else(|| ApiError::invalid("/project_id", "no such project in this organization"))?;
+    let mut errors = Vec::new();
+    let version = body.graph_version.unwrap_or(project.graph_version);
+    match store::projects::find_version(db, project.id, version).await? {
+        None => errors.push(FieldError::new(
+            "/graph_version",
+            format!(
+                "the project has no graph version {version} (current: {})",
+                project.graph_version
+            ),
+        )),
+        Some(stored) => {
+            if let Err(problems) = graph::validate(&stored.graph, "") {
+                for problem in problems {
+                    errors.push(FieldError::new(
+                        "/graph_version",
+                        format!(
+                            "graph version {version} is invalid at {}: {}",
+                            problem.pointer, problem.detail
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if engine == Engine::Llm && state.codegen.llm.is_none() {
+        errors.push(FieldError::new(
+            "/engine",
+            "the llm engine is not configured on this server (GANTRY_LLM_BASE_URL, \
+             GANTRY_LLM_MODEL)",
+        ));
+    }
+    if let Some(git) = body.target.as_ref().and_then(|t| t.git.as_ref()) {
+        if let Err(problems) =
+            check_target(&git.git_target(), &state.codegen.git_allowed_schemes, "")
+        {
+            errors.extend(problems);
+        }
+        if let Some(secret) = &git.credentials_secret {
+            if !store::secrets::exists(db, org_id, secret).await? {
+                errors.push(FieldError::new(
+                    "/target/git/credentials_secret",
+                    format!("no org secret named {secret:?}"),
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(version)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// Checks `body` and records the job (`pending`) with its `codegen.requested` event in `txn`.
+pub(super) async fn submit(
+    state: &AppState,
+    txn: &impl ConnectionTrait,
+    org_id: Uuid,
+    created_by: &str,
+    body: CreateCodegenJob,
+) -> Result<CodegenJobView, ApiError> {
+    let engine = body.engine.unwrap_or_default();
+    let graph_version = check_submission(state, txn, org_id, &body, engine).await?;
+    let target = body
+        .target
+        .filter(|t| t.git.is_some())
+        .map(|t| {
+            serde_json::to_value(t)
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("serializing the target: {e}")))
+        })
+        .transpose()?;
+    let job = store::codegen::insert(
+        txn,
+        store::codegen::NewCodegenJob {
+            org_id,
+            project_id: body.project_id,
+            graph_version,
+            engine: engine.as_str().to_owned(),
+            target,
+            created_by: created_by.to_owned(),
+        },
+    )
+    .await?;
+    let view = CodegenJobView::from(job);
+    outbox::record(txn, EventType::CodegenRequested, org_id, view.id, &view).await?;
+    Ok(view)
+}
+
+/// The list filter from the raw `project_id` and `status` query parameters (empty = absent).
+pub(super) fn list_filter(
+    project_id: Option<&str>,
+    status: Option<&str>,
+) -> Result<store::codegen::ListFilter, ApiError> {
+    let project_id = match project_id.filter(|p| !p.is_empty()) {
+        None => None,
+        Some(raw) => Some(
+            Uuid::parse_str(raw)
+                .map_err(|_| ApiError::BadRequest(format!("project_id {raw:?} is not a UUID")))?,
+        ),
+    };
+    let status = match status.filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Some(
+            store::codegen::status::ALL
+                .into_iter()
+                .find(|s| *s == raw)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "status {raw:?} is not one of: {}",
+                        store::codegen::status::ALL.join(", ")
+                    ))
+                })?,
+        ),
+    };
+    Ok(store::codegen::ListFilter { project_id, status })
+}

@@ -1,0 +1,166 @@
+//! Who may do what in an organization, as a request guard: [`OrgAccess<R>`] admits a caller
+//! holding at least role `R` in the organization of the route's `<org_id>` segment. Outsiders
+//! get 404 (no existence leak), a role that is too low 403, platform admins act as owners.
+
+use super::guard::{authenticate, bearer_security, Caller};
+use crate::domain::Role;
+use crate::error::{fail, ApiError};
+use crate::state::AppState;
+use crate::store::{self, orgs::Org};
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket_okapi::gen::OpenApiGenerator;
+use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
+use sea_orm::ConnectionTrait;
+use std::marker::PhantomData;
+use uuid::Uuid;
+
+/// A role a route requires, as a type: the `R` of [`OrgAccess<R>`].
+pub trait RequiredRole: Send + Sync + 'static {
+    /// The least role admitted.
+    const ROLE: Role;
+}
+
+/// Read-only access suffices.
+pub struct Viewer;
+/// Writing projects, graphs and jobs.
+pub struct Member;
+/// Managing members, workspaces, secrets and webhooks.
+pub struct Admin;
+/// Deleting the organization.
+pub struct Owner;
+
+impl RequiredRole for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+impl RequiredRole for Member {
+    const ROLE: Role = Role::Member;
+}
+impl RequiredRole for Admin {
+    const ROLE: Role = Role::Admin;
+}
+impl RequiredRole for Owner {
+    const ROLE: Role = Role::Owner;
+}
+
+/// The caller's standing in the route's organization, holding at least role `R`.
+#[derive(Debug)]
+pub struct OrgAccess<R> {
+    /// Who is asking.
+    pub caller: Caller,
+    /// The organization (live).
+    pub org: Org,
+    /// The caller's effective role (platform admins act as owners).
+    pub role: Role,
+    /// The caller's own role, if a member.
+    pub member_role: Option<Role>,
+    required: PhantomData<R>,
+}
+
+/// Index of `<org_id>` among the path segments of every `/v1/orgs/<org_id>/…` route (mounted at
+/// `/`).
+const ORG_ID_SEGMENT: usize = 2;
+
+impl<R: RequiredRole> OrgAccess<R> {
+    /// Loads the organization and checks `caller` holds at least `R` in it.
+    pub async fn check(
+        db: &impl ConnectionTrait,
+        caller: Caller,
+        org_id: Uuid,
+    ) -> Result<Self, ApiError> {
+        let org = store::orgs::find_live(db, org_id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        Self::admit(db, caller, org).await
+    }
+
+    /// Checks again inside `txn` with the organization row locked until it ends, for writes
+    /// that must not race with membership changes (the last-owner rule).
+    pub async fn lock(&self, txn: &impl ConnectionTrait) -> Result<Self, ApiError> {
+        let org = store::orgs::find_live_for_update(txn, self.org.id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        Self::admit(txn, self.caller.clone(), org).await
+    }
+
+    /// 403 unless the caller's role also allows `required` (for a role that depends on the
+    /// request, such as removing someone else rather than leaving).
+    pub fn require(&self, required: Role) -> Result<(), ApiError> {
+        require(self.role, required)
+    }
+
+    async fn admit(db: &impl ConnectionTrait, caller: Caller, org: Org) -> Result<Self, ApiError> {
+        let member_role = store::members::find(db, org.id, &caller.sub)
+            .await?
+            .map(|m| m.role());
+        let role = match (member_role, caller.is_platform_admin) {
+            (_, true) => Role::Owner,
+            (Some(role), false) => role,
+            (None, false) => return Err(ApiError::NotFound),
+        };
+        require(role, R::ROLE)?;
+        Ok(Self {
+            caller,
+            org,
+            role,
+            member_role,
+            required: PhantomData,
+        })
+    }
+}
+
+fn require(role: Role, required: Role) -> Result<(), ApiError> {
+    if role.allows(required) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this action needs the {required} role or higher; you are {role}"
+        )))
+    }
+}
+
+#[rocket::async_trait]
+impl<'r, R: RequiredRole> FromRequest<'r> for OrgAccess<R> {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        // Authentication first: a bad token is 401 whatever the organization.
+        let caller = match authenticate(req).await {
+            Outcome::Success(caller) => caller,
+            Outcome::Error(err) => return Outcome::Error(err),
+            Outcome::Forward(status) => return Outcome::Forward(status),
+        };
+        if req.routed_segment(0) != Some("v1") || req.routed_segment(1) != Some("orgs") {
+            return fail(
+                req,
+                ApiError::Internal(anyhow::anyhow!(
+                    "OrgAccess on a route outside /v1/orgs/<org_id>"
+                )),
+            );
+        }
+        // A malformed id forwards with 422, as Rocket's own parameter guard does.
+        let Some(Ok(org_id)) = req.param::<Uuid>(ORG_ID_SEGMENT) else {
+            return Outcome::Forward(Status::UnprocessableEntity);
+        };
+        let Some(state) = req.rocket().state::<AppState>() else {
+            return fail(
+                req,
+                ApiError::Internal(anyhow::anyhow!("AppState not managed")),
+            );
+        };
+        match Self::check(&state.db, caller, org_id).await {
+            Ok(access) => Outcome::Success(access),
+            Err(err) => fail(req, err),
+        }
+    }
+}
+
+impl<'r, R: RequiredRole> OpenApiFromRequest<'r> for OrgAccess<R> {
+    fn from_request_input(
+        _gen: &mut OpenApiGenerator,
+        _name: String,
+        _required: bool,
+    ) -> rocket_okapi::Result<RequestHeaderInput> {
+        Ok(bearer_security())
+    }
+}

@@ -1,0 +1,27 @@
+//! The state the REST API shares between requests, below the API so guards can read it.
+
+use crate::auth::guard::SeenUsers;
+use crate::auth::TokenValidator;
+use sea_orm::DatabaseConnection;
+
+/// Shared state of the REST API.
+pub struct AppState {
+    /// The system of record.
+    pub db: DatabaseConnection,
+    /// Bearer-token validation.
+    pub validator: TokenValidator,
+    /// The job queues (admin views, probes).
+    pub queues: crate::jobs::Queues,
+    /// OIDC issuer put into generated kubeconfigs.
+    pub kubeconfig_issuer: String,
+    /// OIDC client id put into generated kubeconfigs.
+    pub kubeconfig_client_id: String,
+    /// Codegen settings the API checks at submit (LLM configured, Git URL schemes).
+    pub codegen: crate::config::CodegenConfig,
+    /// Users already stored.
+    pub users_seen: SeenUsers,
+    /// The OpenAPI document, serialized once.
+    pub openapi_json: String,
+    /// Which addresses webhooks may reach.
+    pub outbound: crate::webhooks::outbound::OutboundPolicy,
+}
