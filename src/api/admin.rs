@@ -98,10 +98,10 @@ pub async fn queues_status(
 ) -> Result<Json<QueuesStatus>, ApiError> {
     require_admin(&caller)?;
     let mut queues = Vec::new();
-    for spec in crate::config::QUEUES {
-        let stats = state.queues.stats(spec.name).await.map_err(queue_error)?;
+    for queue in crate::workers::registry::queue_names() {
+        let stats = state.queues.stats(queue).await.map_err(queue_error)?;
         queues.push(QueueStatus {
-            queue: spec.name.to_owned(),
+            queue: queue.to_owned(),
             pending: stats.pending,
             running: stats.running,
             scheduled: stats.scheduled,
@@ -198,7 +198,7 @@ pub async fn list_jobs(
         )));
     }
     let queue = queue.unwrap_or(crate::workers::probe::QUEUE);
-    if !crate::config::QUEUES.iter().any(|q| q.name == queue) {
+    if crate::workers::registry::job_kind(queue).is_none() {
         return Err(ApiError::BadRequest(format!("unknown queue {queue:?}")));
     }
     let page = page_request::<String>(limit, cursor)?;

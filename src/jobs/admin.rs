@@ -235,8 +235,8 @@ impl Queues {
         let task_ids: Vec<String> = (1..=MAX_ATTEMPT_LOOKUP)
             .map(|attempt| super::task_id(job_id, attempt).to_string())
             .collect();
-        for spec in crate::config::QUEUES {
-            let name = self.backend_queue(spec.name);
+        for queue in crate::workers::registry::queue_names() {
+            let name = self.backend_queue(queue);
             let mut best: Option<JobView> = None;
             match &self.backend {
                 Backend::Redis(conn) => {
@@ -270,7 +270,7 @@ impl Queues {
                             }
                         };
                         if best.as_ref().is_none_or(|b| b.attempt < job.attempt) {
-                            best = Some(view(spec.name, job, state, None, task_id.clone()));
+                            best = Some(view(queue, job, state, None, task_id.clone()));
                         }
                     }
                 }
@@ -282,7 +282,7 @@ impl Queues {
                         if best.as_ref().is_none_or(|b| b.attempt < job.attempt) {
                             let state = sql_state(&row.status, row.run_at);
                             let run_at = DateTime::from_timestamp(row.run_at, 0);
-                            best = Some(view(spec.name, job, state, run_at, row.id));
+                            best = Some(view(queue, job, state, run_at, row.id));
                         }
                     }
                 }
