@@ -116,7 +116,7 @@ pub async fn queues_status(
     let webhooks = store::webhooks::delivery_counts(&state.db).await?;
     let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
     queues.push(QueueStatus {
-        queue: "webhooks".to_owned(),
+        queue: crate::jobs::admin::WEBHOOKS_QUEUE.to_owned(),
         pending: n(webhooks.pending),
         running: n(webhooks.running),
         scheduled: n(webhooks.scheduled),
@@ -178,7 +178,9 @@ impl From<crate::jobs::admin::JobView> for JobView {
 
 const JOB_STATES: [&str; 5] = ["pending", "scheduled", "running", "done", "dead"];
 
-/// Jobs of a queue (default `probe`) in a state (default `dead`), paged.
+/// Jobs of a queue (default `probe`) in a state (default `dead`), paged. Queue `webhooks` lists
+/// failed webhook deliveries as its dead jobs (with their last error; redeliver them through
+/// the webhook's deliveries).
 #[openapi(tag = "Admin")]
 #[get("/v1/admin/jobs?<queue>&<state>&<limit>&<cursor>")]
 pub async fn list_jobs(
@@ -198,7 +200,9 @@ pub async fn list_jobs(
         )));
     }
     let queue = queue.unwrap_or(crate::workers::probe::QUEUE);
-    if crate::workers::registry::job_kind(queue).is_none() {
+    if queue != crate::jobs::admin::WEBHOOKS_QUEUE
+        && crate::workers::registry::job_kind(queue).is_none()
+    {
         return Err(ApiError::BadRequest(format!("unknown queue {queue:?}")));
     }
     let page = page_request::<String>(limit, cursor)?;
