@@ -240,3 +240,35 @@ impl Metrics {
         Ok(String::from_utf8_lossy(&buffer).into_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_queues_and_periodic_tasks_are_born_at_zero() {
+        let text = Metrics::new().expect("metrics").render().expect("render");
+        for queue in crate::workers::registry::queue_names() {
+            assert!(
+                text.contains(&format!(
+                    "gantry_jobs_total{{outcome=\"dead\",queue=\"{queue}\"}} 0"
+                )),
+                "{queue}"
+            );
+        }
+        for task in crate::workers::registry::PERIODIC_TASKS {
+            for outcome in crate::workers::periodic::OUTCOMES {
+                let series = format!(
+                    "gantry_periodic_runs_total{{outcome=\"{outcome}\",task=\"{}\"}} 0",
+                    task.name
+                );
+                assert!(text.contains(&series), "{series}");
+            }
+            let series = format!(
+                "gantry_periodic_round_duration_seconds_count{{task=\"{}\"}} 0",
+                task.name
+            );
+            assert!(text.contains(&series), "{series}");
+        }
+    }
+}

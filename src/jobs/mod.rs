@@ -627,3 +627,54 @@ pub async fn run_workers(
     depth.abort();
     tracing::info!(queues = ?names, "job workers stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_class_and_message_shape() {
+        let transient = JobError::from(DriverError::Transient("503 from the API".into()));
+        assert!(transient.is_retryable());
+        assert_eq!(transient.to_string(), "503 from the API");
+        let refused = JobError::from(DriverError::Permanent("403 forbidden".into()));
+        assert!(!refused.is_retryable());
+        assert_eq!(refused.to_string(), "permanent: 403 forbidden");
+        let db = JobError::from(DbErr::Custom("gone".into()));
+        assert!(db.is_retryable());
+        assert!(db.to_string().starts_with("database: "));
+        assert!(
+            std::error::Error::source(&db).is_some(),
+            "the cause is kept"
+        );
+        let told = JobError::Retryable("probe told to fail its first 2 attempts".into());
+        assert!(told.is_retryable());
+        assert_eq!(told.to_string(), "probe told to fail its first 2 attempts");
+        let codegen = JobError::from(CodegenRunError::Exhausted {
+            error_type: "git".into(),
+            detail: "push refused".into(),
+            attempt: 3,
+        });
+        assert!(!codegen.is_retryable());
+        assert_eq!(
+            codegen.to_string(),
+            "permanent: git: push refused (attempt 3, no attempts left)"
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_permanent_and_name_the_queue() {
+        let err = serde_json::from_value::<Command<uuid::Uuid>>(serde_json::json!({}))
+            .map(|_| ())
+            .map_err(|source| JobError::BadArgs {
+                queue: "probe",
+                source,
+            })
+            .expect_err("no event_type");
+        assert!(!err.is_retryable());
+        assert!(err
+            .to_string()
+            .starts_with("permanent: bad probe job arguments: "));
+        assert!(std::error::Error::source(&err).is_some());
+    }
+}

@@ -114,7 +114,7 @@ pub async fn run<T: PeriodicTask>(
             }
         };
         let elapsed = started.elapsed();
-        tracing::trace!(task = name, outcome, ?elapsed, "periodic round");
+        tracing::debug!(task = name, outcome, ?elapsed, "periodic round");
         ctx.metrics
             .periodic_runs_total
             .with_label_values(&[name, outcome])

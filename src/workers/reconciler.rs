@@ -127,7 +127,7 @@ async fn stranded_workspaces(
         };
         (workspace.id, event_type)
     });
-    requeue_commands(ctx, super::vcluster::QUEUE, commands).await
+    requeue_commands(ctx, commands).await
 }
 
 /// Codegen jobs still pending or running without progress since `cutoff`: their
@@ -138,21 +138,24 @@ async fn stranded_codegen_jobs(
 ) -> Result<usize, ReconcileError> {
     let stale = store::codegen::stale_unfinished(&ctx.db, cutoff, ROUND_LIMIT).await?;
     let commands = stale.into_iter().map(|job| (job.id, "codegen.requested"));
-    requeue_commands(ctx, super::codegen::QUEUE, commands).await
+    requeue_commands(ctx, commands).await
 }
 
-/// Enqueues on `queue` the latest command event of each `(aggregate id, event type)`.
+/// Enqueues the latest command event of each `(aggregate id, event type)` on the queue the
+/// registry routes that event type to (as the publisher did).
 async fn requeue_commands(
     ctx: &WorkerContext,
-    queue: &str,
     commands: impl Iterator<Item = (uuid::Uuid, &'static str)>,
 ) -> Result<usize, ReconcileError> {
-    let mut jobs = Vec::new();
+    let mut by_queue: std::collections::BTreeMap<&'static str, Vec<NewJob>> = Default::default();
     for (aggregate_id, event_type) in commands {
+        let Some(queue) = super::registry::queue_for_event(event_type) else {
+            continue;
+        };
         if let Some(event) =
             store::outbox::latest_for_aggregate(&ctx.db, aggregate_id, event_type).await?
         {
-            jobs.push(NewJob {
+            by_queue.entry(queue).or_default().push(NewJob {
                 job_id: event.event_id,
                 attempt: 1,
                 retry_base: 0,
@@ -162,7 +165,11 @@ async fn requeue_commands(
             });
         }
     }
-    Ok(ctx.queues.enqueue(queue, jobs).await?)
+    let mut enqueued = 0;
+    for (queue, jobs) in by_queue {
+        enqueued += ctx.queues.enqueue(queue, jobs).await?;
+    }
+    Ok(enqueued)
 }
 
 /// Checks ready workspaces against their host objects; re-applies and reports drift.
