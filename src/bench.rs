@@ -4,7 +4,7 @@
 //! the peers' (BullMQ, graphile-worker).
 
 use crate::config::{Config, QueueConfig};
-use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind, NewJob, Queues};
+use crate::jobs::{Job, JobEnvelope, JobError, NewJob, Queues};
 use crate::metrics::Metrics;
 use crate::store;
 use crate::workers::outbox_publisher::OutboxPublisher;
@@ -86,9 +86,29 @@ struct NoOp {
     total: u64,
 }
 
+/// The benchmark's job kind: a shared [`NoOp`] counter.
+struct BenchJob(Arc<NoOp>);
+
 #[async_trait::async_trait]
-impl JobHandler for NoOp {
-    async fn handle(&self, _: &WorkerContext, job: &JobEnvelope) -> Result<(), JobError> {
+impl Job for BenchJob {
+    const QUEUE: &'static str = BENCH_QUEUE;
+    const EVENT_TYPES: &'static [&'static str] = &[];
+    const DEFAULT_CONCURRENCY: usize = 8;
+    // The benchmark's jobs carry no arguments worth reading.
+    type Args = serde::de::IgnoredAny;
+
+    async fn run(
+        &self,
+        _: &WorkerContext,
+        _: Self::Args,
+        job: &JobEnvelope,
+    ) -> Result<(), JobError> {
+        self.0.done_one(job)
+    }
+}
+
+impl NoOp {
+    fn done_one(&self, job: &JobEnvelope) -> Result<(), JobError> {
         let latency = (chrono::Utc::now() - job.enqueued_at)
             .to_std()
             .unwrap_or_default();
@@ -193,10 +213,7 @@ pub async fn queue(
     let workers = tokio::spawn(crate::jobs::run_workers(
         ctx.clone(),
         ctx.queues.clone(),
-        vec![JobKind {
-            queue: BENCH_QUEUE,
-            handler: handler.clone(),
-        }],
+        vec![crate::jobs::kind(BenchJob(handler.clone()))],
         shutdown,
     ));
     // Let the workers register before the clock starts (the peers do the same).
@@ -288,7 +305,11 @@ pub async fn outbox(base: &Config, rate: u64, seconds: u64) -> Result<String, Be
     ctx.config = Arc::new(config);
     let marker = uuid::Uuid::new_v4();
     let (stop, shutdown) = watch::channel(false);
-    let publisher = tokio::spawn(OutboxPublisher::new(ctx.clone()).run(shutdown));
+    let publisher = tokio::spawn(crate::workers::periodic::run(
+        ctx.clone(),
+        OutboxPublisher::new(ctx.clone()),
+        shutdown,
+    ));
 
     const TICK: Duration = Duration::from_millis(100);
     let per_tick = (rate as f64 * TICK.as_secs_f64()).max(1.0);

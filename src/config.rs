@@ -157,41 +157,6 @@ pub struct PlanConfig {
     pub pool: Option<String>,
 }
 
-/// The job queues every worker role consumes, with the variables that tune each one.
-pub const QUEUES: &[QueueSpec] = &[
-    QueueSpec {
-        name: "probe",
-        max_attempts_var: "GANTRY_QUEUE_PROBE_MAX_ATTEMPTS",
-        concurrency_var: "GANTRY_QUEUE_PROBE_CONCURRENCY",
-        default_concurrency: 16,
-    },
-    QueueSpec {
-        name: "codegen",
-        max_attempts_var: "GANTRY_QUEUE_CODEGEN_MAX_ATTEMPTS",
-        concurrency_var: "GANTRY_QUEUE_CODEGEN_CONCURRENCY",
-        default_concurrency: 4,
-    },
-    QueueSpec {
-        name: "vcluster",
-        max_attempts_var: "GANTRY_QUEUE_VCLUSTER_MAX_ATTEMPTS",
-        concurrency_var: "GANTRY_QUEUE_VCLUSTER_CONCURRENCY",
-        default_concurrency: 8,
-    },
-];
-
-/// A queue's name and the variables that tune it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueSpec {
-    /// Queue name (one per job kind).
-    pub name: &'static str,
-    /// Variable overriding `GANTRY_JOB_MAX_ATTEMPTS` for this queue.
-    pub max_attempts_var: &'static str,
-    /// Variable setting how many jobs of this queue run at once per process.
-    pub concurrency_var: &'static str,
-    /// Concurrency when the variable is unset.
-    pub default_concurrency: usize,
-}
-
 /// Per-queue settings after defaults are applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -227,7 +192,7 @@ pub struct JobsConfig {
 }
 
 impl JobsConfig {
-    /// Settings of `queue` (defaults for a queue not in [`QUEUES`]).
+    /// Settings of `queue` (defaults for a queue not in `workers::registry::JOB_KINDS`).
     pub fn queue(&self, queue: &str) -> QueueConfig {
         self.queues.get(queue).cloned().unwrap_or(QueueConfig {
             max_attempts: 5,
@@ -414,9 +379,10 @@ impl Config {
 
         let default_max_attempts = number(&var, "GANTRY_JOB_MAX_ATTEMPTS", 5, 1..=100)? as u32;
         let mut queues = std::collections::BTreeMap::new();
-        for spec in QUEUES {
+        // One entry per registered job kind, named after its queue.
+        for spec in crate::workers::registry::JOB_KINDS {
             queues.insert(
-                spec.name,
+                spec.queue,
                 QueueConfig {
                     max_attempts: number(
                         &var,

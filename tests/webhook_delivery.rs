@@ -198,6 +198,41 @@ async fn failures_redirects_and_redelivery(backend: Backend) {
         "a redirect was followed"
     );
 
+    // An operator sees the failed deliveries beside dead jobs, as queue `webhooks`.
+    let root = app.admin_token("root");
+    let dead = app
+        .get("/v1/admin/jobs?queue=webhooks&state=dead", &root)
+        .await;
+    dead.assert_status(200);
+    let items = dead.body["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{}", dead.text);
+    let listed = items
+        .iter()
+        .find(|job| job["id"] == failed["id"])
+        .expect("the failed delivery is listed");
+    assert_eq!(listed["queue"], "webhooks");
+    assert_eq!(listed["state"], "dead");
+    assert_eq!(listed["attempt"], 3);
+    assert_eq!(listed["last_error"], failed["last_error"]);
+    assert_eq!(listed["args"]["webhook_id"], down.as_str());
+    assert_eq!(listed["args"]["event_type"], "workspace.requested");
+    let first = app
+        .get("/v1/admin/jobs?queue=webhooks&state=dead&limit=1", &root)
+        .await;
+    first.assert_status(200);
+    let cursor = first.body["next_cursor"].as_str().expect("a second page");
+    let second = app
+        .get(
+            &format!("/v1/admin/jobs?queue=webhooks&state=dead&limit=1&cursor={cursor}"),
+            &root,
+        )
+        .await;
+    second.assert_status(200);
+    assert_ne!(second.body["items"][0]["id"], first.body["items"][0]["id"]);
+    app.get("/v1/admin/jobs?queue=webhooks", &alice)
+        .await
+        .assert_status(403);
+
     // The receiver recovers; an admin redelivers.
     receiver.reset().await;
     Mock::given(method("POST"))
@@ -219,6 +254,13 @@ async fn failures_redirects_and_redelivery(backend: Backend) {
     assert_eq!(again.body["status"], "pending");
     let delivered = final_delivery(&app, &alice, &org, &down).await;
     assert_eq!(delivered["status"], "delivered");
+    let dead = app.get("/v1/admin/jobs?queue=webhooks", &root).await;
+    assert_eq!(
+        dead.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "a redelivered delivery is no longer dead: {}",
+        dead.text
+    );
     assert_eq!(
         delivered["attempts"], 1,
         "redelivery starts a fresh attempt budget"

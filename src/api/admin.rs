@@ -98,10 +98,10 @@ pub async fn queues_status(
 ) -> Result<Json<QueuesStatus>, ApiError> {
     require_admin(&caller)?;
     let mut queues = Vec::new();
-    for spec in crate::config::QUEUES {
-        let stats = state.queues.stats(spec.name).await.map_err(queue_error)?;
+    for queue in crate::workers::registry::queue_names() {
+        let stats = state.queues.stats(queue).await.map_err(queue_error)?;
         queues.push(QueueStatus {
-            queue: spec.name.to_owned(),
+            queue: queue.to_owned(),
             pending: stats.pending,
             running: stats.running,
             scheduled: stats.scheduled,
@@ -116,7 +116,7 @@ pub async fn queues_status(
     let webhooks = store::webhooks::delivery_counts(&state.db).await?;
     let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
     queues.push(QueueStatus {
-        queue: "webhooks".to_owned(),
+        queue: crate::jobs::admin::WEBHOOKS_QUEUE.to_owned(),
         pending: n(webhooks.pending),
         running: n(webhooks.running),
         scheduled: n(webhooks.scheduled),
@@ -178,7 +178,9 @@ impl From<crate::jobs::admin::JobView> for JobView {
 
 const JOB_STATES: [&str; 5] = ["pending", "scheduled", "running", "done", "dead"];
 
-/// Jobs of a queue (default `probe`) in a state (default `dead`), paged.
+/// Jobs of a queue (default `probe`) in a state (default `dead`), paged. Queue `webhooks` lists
+/// failed webhook deliveries as its dead jobs (with their last error; redeliver them through
+/// the webhook's deliveries).
 #[openapi(tag = "Admin")]
 #[get("/v1/admin/jobs?<queue>&<state>&<limit>&<cursor>")]
 pub async fn list_jobs(
@@ -198,7 +200,9 @@ pub async fn list_jobs(
         )));
     }
     let queue = queue.unwrap_or(crate::workers::probe::QUEUE);
-    if !crate::config::QUEUES.iter().any(|q| q.name == queue) {
+    if queue != crate::jobs::admin::WEBHOOKS_QUEUE
+        && crate::workers::registry::job_kind(queue).is_none()
+    {
         return Err(ApiError::BadRequest(format!("unknown queue {queue:?}")));
     }
     let page = page_request::<String>(limit, cursor)?;

@@ -5,6 +5,10 @@ use crate::store;
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 
+/// The name webhook deliveries have beside the job queues: they are scheduled from their rows
+/// (not a job queue), and their `failed` deliveries are listed like dead jobs.
+pub const WEBHOOKS_QUEUE: &str = "webhooks";
+
 /// Ids the Redis done set may hold before it is cleared.
 const DONE_SET_LIMIT: u64 = 100_000;
 
@@ -131,6 +135,9 @@ impl Queues {
         cursor: Option<&str>,
         limit: u64,
     ) -> Result<(Vec<JobView>, bool), QueueError> {
+        if queue == WEBHOOKS_QUEUE {
+            return self.list_failed_deliveries(state, cursor, limit).await;
+        }
         if state == "dead" {
             let after = cursor.and_then(|c| c.parse().ok());
             let (rows, more) =
@@ -235,8 +242,8 @@ impl Queues {
         let task_ids: Vec<String> = (1..=MAX_ATTEMPT_LOOKUP)
             .map(|attempt| super::task_id(job_id, attempt).to_string())
             .collect();
-        for spec in crate::config::QUEUES {
-            let name = self.backend_queue(spec.name);
+        for queue in crate::workers::registry::queue_names() {
+            let name = self.backend_queue(queue);
             let mut best: Option<JobView> = None;
             match &self.backend {
                 Backend::Redis(conn) => {
@@ -270,7 +277,7 @@ impl Queues {
                             }
                         };
                         if best.as_ref().is_none_or(|b| b.attempt < job.attempt) {
-                            best = Some(view(spec.name, job, state, None, task_id.clone()));
+                            best = Some(view(queue, job, state, None, task_id.clone()));
                         }
                     }
                 }
@@ -282,7 +289,7 @@ impl Queues {
                         if best.as_ref().is_none_or(|b| b.attempt < job.attempt) {
                             let state = sql_state(&row.status, row.run_at);
                             let run_at = DateTime::from_timestamp(row.run_at, 0);
-                            best = Some(view(spec.name, job, state, run_at, row.id));
+                            best = Some(view(queue, job, state, run_at, row.id));
                         }
                     }
                 }
@@ -430,6 +437,48 @@ pub fn dead_view(row: store::jobs::DeadJob) -> JobView {
         run_at: None,
         last_error: Some(row.last_error),
         args: job.map(|j| j.args).unwrap_or(serde_json::Value::Null),
+        cursor: row.id.to_string(),
+    }
+}
+
+impl Queues {
+    /// Failed webhook deliveries as dead jobs of queue `webhooks` (no other state is listed:
+    /// live deliveries are in each webhook's deliveries).
+    async fn list_failed_deliveries(
+        &self,
+        state: &str,
+        cursor: Option<&str>,
+        limit: u64,
+    ) -> Result<(Vec<JobView>, bool), QueueError> {
+        if state != "dead" {
+            return Ok((Vec::new(), false));
+        }
+        let after = cursor.and_then(|c| c.parse().ok());
+        let (rows, more) =
+            store::webhooks::list_failed_deliveries(&self.db, &store::PageRequest { limit, after })
+                .await?;
+        Ok((rows.into_iter().map(failed_delivery_view).collect(), more))
+    }
+}
+
+/// A failed webhook delivery as a dead job: its id, attempts and last error; the arguments say
+/// which webhook, organization and event it was for.
+pub fn failed_delivery_view(row: store::webhooks::Delivery) -> JobView {
+    JobView {
+        job_id: row.id,
+        queue: WEBHOOKS_QUEUE.to_owned(),
+        state: "dead",
+        attempt: row.attempts.max(0) as u32,
+        enqueued_at: row.created_at,
+        run_at: None,
+        last_error: row.last_error,
+        args: serde_json::json!({
+            "webhook_id": row.webhook_id,
+            "org_id": row.org_id,
+            "event_id": row.event_id,
+            "event_type": row.event_type,
+            "response_code": row.response_code,
+        }),
         cursor: row.id.to_string(),
     }
 }

@@ -5,12 +5,15 @@
 //! locking, heartbeats and orphan rescue; this module adds what our contract needs on top:
 //! job ids derived from event ids (a re-routed event cannot create a second job), retries with
 //! exponential backoff and full jitter up to a per-queue attempt limit, permanent errors, dead
-//! jobs kept with their last error, and metrics. Worker modules only declare a [`JobKind`].
+//! jobs kept with their last error, and metrics. A worker module implements [`Job`] and adds one
+//! entry to [`crate::workers::registry::JOB_KINDS`]; the runtime deserializes its arguments once.
 
 pub mod admin;
 
 use crate::config::{Config, JobsConfig};
 use crate::store;
+use crate::workers::codegen::CodegenRunError;
+use crate::workers::vcluster::driver::DriverError;
 use crate::workers::WorkerContext;
 use apalis::prelude::{
     BackendExt, Data, Monitor, TaskBuilder, TaskId, TaskSink, WorkerBuilder, WorkerBuilderExt,
@@ -20,6 +23,7 @@ use apalis_redis::RedisStorage;
 use apalis_sqlite::{SqlitePool, SqliteStorage};
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseBackend, DatabaseConnection, DbErr};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,37 +71,132 @@ pub fn command_args(event_type: &str, data: serde_json::Value) -> serde_json::Va
     serde_json::json!({ "event_type": event_type, "data": data })
 }
 
-/// Why a handler failed.
+/// A command event's job arguments as a job kind reads them: `{"event_type", "data"}`, with
+/// `data` typed by the kind.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Command<D> {
+    /// The event type that caused the job (one of the kind's [`Job::EVENT_TYPES`]).
+    pub event_type: String,
+    /// The event's data.
+    pub data: D,
+}
+
+/// Why a job failed, with its cause. [`JobError::is_retryable`] decides between another attempt
+/// and a dead job; the rendered message is what logs and the dead job's `last_error` show.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    /// Worth another attempt (after backoff).
+    /// The job's arguments do not fit its kind: every attempt would fail the same way.
+    #[error("permanent: bad {queue} job arguments: {source}")]
+    BadArgs {
+        /// The queue whose kind refused them.
+        queue: &'static str,
+        /// The deserialization error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The system-of-record database failed (retryable).
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    /// A job queue failed (retryable).
+    #[error("{0}")]
+    Queue(#[from] QueueError),
+    /// An outbound HTTP request failed (retryable).
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    /// A host-cluster driver failed; retryable when the driver says it is transient.
+    #[error("{prefix}{0}", prefix = if matches!(.0, DriverError::Permanent(_)) { "permanent: " } else { "" })]
+    Driver(#[from] DriverError),
+    /// A codegen run failed; retryable unless the failure is permanent or out of attempts.
+    #[error("{prefix}{0}", prefix = if .0.is_permanent() { "permanent: " } else { "" })]
+    Codegen(#[from] CodegenRunError),
+    /// A condition the job itself reports (no underlying error) that is worth another attempt.
     #[error("{0}")]
     Retryable(String),
-    /// Will fail again: the job goes dead at once.
+    /// A condition the job itself reports that will not change on retry: the job dies at once.
     #[error("permanent: {0}")]
     Permanent(String),
 }
 
-impl From<DbErr> for JobError {
-    fn from(err: DbErr) -> Self {
-        JobError::Retryable(format!("database: {err}"))
+impl JobError {
+    /// True when another attempt may succeed (after backoff); false makes the job dead at once.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            JobError::BadArgs { .. } | JobError::Permanent(_) => false,
+            JobError::Database(_)
+            | JobError::Queue(_)
+            | JobError::Http(_)
+            | JobError::Retryable(_) => true,
+            JobError::Driver(err) => matches!(err, DriverError::Transient(_)),
+            JobError::Codegen(err) => !err.is_permanent(),
+        }
     }
 }
 
-/// A job handler: the one thing a worker module writes.
+/// A job kind: the one thing a worker module writes (crates.io's `BackgroundJob` is the model).
+/// Register it with one entry in [`crate::workers::registry::JOB_KINDS`].
 #[async_trait::async_trait]
-pub trait JobHandler: Send + Sync + 'static {
-    /// Runs one job. Must be idempotent: apalis delivers at least once.
-    async fn handle(&self, ctx: &WorkerContext, job: &JobEnvelope) -> Result<(), JobError>;
+pub trait Job: Send + Sync + 'static {
+    /// Queue name (one queue per kind); its knobs are `GANTRY_QUEUE_<QUEUE>_…`.
+    const QUEUE: &'static str;
+    /// The command event types the outbox publisher routes to this queue.
+    const EVENT_TYPES: &'static [&'static str];
+    /// Jobs run at once per process when `GANTRY_QUEUE_<QUEUE>_CONCURRENCY` is unset.
+    const DEFAULT_CONCURRENCY: usize;
+    /// The arguments, read from the stored `{event_type, data}` once per attempt; arguments
+    /// that do not parse make the job dead at once ([`JobError::BadArgs`]).
+    type Args: DeserializeOwned + Send;
+
+    /// Runs one attempt. Must be idempotent: apalis delivers at least once.
+    async fn run(
+        &self,
+        ctx: &WorkerContext,
+        args: Self::Args,
+        attempt: &JobEnvelope,
+    ) -> Result<(), JobError>;
+
+    /// Called once when the job becomes dead (after its dead-job row is written).
+    async fn on_dead(&self, _ctx: &WorkerContext, _attempt: &JobEnvelope, _error: &JobError) {}
 }
 
-/// A job kind as a worker module declares it.
-#[derive(Clone)]
-pub struct JobKind {
-    /// Queue name (see `config::QUEUES` for its knobs).
-    pub queue: &'static str,
-    /// The handler.
-    pub handler: Arc<dyn JobHandler>,
+/// A [`Job`] with its argument type erased, as the runtime holds it.
+#[async_trait::async_trait]
+pub trait ErasedJob: Send + Sync + 'static {
+    /// The kind's queue.
+    fn queue(&self) -> &'static str;
+    /// Deserializes the arguments and runs the attempt.
+    async fn handle(&self, ctx: &WorkerContext, attempt: &JobEnvelope) -> Result<(), JobError>;
+    /// See [`Job::on_dead`].
+    async fn on_dead(&self, ctx: &WorkerContext, attempt: &JobEnvelope, error: &JobError);
+}
+
+/// Erases a [`Job`]'s argument type.
+struct Typed<J>(J);
+
+#[async_trait::async_trait]
+impl<J: Job> ErasedJob for Typed<J> {
+    fn queue(&self) -> &'static str {
+        J::QUEUE
+    }
+
+    async fn handle(&self, ctx: &WorkerContext, attempt: &JobEnvelope) -> Result<(), JobError> {
+        let args = J::Args::deserialize(&attempt.args).map_err(|source| JobError::BadArgs {
+            queue: J::QUEUE,
+            source,
+        })?;
+        self.0.run(ctx, args, attempt).await
+    }
+
+    async fn on_dead(&self, ctx: &WorkerContext, attempt: &JobEnvelope, error: &JobError) {
+        self.0.on_dead(ctx, attempt, error).await;
+    }
+}
+
+/// A job kind ready for [`run_workers`].
+pub type JobKind = Arc<dyn ErasedJob>;
+
+/// Wraps `job` for [`run_workers`].
+pub fn kind<J: Job>(job: J) -> JobKind {
+    Arc::new(Typed(job))
 }
 
 /// A job to enqueue.
@@ -341,7 +440,7 @@ impl Queues {
     }
 
     fn register(&self, monitor: Monitor, runner: Arc<Runner>, concurrency: usize) -> Monitor {
-        let name = self.backend_queue(runner.kind.queue);
+        let name = self.backend_queue(runner.kind.queue());
         // A restarted worker registers under a new name: the old one may still look alive.
         let instance = format!("{name}:{}:{}", std::process::id(), Uuid::new_v4().simple());
         // The three storages are different types behind the same worker shape.
@@ -389,12 +488,12 @@ impl Runner {
     /// Runs one job and settles its outcome: done, retried later, or dead. An error returned
     /// here (the outcome could not be recorded) leaves the job to apalis to run again.
     async fn run(&self, job: JobEnvelope) -> Result<(), QueueError> {
-        let queue = self.kind.queue;
+        let queue = self.kind.queue();
         let metrics = &self.ctx.metrics;
         let busy = metrics.worker_busy.with_label_values(&[queue]);
         busy.inc();
         let started = Instant::now();
-        let result = self.kind.handler.handle(&self.ctx, &job).await;
+        let result = self.kind.handle(&self.ctx, &job).await;
         busy.dec();
         metrics
             .job_duration_seconds
@@ -402,8 +501,9 @@ impl Runner {
             .observe(started.elapsed().as_secs_f64());
         let outcome = match result {
             Ok(()) => "completed",
-            Err(JobError::Retryable(reason))
-                if job.attempt.saturating_sub(job.retry_base) < self.max_attempts =>
+            Err(reason)
+                if reason.is_retryable()
+                    && job.attempt.saturating_sub(job.retry_base) < self.max_attempts =>
             {
                 let config = &self.queues.config;
                 let delay = crate::workers::backoff::full_jitter(
@@ -439,6 +539,7 @@ impl Runner {
                     &err.to_string(),
                 )
                 .await?;
+                self.kind.on_dead(&self.ctx, &job, &err).await;
                 "dead"
             }
         };
@@ -475,8 +576,8 @@ pub async fn run_workers(
         });
     let mut names = Vec::new();
     for kind in kinds {
-        let queue_config = ctx.config.jobs.queue(kind.queue);
-        names.push(kind.queue);
+        let queue_config = ctx.config.jobs.queue(kind.queue());
+        names.push(kind.queue());
         let runner = Arc::new(Runner {
             ctx: ctx.clone(),
             queues: queues.clone(),
@@ -525,4 +626,55 @@ pub async fn run_workers(
     }
     depth.abort();
     tracing::info!(queues = ?names, "job workers stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_class_and_message_shape() {
+        let transient = JobError::from(DriverError::Transient("503 from the API".into()));
+        assert!(transient.is_retryable());
+        assert_eq!(transient.to_string(), "503 from the API");
+        let refused = JobError::from(DriverError::Permanent("403 forbidden".into()));
+        assert!(!refused.is_retryable());
+        assert_eq!(refused.to_string(), "permanent: 403 forbidden");
+        let db = JobError::from(DbErr::Custom("gone".into()));
+        assert!(db.is_retryable());
+        assert!(db.to_string().starts_with("database: "));
+        assert!(
+            std::error::Error::source(&db).is_some(),
+            "the cause is kept"
+        );
+        let told = JobError::Retryable("probe told to fail its first 2 attempts".into());
+        assert!(told.is_retryable());
+        assert_eq!(told.to_string(), "probe told to fail its first 2 attempts");
+        let codegen = JobError::from(CodegenRunError::Exhausted {
+            error_type: "git".into(),
+            detail: "push refused".into(),
+            attempt: 3,
+        });
+        assert!(!codegen.is_retryable());
+        assert_eq!(
+            codegen.to_string(),
+            "permanent: git: push refused (attempt 3, no attempts left)"
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_permanent_and_name_the_queue() {
+        let err = serde_json::from_value::<Command<uuid::Uuid>>(serde_json::json!({}))
+            .map(|_| ())
+            .map_err(|source| JobError::BadArgs {
+                queue: "probe",
+                source,
+            })
+            .expect_err("no event_type");
+        assert!(!err.is_retryable());
+        assert!(err
+            .to_string()
+            .starts_with("permanent: bad probe job arguments: "));
+        assert!(std::error::Error::source(&err).is_some());
+    }
 }

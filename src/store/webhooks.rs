@@ -434,3 +434,22 @@ pub async fn delivery_counts(db: &impl ConnectionTrait) -> Result<super::jobs::Q
         .unwrap_or_default(),
     )
 }
+
+/// A page of failed deliveries across every organization, by id (the admin API shows them
+/// beside dead jobs, as queue `webhooks`).
+pub async fn list_failed_deliveries(
+    db: &impl ConnectionTrait,
+    page: &PageRequest<Uuid>,
+) -> Result<(Vec<Delivery>, bool), DbErr> {
+    let mut query = delivery_entity::Entity::find()
+        .filter(delivery_entity::Column::Status.eq(delivery_status::FAILED));
+    if let Some(after) = page.after {
+        query = query.filter(delivery_entity::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(delivery_entity::Column::Id)
+        .limit(page.limit + 1)
+        .all(db)
+        .await?;
+    Ok(split_page(rows, page.limit))
+}

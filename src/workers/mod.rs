@@ -1,16 +1,19 @@
 //! Background workers: the names the CLI accepts, their shared context, and the runtime that
 //! hosts them.
 //!
-//! The outbox publisher runs here, with the spine's own job kinds (probe) and the reconciler.
-//! The vCluster provisioner consumes the `vcluster` queue, the codegen runner the `codegen`
-//! queue. The other roles (backups, health) are accepted and hosted but have no job kinds
-//! registered until their issues land.
+//! What each role runs is one table, [`registry`] (which also says how to add a worker): the
+//! `outbox-publisher` role runs the outbox publisher, the webhook sender, the reconciler and the
+//! spine's own job kind (`probe`); the vCluster provisioner consumes the `vcluster` queue, the
+//! codegen runner the `codegen` queue. The other roles (backups, health) are accepted and
+//! hosted but have nothing registered until their issues land.
 
 pub mod backoff;
 pub mod codegen;
 pub mod outbox_publisher;
+pub mod periodic;
 pub mod probe;
 pub mod reconciler;
+pub mod registry;
 pub mod vcluster;
 pub mod webhook_sender;
 
@@ -37,18 +40,7 @@ pub struct WorkerContext {
     pub queues: crate::jobs::Queues,
 }
 
-/// The queue a command event is routed to (its job id is the event id), if any.
-pub fn queue_for_event(event_type: &str) -> Option<&'static str> {
-    match event_type {
-        probe::EVENT_TYPE => Some(probe::QUEUE),
-        "workspace.requested"
-        | "workspace.deletion_requested"
-        | "project.created"
-        | "project.deleted" => Some(vcluster::QUEUE),
-        "codegen.requested" => Some(codegen::QUEUE),
-        _ => None,
-    }
-}
+pub use registry::queue_for_event;
 
 /// Every worker role, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
@@ -94,49 +86,31 @@ impl fmt::Display for WorkerName {
 pub async fn run(ctx: WorkerContext, workers: Vec<WorkerName>, shutdown: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
     for worker in workers {
-        match worker {
-            WorkerName::OutboxPublisher => {
-                // The publisher role also runs the spine's own consumers: webhook deliveries.
-                let publisher = outbox_publisher::OutboxPublisher::new(ctx.clone());
-                tasks.spawn(publisher.run(shutdown.clone()));
-                tasks.spawn(webhook_sender::run(ctx.clone(), shutdown.clone()));
-                // …and the spine's own job queues, and the reconciler.
-                tasks.spawn(crate::jobs::run_workers(
-                    ctx.clone(),
-                    ctx.queues.clone(),
-                    vec![probe::kind()],
-                    shutdown.clone(),
-                ));
-                tasks.spawn(reconciler::run(ctx.clone(), shutdown.clone()));
-            }
-            WorkerName::CodegenRunner => {
-                tasks.spawn(crate::jobs::run_workers(
-                    ctx.clone(),
-                    ctx.queues.clone(),
-                    vec![codegen::kind()],
-                    shutdown.clone(),
-                ));
-            }
-            WorkerName::VclusterProvisioner => {
-                tasks.spawn(crate::jobs::run_workers(
-                    ctx.clone(),
-                    ctx.queues.clone(),
-                    vec![vcluster::kind()],
-                    shutdown.clone(),
-                ));
-            }
-            other => {
-                let mut shutdown = shutdown.clone();
-                tasks.spawn(async move {
-                    tracing::info!(worker = %other, "worker started (no job kinds registered yet)");
-                    while !*shutdown.borrow() {
-                        if shutdown.changed().await.is_err() {
-                            break;
-                        }
+        let kinds = registry::job_kinds_of(worker);
+        let mut hosted = !kinds.is_empty();
+        if hosted {
+            tasks.spawn(crate::jobs::run_workers(
+                ctx.clone(),
+                ctx.queues.clone(),
+                kinds,
+                shutdown.clone(),
+            ));
+        }
+        for task in registry::periodic_tasks_of(worker) {
+            hosted = true;
+            tasks.spawn((task.spawn)(ctx.clone(), shutdown.clone()));
+        }
+        if !hosted {
+            let mut shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                tracing::info!(worker = %worker, "worker started (no job kinds registered yet)");
+                while !*shutdown.borrow() {
+                    if shutdown.changed().await.is_err() {
+                        break;
                     }
-                    tracing::info!(worker = %other, "worker stopped");
-                });
-            }
+                }
+                tracing::info!(worker = %worker, "worker stopped");
+            });
         }
     }
     while let Some(result) = tasks.join_next().await {

@@ -1,14 +1,16 @@
 //! The outbox publisher: claims unpublished events in id order with a lease, routes each one,
 //! then marks it published.
 //!
-//! Routing: command events (see `workers::queue_for_event`) become jobs on their queue, with
+//! Routing: command events (see `workers::registry::queue_for_event`) become jobs on their queue, with
 //! the event id as job id; every event is appended to the Redis stream (`XADD … MAXLEN ~ n`) when Redis
 //! is configured (without Redis the events API and SSE read the outbox directly), and a pending
 //! `webhook_deliveries` row is recorded for each matching webhook, in the same transaction that
 //! marks the batch published. Delivery is at-least-once: a publisher that dies between `XADD` and the
 //! mark leaves its batch leased; once the lease expires another publisher routes it again, and
-//! consumers deduplicate by event `id`.
+//! consumers deduplicate by event `id`. A [`PeriodicTask`]: woken by `NOTIFY` on Postgres, polling
+//! every `GANTRY_OUTBOX_POLL_INTERVAL` otherwise.
 
+use super::periodic::{PeriodicTask, Round, Schedule};
 use super::WorkerContext;
 use crate::jobs::NewJob;
 use crate::outbox::Envelope;
@@ -19,7 +21,6 @@ use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::DatabaseBackend;
 use std::collections::hash_map::{Entry, HashMap};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// Postgres channel the outbox trigger notifies on commit.
 pub const NOTIFY_CHANNEL: &str = "gantry_outbox";
@@ -47,6 +48,9 @@ pub struct OutboxPublisher {
     ctx: WorkerContext,
     owner: String,
     redis: Option<redis::aio::MultiplexedConnection>,
+    /// `LISTEN` on [`NOTIFY_CHANNEL`] (Postgres), set up when the task starts.
+    listener: Option<PgListener>,
+    backlog_refreshed: Option<Instant>,
 }
 
 impl OutboxPublisher {
@@ -62,6 +66,8 @@ impl OutboxPublisher {
             ctx,
             owner,
             redis: None,
+            listener: None,
+            backlog_refreshed: None,
         }
     }
 
@@ -167,7 +173,7 @@ impl OutboxPublisher {
         let mut by_queue: HashMap<&'static str, Vec<NewJob>> = HashMap::new();
         let now = crate::store::now();
         for event in batch {
-            if let Some(queue) = super::queue_for_event(&event.event_type) {
+            if let Some(queue) = super::registry::queue_for_event(&event.event_type) {
                 by_queue.entry(queue).or_default().push(NewJob {
                     job_id: event.event_id,
                     attempt: 1,
@@ -222,45 +228,6 @@ impl OutboxPublisher {
         }
     }
 
-    /// Publishes until `shutdown` turns true, waking on NOTIFY (Postgres) or every poll interval.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut listener = self.listen().await;
-        let poll = self.ctx.config.outbox.poll_interval;
-        let full_batch = self.ctx.config.outbox.batch_size as usize;
-        let mut backlog_refreshed = Instant::now() - BACKLOG_REFRESH;
-        tracing::info!(owner = %self.owner, notify = listener.is_some(), "outbox publisher started");
-        while !*shutdown.borrow() {
-            let wait = match self.publish_batch().await {
-                Ok(n) if n >= full_batch => None,
-                Ok(_) => Some(poll),
-                Err(err) => {
-                    tracing::warn!(%err, "outbox publishing round failed; retrying");
-                    Some(ERROR_BACKOFF)
-                }
-            };
-            if backlog_refreshed.elapsed() >= BACKLOG_REFRESH || wait.is_some() {
-                self.refresh_backlog().await;
-                backlog_refreshed = Instant::now();
-            }
-            let Some(wait) = wait else { continue };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-                notified = async {
-                    match listener.as_mut() {
-                        Some(l) => l.recv().await.map(|_| ()),
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if let Err(err) = notified {
-                        tracing::warn!(%err, "LISTEN connection lost; polling until it is back");
-                    }
-                }
-            }
-        }
-        tracing::info!(owner = %self.owner, "outbox publisher stopped");
-    }
-
     async fn listen(&self) -> Option<PgListener> {
         if self.ctx.db.get_database_backend() != DatabaseBackend::Postgres {
             return None;
@@ -280,5 +247,49 @@ impl OutboxPublisher {
                 None
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl PeriodicTask for OutboxPublisher {
+    const NAME: &'static str = "outbox-publisher";
+    type Error = PublishError;
+
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            after_error: ERROR_BACKOFF,
+            ..Schedule::every(self.ctx.config.outbox.poll_interval)
+        }
+    }
+
+    async fn start(&mut self) {
+        self.listener = self.listen().await;
+        tracing::info!(owner = %self.owner, notify = self.listener.is_some(), "outbox publisher started");
+    }
+
+    /// Woken by `NOTIFY` on commit (Postgres); otherwise the poll interval decides.
+    async fn wake(&mut self) {
+        let Some(listener) = self.listener.as_mut() else {
+            return std::future::pending().await;
+        };
+        if let Err(err) = listener.recv().await {
+            tracing::warn!(%err, "LISTEN connection lost; polling until it is back");
+        }
+    }
+
+    /// Publishes one batch; a full batch means more may be waiting, so it runs again at once.
+    async fn round(&mut self) -> Result<Round, PublishError> {
+        let full_batch = self.ctx.config.outbox.batch_size as usize;
+        let result = self.publish_batch().await;
+        let idle = !matches!(result, Ok(n) if n >= full_batch);
+        if idle
+            || self
+                .backlog_refreshed
+                .is_none_or(|at| at.elapsed() >= BACKLOG_REFRESH)
+        {
+            self.refresh_backlog().await;
+            self.backlog_refreshed = Some(Instant::now());
+        }
+        result.map(|_| if idle { Round::Idle } else { Round::Again })
     }
 }

@@ -2,12 +2,11 @@
 //! smoke-testing the pipeline (`POST /v1/admin/probes`), the crash tests and the benchmark.
 
 use super::WorkerContext;
-use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind};
+use crate::jobs::{Command, Job, JobEnvelope, JobError};
 use crate::store;
-use std::sync::Arc;
 
 /// Queue name.
-pub const QUEUE: &str = "probe";
+pub const QUEUE: &str = Probe::QUEUE;
 /// The command event routed to this queue.
 pub const EVENT_TYPE: &str = "probe.requested";
 
@@ -24,13 +23,24 @@ pub struct ProbeArgs {
     pub fail_attempts: u32,
 }
 
-struct Probe;
+/// The probe job kind.
+#[derive(Debug, Default)]
+pub struct Probe;
 
 #[async_trait::async_trait]
-impl JobHandler for Probe {
-    async fn handle(&self, ctx: &WorkerContext, job: &JobEnvelope) -> Result<(), JobError> {
-        let args: ProbeArgs = serde_json::from_value(job.args["data"].clone())
-            .map_err(|e| JobError::Permanent(format!("bad probe arguments: {e}")))?;
+impl Job for Probe {
+    const QUEUE: &'static str = "probe";
+    const EVENT_TYPES: &'static [&'static str] = &[EVENT_TYPE];
+    const DEFAULT_CONCURRENCY: usize = 16;
+    type Args = Command<ProbeArgs>;
+
+    async fn run(
+        &self,
+        ctx: &WorkerContext,
+        args: Self::Args,
+        job: &JobEnvelope,
+    ) -> Result<(), JobError> {
+        let args = args.data;
         if args.delay_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(args.delay_ms)).await;
         }
@@ -42,13 +52,5 @@ impl JobHandler for Probe {
         }
         store::jobs::record_probe_run(&ctx.db, job.job_id, args.batch_id, job.enqueued_at).await?;
         Ok(())
-    }
-}
-
-/// The probe job kind.
-pub fn kind() -> JobKind {
-    JobKind {
-        queue: QUEUE,
-        handler: Arc::new(Probe),
     }
 }

@@ -1,16 +1,16 @@
 //! The reconciler: periodically re-enqueues routed work that has no completion, no dead job and
 //! is older than `GANTRY_RECONCILE_AFTER` (probes; workspaces still pending, provisioning or
 //! deleting; codegen jobs still pending or running), so work survives the loss of its job (Redis `FLUSHALL`, a deleted queue row); and
-//! checks ready workspaces for drift, re-applying their host objects. A singleton across the fleet: on Postgres each round runs
-//! under a transaction-scoped advisory lock that only one process can hold; SQLite deployments
-//! are single-node anyway. Re-enqueueing is idempotent (job ids derive from event ids), so a job
-//! that is merely slow is not doubled.
+//! checks ready workspaces for drift, re-applying their host objects. A singleton across the fleet
+//! (a [`super::periodic::Lease`]: on Postgres each round runs under a transaction-scoped advisory lock
+//! that only one process can hold; SQLite deployments are single-node anyway). Re-enqueueing is
+//! idempotent (job ids derive from event ids), so a job that is merely slow is not doubled.
+//! [`WorkspaceGauges`] refreshes the workspace gauges in every publisher process, unleased.
 
+use super::periodic::{Lease, PeriodicTask, Round, Schedule};
 use super::{probe, WorkerContext};
 use crate::jobs::NewJob;
 use crate::store;
-use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult, Statement, TransactionTrait};
-use tokio::sync::watch;
 
 /// Advisory-lock key of the reconciler (ASCII "gantry-r").
 const RECONCILER_LOCK_KEY: i64 = 0x6761_6e74_7279_2d72;
@@ -32,35 +32,53 @@ pub enum ReconcileError {
 /// round).
 type DriverSlot = tokio::sync::OnceCell<std::sync::Arc<dyn super::vcluster::driver::KubeDriver>>;
 
-/// One round; returns how many jobs were enqueued again (`None` when another process holds the
-/// reconciler lock).
+/// The reconciler as a periodic task.
+pub struct Reconciler {
+    ctx: WorkerContext,
+    driver: DriverSlot,
+}
+
+impl Reconciler {
+    /// A reconciler; its kube driver is built on first use.
+    pub fn new(ctx: WorkerContext) -> Self {
+        Self {
+            ctx,
+            driver: DriverSlot::new(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PeriodicTask for Reconciler {
+    const NAME: &'static str = "reconciler";
+    type Error = ReconcileError;
+
+    fn schedule(&self) -> Schedule {
+        Schedule::every(self.ctx.config.jobs.reconcile_interval)
+    }
+
+    fn lease(&self) -> Option<Lease> {
+        Some(Lease {
+            key: RECONCILER_LOCK_KEY,
+        })
+    }
+
+    async fn round(&mut self) -> Result<Round, ReconcileError> {
+        reconcile_once(&self.ctx, &self.driver).await?;
+        Ok(Round::Idle)
+    }
+}
+
+/// One round (run under the reconciler's lease); returns how many jobs were enqueued again.
 pub async fn reconcile_once(
     ctx: &WorkerContext,
     driver: &DriverSlot,
-) -> Result<Option<usize>, ReconcileError> {
-    let txn = ctx.db.begin().await?;
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
-        #[derive(FromQueryResult)]
-        struct Locked {
-            locked: bool,
-        }
-        let locked = Locked::find_by_statement(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "SELECT pg_try_advisory_xact_lock($1) AS locked",
-            [RECONCILER_LOCK_KEY.into()],
-        ))
-        .one(&txn)
-        .await?
-        .is_some_and(|row| row.locked);
-        if !locked {
-            return Ok(None);
-        }
-    }
+) -> Result<usize, ReconcileError> {
     let cutoff = store::now()
         - chrono::Duration::from_std(ctx.config.jobs.reconcile_after)
             .unwrap_or(chrono::Duration::seconds(120));
     let stranded =
-        store::jobs::stranded_probe_events(&txn, probe::EVENT_TYPE, cutoff, ROUND_LIMIT).await?;
+        store::jobs::stranded_probe_events(&ctx.db, probe::EVENT_TYPE, cutoff, ROUND_LIMIT).await?;
     let jobs: Vec<NewJob> = stranded
         .into_iter()
         .map(|event| NewJob {
@@ -75,9 +93,8 @@ pub async fn reconcile_once(
     let mut enqueued = ctx.queues.enqueue(probe::QUEUE, jobs).await?;
     enqueued += stranded_workspaces(ctx, cutoff).await?;
     enqueued += stranded_codegen_jobs(ctx, cutoff).await?;
-    // Under the same lock: only one process repairs a drifted workspace.
+    // Under the same lease: only one process repairs a drifted workspace.
     repair_drift(ctx, driver).await;
-    txn.commit().await?;
     if enqueued > 0 {
         tracing::warn!(
             enqueued,
@@ -85,7 +102,7 @@ pub async fn reconcile_once(
             "reconciler re-enqueued work that had no live job"
         );
     }
-    Ok(Some(enqueued))
+    Ok(enqueued)
 }
 
 /// Workspaces still pending, provisioning or deleting without progress since `cutoff`: their
@@ -110,7 +127,7 @@ async fn stranded_workspaces(
         };
         (workspace.id, event_type)
     });
-    requeue_commands(ctx, super::vcluster::QUEUE, commands).await
+    requeue_commands(ctx, commands).await
 }
 
 /// Codegen jobs still pending or running without progress since `cutoff`: their
@@ -121,21 +138,24 @@ async fn stranded_codegen_jobs(
 ) -> Result<usize, ReconcileError> {
     let stale = store::codegen::stale_unfinished(&ctx.db, cutoff, ROUND_LIMIT).await?;
     let commands = stale.into_iter().map(|job| (job.id, "codegen.requested"));
-    requeue_commands(ctx, super::codegen::QUEUE, commands).await
+    requeue_commands(ctx, commands).await
 }
 
-/// Enqueues on `queue` the latest command event of each `(aggregate id, event type)`.
+/// Enqueues the latest command event of each `(aggregate id, event type)` on the queue the
+/// registry routes that event type to (as the publisher did).
 async fn requeue_commands(
     ctx: &WorkerContext,
-    queue: &str,
     commands: impl Iterator<Item = (uuid::Uuid, &'static str)>,
 ) -> Result<usize, ReconcileError> {
-    let mut jobs = Vec::new();
+    let mut by_queue: std::collections::BTreeMap<&'static str, Vec<NewJob>> = Default::default();
     for (aggregate_id, event_type) in commands {
+        let Some(queue) = super::registry::queue_for_event(event_type) else {
+            continue;
+        };
         if let Some(event) =
             store::outbox::latest_for_aggregate(&ctx.db, aggregate_id, event_type).await?
         {
-            jobs.push(NewJob {
+            by_queue.entry(queue).or_default().push(NewJob {
                 job_id: event.event_id,
                 attempt: 1,
                 retry_base: 0,
@@ -145,7 +165,11 @@ async fn requeue_commands(
             });
         }
     }
-    Ok(ctx.queues.enqueue(queue, jobs).await?)
+    let mut enqueued = 0;
+    for (queue, jobs) in by_queue {
+        enqueued += ctx.queues.enqueue(queue, jobs).await?;
+    }
+    Ok(enqueued)
 }
 
 /// Checks ready workspaces against their host objects; re-applies and reports drift.
@@ -174,44 +198,52 @@ async fn repair_drift(ctx: &WorkerContext, slot: &DriverSlot) {
     }
 }
 
-/// Refreshes the workspace gauges (every publisher process does, so any one of them serves
-/// the alert).
-async fn refresh_workspace_gauges(ctx: &WorkerContext) {
-    match store::workspaces::status_summary(&ctx.db).await {
-        Ok((counts, oldest)) => {
-            for status in store::workspaces::status::ALL {
-                let n = counts
-                    .iter()
-                    .find(|(s, _)| s == status)
-                    .map_or(0, |(_, n)| *n);
-                ctx.metrics.workspaces.with_label_values(&[status]).set(n);
-            }
-            let age = oldest
-                .map(|at| {
-                    (store::now() - at)
-                        .to_std()
-                        .unwrap_or_default()
-                        .as_secs_f64()
-                })
-                .unwrap_or(0.0);
-            ctx.metrics.workspace_oldest_unready_age_seconds.set(age);
-        }
-        Err(err) => tracing::warn!(%err, "could not count workspaces"),
+/// Refreshes the workspace gauges every `GANTRY_RECONCILE_INTERVAL` (every publisher process
+/// does, so any one of them serves the alert).
+pub struct WorkspaceGauges {
+    ctx: WorkerContext,
+}
+
+impl WorkspaceGauges {
+    /// The gauge refresher.
+    pub fn new(ctx: WorkerContext) -> Self {
+        Self { ctx }
     }
 }
 
-/// Runs rounds every `GANTRY_RECONCILE_INTERVAL` until `shutdown`.
-pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
-    let interval = ctx.config.jobs.reconcile_interval;
-    let driver = DriverSlot::new();
-    while !*shutdown.borrow() {
-        if let Err(err) = reconcile_once(&ctx, &driver).await {
-            tracing::warn!(%err, "reconciler round failed");
-        }
-        refresh_workspace_gauges(&ctx).await;
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => {}
-        }
+#[async_trait::async_trait]
+impl PeriodicTask for WorkspaceGauges {
+    const NAME: &'static str = "workspace-gauges";
+    type Error = sea_orm::DbErr;
+
+    fn schedule(&self) -> Schedule {
+        Schedule::every(self.ctx.config.jobs.reconcile_interval)
     }
+
+    async fn round(&mut self) -> Result<Round, sea_orm::DbErr> {
+        refresh_workspace_gauges(&self.ctx).await?;
+        Ok(Round::Idle)
+    }
+}
+
+/// Sets `gantry_workspaces{status}` and `gantry_workspace_oldest_unready_age_seconds`.
+async fn refresh_workspace_gauges(ctx: &WorkerContext) -> Result<(), sea_orm::DbErr> {
+    let (counts, oldest) = store::workspaces::status_summary(&ctx.db).await?;
+    for status in store::workspaces::status::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        ctx.metrics.workspaces.with_label_values(&[status]).set(n);
+    }
+    let age = oldest
+        .map(|at| {
+            (store::now() - at)
+                .to_std()
+                .unwrap_or_default()
+                .as_secs_f64()
+        })
+        .unwrap_or(0.0);
+    ctx.metrics.workspace_oldest_unready_age_seconds.set(age);
+    Ok(())
 }

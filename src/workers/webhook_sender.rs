@@ -1,9 +1,10 @@
 //! The webhook sender: claims due pending deliveries with a lease, sends each (signed, policy-
 //! checked, bounded), and records the outcome: `delivered`, `pending` again after an
-//! exponential-backoff-with-full-jitter delay, or `failed` when no attempts are left. Runs in the
-//! `outbox-publisher` role.
+//! exponential-backoff-with-full-jitter delay, or `failed` when no attempts are left. A
+//! [`PeriodicTask`] of the `outbox-publisher` role.
 
 use super::backoff::full_jitter;
+use super::periodic::{PeriodicTask, Round, Schedule};
 use super::WorkerContext;
 use crate::outbox::Envelope;
 use crate::store::outbox as outbox_store;
@@ -13,66 +14,79 @@ use crate::webhooks::sender::{AttemptOutcome, WebhookSender};
 use chrono::Utc;
 use rocket::futures::stream::{self, StreamExt};
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Deliveries claimed per round.
 const BATCH: u64 = 50;
 /// Wait between rounds when nothing was due.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
-/// Runs the sender until `shutdown` turns true; attempts in flight are finished first.
-pub async fn run(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
-    let config = ctx.config.webhooks.clone();
-    let sender = match WebhookSender::new(
-        OutboundPolicy::new(ctx.config.outbound_allow.clone()),
-        config.timeout,
-    ) {
-        Ok(sender) => sender,
-        Err(err) => {
-            tracing::error!(%err, "cannot build the webhook HTTP client; webhooks are not sent");
-            return;
-        }
-    };
-    let owner = format!(
-        "webhooks:{}:{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    );
-    // Long enough for every attempt of a batch at the configured concurrency.
-    let lease = config.timeout * (BATCH as u32).div_ceil(config.concurrency as u32) * 2
-        + Duration::from_secs(5);
-    tracing::info!(%owner, "webhook sender started");
-    while !*shutdown.borrow() {
-        let lease_until =
-            Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5));
-        let due =
-            match webhook_store::claim_due_deliveries(&ctx.db, &owner, lease_until, BATCH).await {
-                Ok(due) => due,
-                Err(err) => {
-                    tracing::warn!(%err, "cannot claim webhook deliveries; retrying");
-                    Vec::new()
-                }
-            };
+/// The webhook sender as a periodic task.
+pub struct WebhookSenderTask {
+    ctx: WorkerContext,
+    sender: WebhookSender,
+    owner: String,
+    lease: Duration,
+}
+
+impl WebhookSenderTask {
+    /// A sender with a unique lease-owner name; fails when the HTTP client cannot be built.
+    pub fn new(ctx: WorkerContext) -> Result<Self, reqwest::Error> {
+        let config = &ctx.config.webhooks;
+        let sender = WebhookSender::new(
+            OutboundPolicy::new(ctx.config.outbound_allow.clone()),
+            config.timeout,
+        )?;
+        let owner = format!(
+            "webhooks:{}:{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        // Long enough for every attempt of a batch at the configured concurrency.
+        let lease = config.timeout * (BATCH as u32).div_ceil(config.concurrency as u32) * 2
+            + Duration::from_secs(5);
+        Ok(Self {
+            ctx,
+            sender,
+            owner,
+            lease,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl PeriodicTask for WebhookSenderTask {
+    const NAME: &'static str = "webhook-sender";
+    type Error = sea_orm::DbErr;
+
+    fn schedule(&self) -> Schedule {
+        Schedule::every(IDLE_POLL)
+    }
+
+    async fn start(&mut self) {
+        tracing::info!(owner = %self.owner, "webhook sender started");
+    }
+
+    /// Claims a batch of due deliveries and attempts them; attempts in flight are finished
+    /// before the round ends.
+    async fn round(&mut self) -> Result<Round, sea_orm::DbErr> {
+        let (ctx, sender, owner) = (&self.ctx, &self.sender, &self.owner);
+        let lease_until = Utc::now()
+            + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(5));
+        let due = webhook_store::claim_due_deliveries(&ctx.db, owner, lease_until, BATCH).await?;
         let claimed = due.len();
         stream::iter(due)
-            .for_each_concurrent(config.concurrency, |delivery| {
-                let (ctx, sender, owner) = (&ctx, &sender, &owner);
-                async move {
-                    if let Err(err) = attempt(ctx, sender, owner, &delivery).await {
-                        tracing::warn!(%err, delivery = %delivery.id, "recording a webhook attempt failed");
-                    }
+            .for_each_concurrent(ctx.config.webhooks.concurrency, |delivery| async move {
+                if let Err(err) = attempt(ctx, sender, owner, &delivery).await {
+                    tracing::warn!(%err, delivery = %delivery.id, "recording a webhook attempt failed");
                 }
             })
             .await;
-        if claimed as u64 == BATCH {
-            continue;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(IDLE_POLL) => {}
-            _ = shutdown.changed() => {}
-        }
+        Ok(if claimed as u64 == BATCH {
+            Round::Again
+        } else {
+            Round::Idle
+        })
     }
-    tracing::info!(%owner, "webhook sender stopped");
 }
 
 async fn attempt(

@@ -606,7 +606,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description Jobs of a queue (default `probe`) in a state (default `dead`), paged. */
+        /** @description Jobs of a queue (default `probe`) in a state (default `dead`), paged. Queue `webhooks` lists failed webhook deliveries as its dead jobs (with their last error; redeliver them through the webhook's deliveries). */
         get: operations["list_jobs"];
         put?: never;
         post?: never;

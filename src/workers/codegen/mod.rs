@@ -18,18 +18,17 @@ pub mod templates;
 
 use super::WorkerContext;
 use crate::domain::graph::{self, Graph};
-use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind};
+use crate::jobs::{Command, Job, JobEnvelope, JobError};
 use crate::outbox::{self, EventType};
 use crate::resources::codegen::{CodegenError, CodegenJobView, CodegenTarget};
 use crate::resources::workspace::Progress;
 use crate::store::{self, codegen as job_store, codegen::CodegenJob, codegen::Transition};
 use objects::Object;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use uuid::Uuid;
 
 /// Queue name.
-pub const QUEUE: &str = "codegen";
+pub const QUEUE: &str = CodegenRunner::QUEUE;
 /// Media type of every manifest.
 pub const YAML: &str = "application/yaml";
 
@@ -42,14 +41,6 @@ pub struct GeneratedFile {
     pub media_type: String,
     /// The bytes.
     pub content: Vec<u8>,
-}
-
-/// The job kind this worker registers.
-pub fn kind() -> JobKind {
-    JobKind {
-        queue: QUEUE,
-        handler: Arc::new(CodegenHandler),
-    }
 }
 
 /// Why a run stopped short of success.
@@ -93,47 +84,99 @@ impl From<sea_orm::DbErr> for Failure {
     }
 }
 
-struct CodegenHandler;
+/// Why a codegen attempt failed, as the job runtime sees it (the failure is also recorded on
+/// the job's row when it is final).
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenRunError {
+    /// Invalid input or a refusal: it would fail again.
+    #[error("{error_type}: {detail}")]
+    Permanent {
+        /// The recorded error's type (`validation`, `git`, …).
+        error_type: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A retryable failure on the job's last attempt.
+    #[error("{error_type}: {detail} (attempt {attempt}, no attempts left)")]
+    Exhausted {
+        /// The recorded error's type.
+        error_type: String,
+        /// What went wrong.
+        detail: String,
+        /// The attempt that failed.
+        attempt: u32,
+    },
+    /// Worth another attempt (network, database).
+    #[error("{error_type}: {detail}")]
+    Retryable {
+        /// The error's type.
+        error_type: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl CodegenRunError {
+    /// True unless another attempt may succeed.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, CodegenRunError::Retryable { .. })
+    }
+}
+
+/// The part of a `codegen.requested` event's data the runner reads.
+#[derive(Debug, serde::Deserialize)]
+pub struct CodegenTargetJob {
+    /// The codegen job's id.
+    pub id: Uuid,
+}
+
+/// The codegen job kind.
+#[derive(Debug, Default)]
+pub struct CodegenRunner;
 
 #[async_trait::async_trait]
-impl JobHandler for CodegenHandler {
-    async fn handle(&self, ctx: &WorkerContext, job: &JobEnvelope) -> Result<(), JobError> {
-        let Some(job_id) = job
-            .args
-            .pointer("/data/id")
-            .and_then(|v| v.as_str())
-            .and_then(|s| Uuid::parse_str(s).ok())
-        else {
-            return Err(JobError::Permanent(
-                "codegen job arguments carry no job id at /data/id".to_owned(),
-            ));
+impl Job for CodegenRunner {
+    const QUEUE: &'static str = "codegen";
+    const EVENT_TYPES: &'static [&'static str] = &["codegen.requested"];
+    const DEFAULT_CONCURRENCY: usize = 4;
+    type Args = Command<CodegenTargetJob>;
+
+    async fn run(
+        &self,
+        ctx: &WorkerContext,
+        args: Self::Args,
+        job: &JobEnvelope,
+    ) -> Result<(), JobError> {
+        let job_id = args.data.id;
+        let max_attempts = ctx.config.jobs.queue(QUEUE).max_attempts;
+        let failure = match run(ctx, job_id).await {
+            Ok(()) => return Ok(()),
+            Err(failure) => failure,
         };
-        let max_attempts = ctx
-            .config
-            .jobs
-            .queues
-            .get(QUEUE)
-            .map_or(1, |q| q.max_attempts);
-        match run(ctx, job_id).await {
-            Ok(()) => Ok(()),
-            Err(Failure::Permanent(error)) => {
-                let detail = format!("{}: {}", error.error_type, error.detail);
+        let error = match failure {
+            Failure::Permanent(error) => {
+                let err = CodegenRunError::Permanent {
+                    error_type: error.error_type.clone(),
+                    detail: error.detail.clone(),
+                };
                 record_failure(ctx, job_id, error).await?;
-                Err(JobError::Permanent(detail))
+                err
             }
-            Err(Failure::Retryable(error)) if job.is_last_attempt(max_attempts) => {
-                let detail = format!(
-                    "{}: {} (attempt {}, no attempts left)",
-                    error.error_type, error.detail, job.attempt
-                );
+            Failure::Retryable(error) if job.is_last_attempt(max_attempts) => {
+                let err = CodegenRunError::Exhausted {
+                    error_type: error.error_type.clone(),
+                    detail: error.detail.clone(),
+                    attempt: job.attempt,
+                };
                 record_failure(ctx, job_id, error).await?;
-                Err(JobError::Permanent(detail))
+                err
             }
-            Err(Failure::Retryable(error)) => Err(JobError::Retryable(format!(
-                "{}: {}",
-                error.error_type, error.detail
-            ))),
-        }
+            Failure::Retryable(error) => CodegenRunError::Retryable {
+                error_type: error.error_type,
+                detail: error.detail,
+            },
+        };
+        Err(error.into())
     }
 }
 

@@ -13,7 +13,7 @@ pub mod simulated;
 
 use super::WorkerContext;
 use crate::config::{KubeDriverKind, PlanConfig};
-use crate::jobs::{JobEnvelope, JobError, JobHandler, JobKind};
+use crate::jobs::{Command, Job, JobEnvelope, JobError};
 use crate::outbox::{self, EventType};
 use crate::store::projects::Project;
 use crate::store::{self, workspaces as ws_store, workspaces::Transition, workspaces::Workspace};
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Queue name.
-pub const QUEUE: &str = "vcluster";
+pub const QUEUE: &str = Provisioner::QUEUE;
 /// Longest pause between readiness polls.
 const MAX_POLL: Duration = Duration::from_secs(10);
 /// Steps of provisioning, for progress.
@@ -217,14 +217,17 @@ fn condition(kind: &str, status: bool, reason: &str, message: &str) -> serde_jso
     })
 }
 
-struct Provisioner {
+/// The vCluster job kind; its driver is built on first use and kept.
+#[derive(Default)]
+pub struct Provisioner {
     driver: tokio::sync::OnceCell<Arc<dyn KubeDriver>>,
 }
 
-#[derive(serde::Deserialize)]
-struct CommandArgs {
-    event_type: String,
-    data: serde_json::Value,
+/// The part of a workspace or project event's data the provisioner reads.
+#[derive(Debug, serde::Deserialize)]
+pub struct Target {
+    /// The workspace or project id.
+    pub id: uuid::Uuid,
 }
 
 impl Provisioner {
@@ -238,10 +241,7 @@ impl Provisioner {
 }
 
 fn driver_error(err: DriverError) -> JobError {
-    match err {
-        DriverError::Transient(reason) => JobError::Retryable(reason),
-        DriverError::Permanent(reason) => JobError::Permanent(reason),
-    }
+    JobError::Driver(err)
 }
 
 /// Writes a transition with its event (if any) in one transaction.
@@ -460,16 +460,24 @@ async fn tear_down(
 }
 
 #[async_trait::async_trait]
-impl JobHandler for Provisioner {
-    async fn handle(&self, ctx: &WorkerContext, job: &JobEnvelope) -> Result<(), JobError> {
-        let args: CommandArgs = serde_json::from_value(job.args.clone())
-            .map_err(|e| JobError::Permanent(format!("bad vcluster job: {e}")))?;
-        let Some(id) = args.data.get("id").and_then(|v| v.as_str()) else {
-            return Err(JobError::Permanent("vcluster job without an id".into()));
-        };
-        let id: uuid::Uuid = id
-            .parse()
-            .map_err(|e| JobError::Permanent(format!("bad id: {e}")))?;
+impl Job for Provisioner {
+    const QUEUE: &'static str = "vcluster";
+    const EVENT_TYPES: &'static [&'static str] = &[
+        "workspace.requested",
+        "workspace.deletion_requested",
+        "project.created",
+        "project.deleted",
+    ];
+    const DEFAULT_CONCURRENCY: usize = 8;
+    type Args = Command<Target>;
+
+    async fn run(
+        &self,
+        ctx: &WorkerContext,
+        args: Self::Args,
+        _job: &JobEnvelope,
+    ) -> Result<(), JobError> {
+        let id = args.data.id;
         let driver = self.driver(ctx).await?;
         if args.event_type.starts_with("project.") {
             return project_command(ctx, driver.as_ref(), &args.event_type, id).await;
@@ -482,15 +490,5 @@ impl JobHandler for Provisioner {
             "workspace.deletion_requested" => tear_down(ctx, driver.as_ref(), workspace).await,
             other => Err(JobError::Permanent(format!("vcluster queue got {other}"))),
         }
-    }
-}
-
-/// The vCluster job kind.
-pub fn kind() -> JobKind {
-    JobKind {
-        queue: QUEUE,
-        handler: Arc::new(Provisioner {
-            driver: tokio::sync::OnceCell::new(),
-        }),
     }
 }
