@@ -11,6 +11,7 @@ pub mod error;
 pub mod jobs;
 pub mod metrics;
 pub mod outbox;
+pub mod startup;
 pub mod store;
 pub mod webhooks;
 pub mod workers;
