@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::process::{free_port, gantry, signal};
+use common::process::{gantry, signal, spawn_serving};
 use common::{eventually, test_redis_url, Backend, TestApp};
 use serde_json::{json, Value};
 use std::process::{Child, Stdio};
@@ -113,20 +113,17 @@ impl Scenario {
         })
     }
 
-    fn worker(&self) -> Worker {
-        let port = free_port();
+    /// Starts a worker process; returns once its operational port accepts connections.
+    async fn worker(&self) -> Worker {
         let mut cmd = gantry(self.dir.path());
         cmd.args(["--workers", "outbox-publisher"])
-            .env("ROCKET_PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (name, value) in &self.env {
             cmd.env(name, value);
         }
-        Worker {
-            child: cmd.spawn().expect("spawn worker"),
-            port,
-        }
+        let (child, port) = spawn_serving(&mut cmd).await;
+        Worker { child, port }
     }
 
     async fn probes(&self, body: Value) -> String {
@@ -212,7 +209,7 @@ async fn survives_kill_9(mode: Mode) {
     let batch = scenario
         .probes(json!({"count": TOTAL, "delay_ms": 5}))
         .await;
-    let mut workers = vec![scenario.worker(), scenario.worker()];
+    let mut workers = vec![scenario.worker().await, scenario.worker().await];
     wait_ready(&workers[0]).await;
     // Worker-only processes serve the operational surface too.
     let (status, metrics) = http_get(workers[0].port, "/metrics")
@@ -226,7 +223,7 @@ async fn survives_kill_9(mode: Mode) {
         tokio::time::sleep(Duration::from_millis(600)).await;
         let victim = workers.remove(round % workers.len());
         kill(victim);
-        workers.push(scenario.worker());
+        workers.push(scenario.worker().await);
     }
     let progress = scenario
         .wait_for(&batch, Duration::from_secs(120), |p| completed(p) == TOTAL)
@@ -336,7 +333,7 @@ async fn retries_then_dead_then_admin_retry(mode: Mode) {
     else {
         return;
     };
-    let worker = scenario.worker();
+    let worker = scenario.worker().await;
     wait_ready(&worker).await;
 
     // Fails once, then succeeds on the retry.
@@ -495,7 +492,7 @@ async fn sigterm_finishes_or_releases_jobs(mode: Mode) {
     };
     // In-flight jobs that can finish within the timeout do, before the process exits 0.
     let quick = scenario.probes(json!({"count": 4, "delay_ms": 2000})).await;
-    let mut worker = scenario.worker();
+    let mut worker = scenario.worker().await;
     wait_running(&scenario, 4).await;
     signal(&worker.child, false);
     let status = worker.child.wait().expect("wait");
@@ -511,7 +508,7 @@ async fn sigterm_releases_unfinished_jobs(mode: Mode) {
     };
     // Jobs that cannot finish within the timeout are left for another process, not lost.
     let slow = scenario.probes(json!({"count": 3, "delay_ms": 4000})).await;
-    let mut worker = scenario.worker();
+    let mut worker = scenario.worker().await;
     wait_running(&scenario, 3).await;
     let stopping = Instant::now();
     signal(&worker.child, false);
@@ -522,7 +519,7 @@ async fn sigterm_releases_unfinished_jobs(mode: Mode) {
         "did not honour the timeout"
     );
     assert_eq!(completed(&scenario.progress(&slow).await), 0);
-    let successor = scenario.worker();
+    let successor = scenario.worker().await;
     scenario
         .wait_for(&slow, Duration::from_secs(60), |p| completed(p) == 3)
         .await;
@@ -541,7 +538,7 @@ async fn redis_flush_loses_no_work() {
     let batch = scenario
         .probes(json!({"count": TOTAL, "delay_ms": 5}))
         .await;
-    let worker = scenario.worker();
+    let worker = scenario.worker().await;
     scenario
         .wait_for(&batch, Duration::from_secs(60), |p| completed(p) >= 100)
         .await;

@@ -17,8 +17,10 @@ pub fn gantry(dir: &Path) -> Command {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("GANTRY_LOG", "warn")
-        // Every process serves /health and /metrics: never let two share a port by default.
-        .env("ROCKET_PORT", free_port().to_string());
+        // Every process serves /health and /metrics: by default on a port the OS picks as it
+        // binds, so two processes never share one and no test races for it. A test that talks
+        // to the process starts it with `spawn_serving`, which knows the port.
+        .env("ROCKET_PORT", "0");
     cmd
 }
 
