@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod outbox;
 pub mod resources;
+pub mod startup;
 pub mod state;
 pub mod store;
 pub mod webhooks;

@@ -1,13 +1,12 @@
-//! The `gantry` binary: parses the command line, loads the configuration, runs the roles.
+//! The `gantry` binary: parses the command line and dispatches to the library
+//! (`gantry::startup` builds and runs the roles); exit codes and messages are decided here.
 
 use clap::{Parser, Subcommand};
 use gantry::app;
-use gantry::auth::dev::DevSigner;
-use gantry::config::{AuthConfig, Config, Environment};
-use gantry::metrics::Metrics;
-use gantry::workers::{self, WorkerName};
+use gantry::config::Config;
+use gantry::startup::{self, Application, Roles};
+use gantry::workers::WorkerName;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Gantry: REST API and background workers of a multi-tenant Kubernetes control plane.
@@ -86,18 +85,6 @@ enum BenchKind {
     },
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::new(&config.log_filter);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.environment == Environment::Production {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     gantry::install_crypto_provider();
@@ -135,7 +122,7 @@ async fn main() -> ExitCode {
             ttl,
         }) => dev_token(&config, &sub, email.as_deref(), admin, ttl),
         Some(Command::Migrate) => {
-            init_logging(&config);
+            startup::init_logging(&config);
             match app::open_database(&config).await {
                 Ok(_) => {
                     tracing::info!("migrations applied");
@@ -149,7 +136,7 @@ async fn main() -> ExitCode {
         }
         Some(Command::PrintOpenapi) => ExitCode::SUCCESS,
         Some(Command::Bench { kind }) => {
-            init_logging(&config);
+            startup::init_logging(&config);
             let result = match kind {
                 BenchKind::Queue {
                     backend,
@@ -190,12 +177,17 @@ async fn main() -> ExitCode {
                 eprintln!("gantry: {err}");
                 return ExitCode::from(2);
             }
-            init_logging(&config);
-            run_roles(config, cli.server, selected).await
+            startup::init_logging(&config);
+            let roles = Roles {
+                server: cli.server,
+                workers: selected,
+            };
+            run(config, roles).await
         }
     }
 }
 
+/// `gantry dev-token`: prints the token, or the refusal (exit 2) or failure (exit 1).
 fn dev_token(
     config: &Config,
     sub: &str,
@@ -203,109 +195,37 @@ fn dev_token(
     admin: bool,
     ttl: Duration,
 ) -> ExitCode {
-    if config.environment == Environment::Production {
-        eprintln!("gantry: dev-token is refused when GANTRY_ENV=production; use Keycloak tokens");
-        return ExitCode::from(2);
-    }
-    if let AuthConfig::Keycloak { issuer, .. } = &config.auth {
-        eprintln!(
-            "gantry: dev-token is refused because KEYCLOAK_ISSUER is set ({issuer}); get a token from Keycloak"
-        );
-        return ExitCode::from(2);
-    }
-    if sub.trim().is_empty() {
-        eprintln!("gantry: --sub must not be empty");
-        return ExitCode::from(2);
-    }
-    let token = DevSigner::load_or_create(&config.data_dir)
-        .and_then(|signer| signer.mint(sub, email, admin, ttl, &config.audience));
-    match token {
+    match startup::mint_dev_token(config, sub, email, admin, ttl) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("gantry: {err}");
-            ExitCode::FAILURE
+            if err.is_refusal() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-async fn run_roles(config: Config, server: bool, workers_selected: Vec<WorkerName>) -> ExitCode {
-    let db = match app::open_database(&config).await {
-        Ok(db) => db,
+/// Builds the application for `roles` and runs it until it is stopped.
+async fn run(config: Config, roles: Roles) -> ExitCode {
+    let application = match Application::build(config, roles).await {
+        Ok(application) => application,
         Err(err) => {
-            tracing::error!(%err, "cannot open or migrate the database");
+            let cause = std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            tracing::error!(err = %cause, "{err}");
             return ExitCode::FAILURE;
         }
     };
-    let metrics = match Metrics::new() {
-        Ok(metrics) => Arc::new(metrics),
-        Err(err) => {
-            tracing::error!(%err, "cannot register metrics");
-            return ExitCode::FAILURE;
-        }
-    };
-    let queues = match gantry::jobs::Queues::connect(&config, &db).await {
-        Ok(queues) => queues,
-        Err(err) => {
-            tracing::error!(%err, "cannot open the job queues");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (stop_workers, worker_shutdown) = tokio::sync::watch::channel(false);
-    let worker_ctx = workers::WorkerContext {
-        db: db.clone(),
-        redis: match config
-            .redis_url
-            .as_deref()
-            .map(redis::Client::open)
-            .transpose()
-        {
-            Ok(redis) => redis,
-            Err(err) => {
-                tracing::error!(%err, "REDIS_URL is not usable");
-                return ExitCode::FAILURE;
-            }
-        },
-        config: Arc::new(config.clone()),
-        metrics: metrics.clone(),
-        queues: queues.clone(),
-    };
-    let worker_task = (!workers_selected.is_empty())
-        .then(|| tokio::spawn(workers::run(worker_ctx, workers_selected, worker_shutdown)));
-
-    let mut code = ExitCode::SUCCESS;
-    // Every process serves `/health/*` and `/metrics`; `--server` adds the REST API. Rocket
-    // handles SIGINT/SIGTERM itself: it stops accepting, lets in-flight requests finish within
-    // the grace period, then returns, and the workers are stopped after it.
-    let rocket = if server {
-        app::build(&config, db, metrics, queues).await
-    } else {
-        app::build_ops(&config, db, metrics)
-    };
-    match rocket {
-        Ok(rocket) => {
-            tracing::info!(address = %config.address, port = config.port, api = server, "serving");
-            if let Err(err) = rocket.launch().await {
-                tracing::error!(%err, "server failed");
-                code = ExitCode::FAILURE;
-            }
-        }
-        Err(err) => {
-            tracing::error!(%err, "cannot build the server");
-            code = ExitCode::FAILURE;
-        }
+    match application.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        // Already logged where it happened, before the workers were stopped.
+        Err(_) => ExitCode::FAILURE,
     }
-    tracing::info!("shutting down");
-    let _ = stop_workers.send(true);
-    if let Some(task) = worker_task {
-        if tokio::time::timeout(config.shutdown_timeout, task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("workers did not stop within GANTRY_SHUTDOWN_TIMEOUT");
-        }
-    }
-    code
 }

@@ -7,9 +7,10 @@ mod common;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::process::{free_port, gantry, signal};
+use common::eventually;
+use common::process::{free_port, gantry, signal, spawn_serving, wait_for_exit};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run gantry")
@@ -197,39 +198,29 @@ struct Server {
 
 impl Server {
     async fn start(dir: &Path, database_url: &str) -> Server {
-        let port = free_port();
-        let child = gantry(dir)
-            .args(["--server", "--all-workers"])
-            .env("DATABASE_URL", database_url)
-            .env("ROCKET_PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn server");
+        let (child, port) = spawn_serving(
+            gantry(dir)
+                .args(["--server", "--all-workers"])
+                .env("DATABASE_URL", database_url)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )
+        .await;
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{base}/health/ready")).await {
-                if r.status().is_success() {
-                    break;
-                }
+        eventually(Duration::from_secs(30), || async {
+            match reqwest::get(format!("{base}/health/ready")).await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                other => Err(format!("server did not become ready: {other:?}")),
             }
-            assert!(Instant::now() < deadline, "server did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
         Server { child, base }
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
         signal(&self.child, false);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_exit(&mut self.child, Duration::from_secs(30))
+            .expect("server did not stop on SIGTERM")
     }
 }
 
@@ -369,24 +360,21 @@ fn readiness_names_what_is_down() {
     runtime.block_on(async {
         gantry::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let dead_redis = format!("redis://127.0.0.1:{}", free_port());
-        let mut child = gantry(dir.path())
-            .arg("--server")
-            .env("ROCKET_PORT", port.to_string())
-            .env("REDIS_URL", &dead_redis)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let (mut child, port) = spawn_serving(
+            gantry(dir.path())
+                .arg("--server")
+                .env("REDIS_URL", &dead_redis)
+                .stderr(Stdio::null()),
+        )
+        .await;
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let live = loop {
-            if let Ok(r) = reqwest::get(format!("{base}/health/live")).await {
-                break r;
-            }
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let live = eventually(Duration::from_secs(30), || async {
+            reqwest::get(format!("{base}/health/live"))
+                .await
+                .map_err(|e| format!("server did not start: {e}"))
+        })
+        .await;
         assert_eq!(live.status(), 200);
         let ready = reqwest::get(format!("{base}/health/ready"))
             .await
@@ -404,32 +392,25 @@ fn readiness_names_what_is_down() {
 
 #[tokio::test]
 async fn readiness_checks_redis_when_configured() {
-    let Ok(redis_url) = std::env::var("GANTRY_TEST_REDIS_URL") else {
-        common::report_skip(
-            "readiness_checks_redis_when_configured",
-            "GANTRY_TEST_REDIS_URL is not set",
-        );
+    let Some(redis_url) = common::test_redis_url("readiness_checks_redis_when_configured") else {
         return;
     };
     gantry::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut child = gantry(dir.path())
-        .arg("--server")
-        .env("ROCKET_PORT", port.to_string())
-        .env("REDIS_URL", &redis_url)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let (mut child, port) = spawn_serving(
+        gantry(dir.path())
+            .arg("--server")
+            .env("REDIS_URL", &redis_url)
+            .stderr(Stdio::null()),
+    )
+    .await;
     let url = format!("http://127.0.0.1:{port}/health/ready");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let ready = loop {
-        if let Ok(r) = reqwest::get(&url).await {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let ready = eventually(Duration::from_secs(30), || async {
+        reqwest::get(&url)
+            .await
+            .map_err(|e| format!("server did not start: {e}"))
+    })
+    .await;
     let status = ready.status();
     let body: Value = ready.json().await.expect("json");
     let _ = child.kill();

@@ -7,11 +7,11 @@
 mod common;
 
 use common::process::{gantry, ChildGuard};
-use common::{report_skip, Backend, TestApp};
+use common::{eventually, test_redis_url, Backend, TestApp};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -80,11 +80,7 @@ impl Scenario {
         let backend = match mode {
             Mode::Sqlite => Backend::Sqlite,
             Mode::PostgresRedis => {
-                let Ok(base) = std::env::var("GANTRY_TEST_REDIS_URL") else {
-                    report_skip(test, "GANTRY_TEST_REDIS_URL is not set");
-                    return None;
-                };
-                let url = base.trim_end_matches('/').to_owned();
+                let url = test_redis_url(test)?;
                 env.push(("REDIS_URL".into(), url.clone()));
                 redis = Some((url, prefix));
                 Backend::Postgres
@@ -162,24 +158,17 @@ impl Scenario {
 
     async fn wait_for(&self, job_id: &str, statuses: &[&str]) -> Value {
         let path = format!("{}/{job_id}", self.jobs_path());
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
+        eventually(Duration::from_secs(90), || async {
             let response = self.app.get(&path, &self.token).await;
             response.assert_status(200);
-            let status = response.body["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            if statuses.contains(&status.as_str()) {
-                return response.body.clone();
+            let status = response.body["status"].as_str().unwrap_or_default();
+            if statuses.contains(&status) {
+                Ok(response.body.clone())
+            } else {
+                Err(format!("job never reached {statuses:?}: {}", response.body))
             }
-            assert!(
-                Instant::now() < deadline,
-                "job never reached {statuses:?}: {}",
-                response.body
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Event types about `aggregate`, oldest first.
@@ -468,15 +457,15 @@ async fn cancel_pending(mode: Mode) {
         .post(&cancel_path, &s.token, json!({}))
         .await
         .assert_problem(409);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), || async {
         let events = s.events_about(&job_id).await;
         if events == ["codegen.requested", "codegen.cancelled"] {
-            break;
+            Ok(())
+        } else {
+            Err(format!("events: {events:?}"))
         }
-        assert!(Instant::now() < deadline, "events: {events:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 /// An OpenAI-style chat-completions answer carrying `content`.
@@ -587,15 +576,15 @@ async fn llm_failure(mode: Mode) {
         .get(&format!("{}/{job_id}/artifacts", s.jobs_path()), &s.token)
         .await;
     assert_eq!(artifacts.body["items"], json!([]));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), || async {
         let events = s.events_about(&job_id).await;
         if events.last().map(String::as_str) == Some("codegen.failed") {
-            break;
+            Ok(())
+        } else {
+            Err(format!("events: {events:?}"))
         }
-        assert!(Instant::now() < deadline, "events: {events:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 async fn cancel_running(mode: Mode) {
@@ -674,14 +663,14 @@ async fn crash_mid_job(mode: Mode) {
     let job_id = job["id"].as_str().unwrap().to_owned();
     let first = s.worker();
     s.wait_for(&job_id, &["running"]).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while llm.received_requests().await.unwrap_or_default().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the runner never asked the model"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), || async {
+        if llm.received_requests().await.unwrap_or_default().is_empty() {
+            Err("the runner never asked the model")
+        } else {
+            Ok(())
+        }
+    })
+    .await;
     common::process::signal(&first.0, true);
     drop(first);
 
@@ -706,19 +695,19 @@ async fn crash_mid_job(mode: Mode) {
         19,
         "18 objects + kustomization.yaml: {paths:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let events = eventually(Duration::from_secs(20), || async {
         let events = s.events_about(&job_id).await;
         if events.last().map(String::as_str) == Some("codegen.succeeded") {
-            assert_eq!(
-                events,
-                ["codegen.requested", "codegen.started", "codegen.succeeded"]
-            );
-            break;
+            Ok(events)
+        } else {
+            Err(format!("events: {events:?}"))
         }
-        assert!(Instant::now() < deadline, "events: {events:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert_eq!(
+        events,
+        ["codegen.requested", "codegen.started", "codegen.succeeded"]
+    );
 }
 
 fn git(args: &[&str]) -> String {
@@ -820,72 +809,15 @@ async fn git_delivery(mode: Mode) {
     assert!(!job_text.contains("s3cr3t-token"));
 }
 
-mod sqlite {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn generate_and_download() {
-        super::generate_and_download(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn submit_validation() {
-        super::submit_validation(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn cancel_pending() {
-        super::cancel_pending(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn cancel_running() {
-        super::cancel_running(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn llm_engine() {
-        super::llm_engine(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn llm_failure() {
-        super::llm_failure(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn git_delivery() {
-        super::git_delivery(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn crash_mid_job() {
-        super::crash_mid_job(Mode::Sqlite).await
-    }
-}
-
-mod postgres_redis {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn generate_and_download() {
-        super::generate_and_download(Mode::PostgresRedis).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn submit_validation() {
-        super::submit_validation(Mode::PostgresRedis).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn cancel_pending() {
-        super::cancel_pending(Mode::PostgresRedis).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn cancel_running() {
-        super::cancel_running(Mode::PostgresRedis).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn llm_failure() {
-        super::llm_failure(Mode::PostgresRedis).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn git_delivery() {
-        super::git_delivery(Mode::PostgresRedis).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn crash_mid_job() {
-        super::crash_mid_job(Mode::PostgresRedis).await
-    }
-}
+on_each_backend!(
+    { sqlite: Mode::Sqlite, postgres_redis: Mode::PostgresRedis } =>
+    generate_and_download,
+    submit_validation,
+    cancel_pending,
+    cancel_running,
+    llm_failure,
+    git_delivery,
+    crash_mid_job,
+);
+// The mock model answers the same way whatever holds the queues: SQLite is enough.
+on_each_backend!({ sqlite: Mode::Sqlite } => llm_engine);

@@ -226,7 +226,7 @@ async fn problem_lists_are_capped(backend: Backend) {
     );
 }
 
-on_both_backends!(
+on_each_backend!(
     invalid_graph_is_refused_with_every_pointer,
     valid_graph_is_stored_and_read_back,
     graphs_the_generator_would_refuse_are_not_stored,

@@ -1240,7 +1240,7 @@ fn route_tables_cover_every_org_route() {
     assert_eq!(tested, served, "route tables vs. the application's routes");
 }
 
-on_both_backends!(
+on_each_backend!(
     cross_org_matrix,
     role_matrix,
     platform_admin_sees_everything

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::process::{free_port, gantry, signal};
-use common::{report_skip, Backend, TestApp};
+use common::process::{gantry, signal, spawn_serving};
+use common::{eventually, test_redis_url, Backend, TestApp};
 use serde_json::{json, Value};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -73,11 +73,7 @@ impl Scenario {
         extra: &[(&'static str, &str)],
     ) -> Option<Self> {
         let redis_url = if mode == Mode::Redis {
-            let Ok(base) = std::env::var("GANTRY_TEST_REDIS_URL") else {
-                report_skip(test, "GANTRY_TEST_REDIS_URL is not set");
-                return None;
-            };
-            Some(format!("{}/{redis_db}", base.trim_end_matches('/')))
+            Some(format!("{}/{redis_db}", test_redis_url(test)?))
         } else {
             None
         };
@@ -117,20 +113,17 @@ impl Scenario {
         })
     }
 
-    fn worker(&self) -> Worker {
-        let port = free_port();
+    /// Starts a worker process; returns once its operational port accepts connections.
+    async fn worker(&self) -> Worker {
         let mut cmd = gantry(self.dir.path());
         cmd.args(["--workers", "outbox-publisher"])
-            .env("ROCKET_PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (name, value) in &self.env {
             cmd.env(name, value);
         }
-        Worker {
-            child: cmd.spawn().expect("spawn worker"),
-            port,
-        }
+        let (child, port) = spawn_serving(&mut cmd).await;
+        Worker { child, port }
     }
 
     async fn probes(&self, body: Value) -> String {
@@ -158,15 +151,15 @@ impl Scenario {
         timeout: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
+        eventually(timeout, || async {
             let progress = self.progress(batch).await;
             if done(&progress) {
-                return progress;
+                Ok(progress)
+            } else {
+                Err(format!("progress: {progress}"))
             }
-            assert!(Instant::now() < deadline, "timed out; progress: {progress}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -184,14 +177,13 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// Waits until a worker's ops endpoint answers.
 async fn wait_ready(worker: &Worker) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some((200, _)) = http_get(worker.port, "/health/ready").await {
-            return;
+    eventually(Duration::from_secs(30), || async {
+        match http_get(worker.port, "/health/ready").await {
+            Some((200, _)) => Ok(()),
+            other => Err(format!("worker never answered /health/ready: {other:?}")),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("worker never answered /health/ready");
+    })
+    .await
 }
 
 fn stop(mut worker: Worker) {
@@ -217,7 +209,7 @@ async fn survives_kill_9(mode: Mode) {
     let batch = scenario
         .probes(json!({"count": TOTAL, "delay_ms": 5}))
         .await;
-    let mut workers = vec![scenario.worker(), scenario.worker()];
+    let mut workers = vec![scenario.worker().await, scenario.worker().await];
     wait_ready(&workers[0]).await;
     // Worker-only processes serve the operational surface too.
     let (status, metrics) = http_get(workers[0].port, "/metrics")
@@ -231,7 +223,7 @@ async fn survives_kill_9(mode: Mode) {
         tokio::time::sleep(Duration::from_millis(600)).await;
         let victim = workers.remove(round % workers.len());
         kill(victim);
-        workers.push(scenario.worker());
+        workers.push(scenario.worker().await);
     }
     let progress = scenario
         .wait_for(&batch, Duration::from_secs(120), |p| completed(p) == TOTAL)
@@ -266,19 +258,15 @@ async fn survives_kill_9(mode: Mode) {
     }
     // A publisher killed after routing a batch but before marking it published leaves it
     // leased: the next publisher re-claims it once the lease (3 s here) expires.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(Duration::from_secs(30), || async {
         let outbox = scenario.app.get("/v1/admin/outbox", &scenario.admin).await;
         if outbox.body["backlog"] == 0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("outbox never drained: {}", outbox.body))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "outbox never drained: {}",
-            outbox.body
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
 
     // Finished jobs can be listed page by page, and each found by id.
     let page = scenario
@@ -311,21 +299,17 @@ async fn survives_kill_9(mode: Mode) {
     assert_eq!(job.body["queue"], "probe");
     // A job whose worker died after its handler finished is acknowledged only when rescued and
     // re-run, so the counts settle a little after `completed` does.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), || async {
         let queues = scenario.app.get("/v1/admin/queues", &scenario.admin).await;
         queues.assert_status(200);
         let probe = &queues.body["queues"][0];
         if probe["done"] == TOTAL && probe["pending"] == 0 && probe["running"] == 0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("queue counts never settled: {}", queues.body))
         }
-        assert!(
-            Instant::now() < deadline,
-            "queue counts never settled: {}",
-            queues.body
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await;
     // A process restarted moments ago may not handle signals yet: stop only running ones.
     for worker in workers {
         wait_ready(&worker).await;
@@ -349,7 +333,7 @@ async fn retries_then_dead_then_admin_retry(mode: Mode) {
     else {
         return;
     };
-    let worker = scenario.worker();
+    let worker = scenario.worker().await;
     wait_ready(&worker).await;
 
     // Fails once, then succeeds on the retry.
@@ -369,8 +353,7 @@ async fn retries_then_dead_then_admin_retry(mode: Mode) {
     let doomed = scenario
         .probes(json!({"count": 2, "fail_attempts": 3}))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let dead = loop {
+    let dead = eventually(Duration::from_secs(60), || async {
         let page = scenario
             .app
             .get("/v1/admin/jobs?queue=probe&state=dead", &scenario.admin)
@@ -378,11 +361,12 @@ async fn retries_then_dead_then_admin_retry(mode: Mode) {
         page.assert_status(200);
         let items = page.body["items"].as_array().expect("items").clone();
         if items.len() == 2 {
-            break items;
+            Ok(items)
+        } else {
+            Err(format!("dead jobs: {items:?}"))
         }
-        assert!(Instant::now() < deadline, "dead jobs: {items:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     for job in &dead {
         assert_eq!(job["state"], "dead");
         assert_eq!(job["attempt"], 2);
@@ -413,8 +397,7 @@ async fn retries_then_dead_then_admin_retry(mode: Mode) {
         .wait_for(&doomed, Duration::from_secs(60), |p| completed(p) == 1)
         .await;
     // The handler's effect lands just before the backend records the job done.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(Duration::from_secs(30), || async {
         let job = scenario
             .app
             .get(&format!("/v1/admin/jobs/{first}"), &scenario.admin)
@@ -422,11 +405,12 @@ async fn retries_then_dead_then_admin_retry(mode: Mode) {
         job.assert_status(200);
         assert_eq!(job.body["attempt"], 4, "{}", job.body);
         if job.body["state"] == "done" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("never done: {}", job.body))
         }
-        assert!(Instant::now() < deadline, "never done: {}", job.body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     // Only dead jobs can be retried or deleted.
     scenario
         .app
@@ -488,19 +472,15 @@ async fn retries_then_dead_then_admin_retry(mode: Mode) {
 
 /// Waits until the probe queue has `n` running jobs.
 async fn wait_running(scenario: &Scenario, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(Duration::from_secs(30), || async {
         let queues = scenario.app.get("/v1/admin/queues", &scenario.admin).await;
         if queues.body["queues"][0]["running"] == n {
-            return;
+            Ok(())
+        } else {
+            Err(format!("never {n} running: {}", queues.body))
         }
-        assert!(
-            Instant::now() < deadline,
-            "never {n} running: {}",
-            queues.body
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn sigterm_finishes_or_releases_jobs(mode: Mode) {
@@ -512,7 +492,7 @@ async fn sigterm_finishes_or_releases_jobs(mode: Mode) {
     };
     // In-flight jobs that can finish within the timeout do, before the process exits 0.
     let quick = scenario.probes(json!({"count": 4, "delay_ms": 2000})).await;
-    let mut worker = scenario.worker();
+    let mut worker = scenario.worker().await;
     wait_running(&scenario, 4).await;
     signal(&worker.child, false);
     let status = worker.child.wait().expect("wait");
@@ -528,7 +508,7 @@ async fn sigterm_releases_unfinished_jobs(mode: Mode) {
     };
     // Jobs that cannot finish within the timeout are left for another process, not lost.
     let slow = scenario.probes(json!({"count": 3, "delay_ms": 4000})).await;
-    let mut worker = scenario.worker();
+    let mut worker = scenario.worker().await;
     wait_running(&scenario, 3).await;
     let stopping = Instant::now();
     signal(&worker.child, false);
@@ -539,7 +519,7 @@ async fn sigterm_releases_unfinished_jobs(mode: Mode) {
         "did not honour the timeout"
     );
     assert_eq!(completed(&scenario.progress(&slow).await), 0);
-    let successor = scenario.worker();
+    let successor = scenario.worker().await;
     scenario
         .wait_for(&slow, Duration::from_secs(60), |p| completed(p) == 3)
         .await;
@@ -558,7 +538,7 @@ async fn redis_flush_loses_no_work() {
     let batch = scenario
         .probes(json!({"count": TOTAL, "delay_ms": 5}))
         .await;
-    let worker = scenario.worker();
+    let worker = scenario.worker().await;
     scenario
         .wait_for(&batch, Duration::from_secs(60), |p| completed(p) >= 100)
         .await;
@@ -608,66 +588,10 @@ async fn probe_validation() {
     .assert_problem(404);
 }
 
-mod survives_kill_9 {
-    use super::Mode;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::survives_kill_9(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::survives_kill_9(Mode::Postgres).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis() {
-        super::survives_kill_9(Mode::Redis).await
-    }
-}
-
-mod sigterm_finishes_or_releases_jobs {
-    use super::Mode;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::sigterm_finishes_or_releases_jobs(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::sigterm_finishes_or_releases_jobs(Mode::Postgres).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis() {
-        super::sigterm_finishes_or_releases_jobs(Mode::Redis).await
-    }
-}
-
-mod sigterm_releases_unfinished_jobs {
-    use super::Mode;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::sigterm_releases_unfinished_jobs(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::sigterm_releases_unfinished_jobs(Mode::Postgres).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis() {
-        super::sigterm_releases_unfinished_jobs(Mode::Redis).await
-    }
-}
-
-mod retries_then_dead_then_admin_retry {
-    use super::Mode;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::retries_then_dead_then_admin_retry(Mode::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::retries_then_dead_then_admin_retry(Mode::Postgres).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis() {
-        super::retries_then_dead_then_admin_retry(Mode::Redis).await
-    }
-}
+on_each_backend!(
+    { sqlite: Mode::Sqlite, postgres: Mode::Postgres, redis: Mode::Redis } =>
+    survives_kill_9,
+    sigterm_finishes_or_releases_jobs,
+    sigterm_releases_unfinished_jobs,
+    retries_then_dead_then_admin_retry,
+);

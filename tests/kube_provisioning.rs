@@ -8,24 +8,24 @@ mod common;
 mod fake_kube;
 
 use common::process::{gantry, signal, ChildGuard as Worker};
-use common::{Backend, TestApp};
+use common::{eventually, Backend, TestApp};
 use fake_kube::{kubeconfig, FakeKube};
 use serde_json::{json, Value};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n";
 
 async fn wait_for(app: &TestApp, token: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), || async {
         let response = app.get(path, token).await;
         if done(&response.body) {
-            return response.body;
+            Ok(response.body)
+        } else {
+            Err(format!("{path}: {}", response.body))
         }
-        assert!(Instant::now() < deadline, "{path}: {}", response.body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,21 +118,25 @@ async fn kubernetes_driver_end_to_end() {
 
     // Deletion: the chart goes first; the namespace once the release is gone.
     app.delete(&path, &alice).await.assert_status(202);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fake.get("helmcharts", "kube-system", &release).is_some() {
-        assert!(Instant::now() < deadline, "chart never removed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(30), || async {
+        match fake.get("helmcharts", "kube-system", &release) {
+            Some(_) => Err("chart never removed"),
+            None => Ok(()),
+        }
+    })
+    .await;
     assert!(
         fake.get("namespaces", "", &namespace).is_some(),
         "namespace went before the release"
     );
     fake.remove("statefulsets", &namespace, &release);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while app.get(&path, &alice).await.status.code != 404 {
-        assert!(Instant::now() < deadline, "workspace never deleted");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(Duration::from_secs(60), || async {
+        match app.get(&path, &alice).await.status.code {
+            404 => Ok(()),
+            code => Err(format!("workspace never deleted: {code}")),
+        }
+    })
+    .await;
     assert!(fake.get("namespaces", "", &namespace).is_none());
 
     let mut worker = worker;

@@ -6,12 +6,14 @@
 
 mod common;
 
-use common::process::{free_port, gantry, signal};
+use common::eventually;
+use common::process::{gantry, signal, spawn_serving, wait_for_exit};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The repository root.
 fn repo() -> PathBuf {
@@ -79,42 +81,47 @@ struct Running {
 
 impl Running {
     async fn start(dir: &Path, args: &[&str]) -> Running {
-        let port = free_port();
         let log = dir.join("gantry.stderr");
         let stderr = std::fs::File::create(&log).expect("create stderr file");
-        let child = gantry(dir)
-            .args(args)
-            .env("ROCKET_PORT", port.to_string())
-            .env("GANTRY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn gantry");
-        let mut running = Running {
+        let (child, port) = spawn_serving(
+            gantry(dir)
+                .args(args)
+                .env("GANTRY_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(stderr),
+        )
+        .await;
+        let base = format!("http://127.0.0.1:{port}");
+        // In a cell so the probe can poll the child; dropped on a panic, it stops the child.
+        let running = RefCell::new(Running {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: base.clone(),
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/health/ready", running.base)).await {
+        });
+        let exited = eventually(Duration::from_secs(60), || async {
+            if let Ok(r) = reqwest::get(format!("{base}/health/ready")).await {
                 if r.status().is_success() {
-                    return running;
+                    return Ok(None);
                 }
             }
-            if let Some(status) = running.child.try_wait().expect("wait") {
-                panic!(
-                    "gantry {args:?} exited before it was ready: {status}\n{}",
+            let mut running = running.borrow_mut();
+            match running.child.try_wait().expect("wait") {
+                Some(status) => Ok(Some(status)),
+                None => Err(format!(
+                    "gantry {args:?} did not become ready\n{}",
                     running.stderr()
-                );
+                )),
             }
-            if Instant::now() > deadline {
-                let _ = running.child.kill();
-                let _ = running.child.wait();
-                panic!("gantry {args:?} did not become ready\n{}", running.stderr());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        })
+        .await;
+        let running = running.into_inner();
+        if let Some(status) = exited {
+            panic!(
+                "gantry {args:?} exited before it was ready: {status}\n{}",
+                running.stderr()
+            );
         }
+        running
     }
 
     /// What the process wrote on stderr.
@@ -127,14 +134,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             signal(&self.child, false);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while let Ok(None) = self.child.try_wait() {
-                if Instant::now() > deadline {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            if wait_for_exit(&mut self.child, Duration::from_secs(30)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
             }
         }
     }

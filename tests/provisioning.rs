@@ -5,7 +5,7 @@
 mod common;
 
 use common::process::{gantry, signal, ChildGuard as Worker};
-use common::{Backend, TestApp};
+use common::{eventually, Backend, TestApp};
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -101,19 +101,15 @@ async fn simulated(
 }
 
 async fn wait_status(app: &TestApp, token: &str, path: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), || async {
         let response = app.get(path, token).await;
         if response.status.code == 200 && response.body["status"] == status {
-            return response.body.clone();
+            Ok(response.body)
+        } else {
+            Err(format!("never {status}: {}", response.body))
         }
-        assert!(
-            Instant::now() < deadline,
-            "never {status}: {}",
-            response.body
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn workspace_lifecycle(backend: Backend) {
@@ -339,13 +335,4 @@ async fn workspace_lifecycle(backend: Backend) {
     assert!(worker.0.wait().expect("wait").success());
 }
 
-mod workspace_lifecycle {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::workspace_lifecycle(crate::common::Backend::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::workspace_lifecycle(crate::common::Backend::Postgres).await
-    }
-}
+on_each_backend!(workspace_lifecycle);

@@ -448,7 +448,7 @@ async fn secrets_go_with_their_org(backend: Backend) {
     assert_eq!(stored_value(&app, &org, "git").await, None);
 }
 
-on_both_backends!(
+on_each_backend!(
     secret_lifecycle,
     secrets_go_with_their_org,
     secret_roles,

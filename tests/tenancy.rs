@@ -557,7 +557,7 @@ async fn pagination(backend: Backend) {
     assert_eq!(seen, ["org-0", "org-1", "org-2", "org-3", "org-4"]);
 }
 
-on_both_backends!(
+on_each_backend!(
     org_lifecycle,
     validation_errors,
     members_and_owners,

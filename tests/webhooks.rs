@@ -166,4 +166,4 @@ async fn webhook_validation_and_roles(backend: Backend) {
         .assert_problem(404);
 }
 
-on_both_backends!(webhook_lifecycle, webhook_validation_and_roles);
+on_each_backend!(webhook_lifecycle, webhook_validation_and_roles);

@@ -1,7 +1,7 @@
 //! `codegen_jobs` and `codegen_artifacts`: one generation of manifests from one graph version,
 //! and its files (unique per job and path, so a retried job replaces rather than doubles them).
 
-use super::{split_page, PageRequest};
+use super::paging::{keyset, KeyOrder, Page, PageRequest};
 use sea_orm::entity::prelude::*;
 use sea_orm::{QueryOrder, QuerySelect, Set};
 
@@ -183,7 +183,7 @@ pub async fn list(
     org_id: Uuid,
     filter: &ListFilter,
     page: &PageRequest<Uuid>,
-) -> Result<(Vec<CodegenJob>, bool), DbErr> {
+) -> Result<Page<CodegenJob>, DbErr> {
     let mut query = entity::Entity::find()
         .filter(entity::Column::OrgId.eq(org_id))
         .filter(entity::Column::DeletedAt.is_null());
@@ -193,15 +193,7 @@ pub async fn list(
     if let Some(status) = filter.status {
         query = query.filter(entity::Column::Status.eq(status));
     }
-    if let Some(after) = page.after {
-        query = query.filter(entity::Column::Id.gt(after));
-    }
-    let rows = query
-        .order_by_asc(entity::Column::Id)
-        .limit(page.limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+    keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
 /// A change to a job row.

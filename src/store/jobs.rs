@@ -1,10 +1,11 @@
 //! `dead_jobs`, the probe job kind's `probe_batches` / `probe_runs`, and read-only views of the
 //! apalis job tables (Postgres `apalis.jobs`, SQLite `Jobs`) for the admin API.
 
-use super::{now, split_page, PageRequest};
+use super::now;
+use super::paging::{keyset, KeyOrder, Page, PageRequest};
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
-use sea_orm::{DatabaseBackend, FromQueryResult, QueryOrder, QuerySelect, Set, Statement};
+use sea_orm::{DatabaseBackend, FromQueryResult, Set, Statement};
 
 /// The `dead_jobs` table.
 pub mod dead_entity {
@@ -84,18 +85,19 @@ pub async fn list_dead(
     db: &impl ConnectionTrait,
     queue: Option<&str>,
     page: &PageRequest<Uuid>,
-) -> Result<(Vec<DeadJob>, bool), DbErr> {
-    let mut query = dead_entity::Entity::find()
-        .filter(dead_entity::Column::DiscardedAt.is_null())
-        .order_by_asc(dead_entity::Column::Id);
+) -> Result<Page<DeadJob>, DbErr> {
+    let mut query = dead_entity::Entity::find().filter(dead_entity::Column::DiscardedAt.is_null());
     if let Some(queue) = queue {
         query = query.filter(dead_entity::Column::Queue.eq(queue));
     }
-    if let Some(after) = page.after {
-        query = query.filter(dead_entity::Column::Id.gt(after));
-    }
-    let rows = query.limit(page.limit + 1).all(db).await?;
-    Ok(split_page(rows, page.limit))
+    keyset(
+        db,
+        query,
+        dead_entity::Column::Id,
+        KeyOrder::Ascending,
+        page,
+    )
+    .await
 }
 
 /// One dead job record, discarded or not.

@@ -1,9 +1,9 @@
 //! `memberships`: who belongs to which organization, with which role.
 
-use super::{split_page, PageRequest};
+use super::paging::{keyset, KeyOrder, Page, PageRequest};
 use crate::domain::Role;
 use sea_orm::entity::prelude::*;
-use sea_orm::{QueryOrder, QuerySelect, Set};
+use sea_orm::{QueryOrder, Set};
 
 /// The `memberships` table.
 pub mod entity {
@@ -74,17 +74,16 @@ pub async fn list(
     db: &impl ConnectionTrait,
     org_id: Uuid,
     page: &PageRequest<String>,
-) -> Result<(Vec<Membership>, bool), DbErr> {
-    let mut query = entity::Entity::find().filter(entity::Column::OrgId.eq(org_id));
-    if let Some(after) = &page.after {
-        query = query.filter(entity::Column::UserSub.gt(after.clone()));
-    }
-    let rows = query
-        .order_by_asc(entity::Column::UserSub)
-        .limit(page.limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+) -> Result<Page<Membership>, DbErr> {
+    let query = entity::Entity::find().filter(entity::Column::OrgId.eq(org_id));
+    keyset(
+        db,
+        query,
+        entity::Column::UserSub,
+        KeyOrder::Ascending,
+        page,
+    )
+    .await
 }
 
 /// Adds `sub` to the organization with `role`.

@@ -5,11 +5,14 @@ pub mod jobs;
 pub mod members;
 pub mod orgs;
 pub mod outbox;
+pub mod paging;
 pub mod projects;
 pub mod secrets;
 pub mod users;
 pub mod webhooks;
 pub mod workspaces;
+
+pub use paging::{split_page, PageRequest};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
@@ -105,20 +108,4 @@ pub fn new_id() -> uuid::Uuid {
 /// True when `err` is a unique-constraint violation.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-}
-
-/// One page request: at most `limit` rows strictly after `after` in key order.
-#[derive(Debug, Clone)]
-pub struct PageRequest<K> {
-    /// Page size (1..=200).
-    pub limit: u64,
-    /// The last key of the previous page.
-    pub after: Option<K>,
-}
-
-/// Splits `rows` (fetched with `limit + 1`) into a page and whether more follow.
-pub fn split_page<T>(mut rows: Vec<T>, limit: u64) -> (Vec<T>, bool) {
-    let more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
-    (rows, more)
 }

@@ -1,6 +1,7 @@
 //! `organizations`: tenants. Soft-deleted rows are invisible to every query here.
 
-use super::{members, split_page, PageRequest};
+use super::members;
+use super::paging::{keyset, KeyOrder, Page, PageRequest};
 use sea_orm::entity::prelude::*;
 use sea_orm::{QueryOrder, QuerySelect, Set};
 
@@ -56,17 +57,9 @@ pub async fn find_live(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Org
 pub async fn list_all(
     db: &impl ConnectionTrait,
     page: &PageRequest<Uuid>,
-) -> Result<(Vec<Org>, bool), DbErr> {
-    let mut query = entity::Entity::find().filter(entity::Column::DeletedAt.is_null());
-    if let Some(after) = page.after {
-        query = query.filter(entity::Column::Id.gt(after));
-    }
-    let rows = query
-        .order_by_asc(entity::Column::Id)
-        .limit(page.limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+) -> Result<Page<Org>, DbErr> {
+    let query = entity::Entity::find().filter(entity::Column::DeletedAt.is_null());
+    keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
 /// A page of the live organizations `sub` belongs to.
@@ -74,20 +67,12 @@ pub async fn list_for_member(
     db: &impl ConnectionTrait,
     sub: &str,
     page: &PageRequest<Uuid>,
-) -> Result<(Vec<Org>, bool), DbErr> {
+) -> Result<Page<Org>, DbErr> {
     let org_ids = members::org_ids_of(db, sub).await?;
-    let mut query = entity::Entity::find()
+    let query = entity::Entity::find()
         .filter(entity::Column::DeletedAt.is_null())
         .filter(entity::Column::Id.is_in(org_ids));
-    if let Some(after) = page.after {
-        query = query.filter(entity::Column::Id.gt(after));
-    }
-    let rows = query
-        .order_by_asc(entity::Column::Id)
-        .limit(page.limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+    keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
 /// Every live organization whose id is in `ids`, ordered by id.

@@ -5,9 +5,10 @@
 //! N appear. (A bare sequence does not give that: a transaction can take id 5, commit after
 //! the one that took id 6, and a cursor at 6 would skip it.) SQLite has one writer at a time.
 
-use super::{now, split_page};
+use super::now;
+use super::paging::{keyset, KeyOrder, Page, PageRequest};
 use sea_orm::entity::prelude::*;
-use sea_orm::{DatabaseBackend, QueryOrder, QuerySelect, Set, Statement};
+use sea_orm::{DatabaseBackend, QueryOrder, Set, Statement};
 
 /// Advisory-lock key that orders outbox writers on Postgres (ASCII "gantry-o").
 const OUTBOX_WRITE_LOCK_KEY: i64 = 0x6761_6e74_7279_2d6f;
@@ -188,20 +189,13 @@ pub async fn list_for_org(
     after: Option<i64>,
     types: &TypeFilter,
     limit: u64,
-) -> Result<(Vec<StoredEvent>, bool), DbErr> {
+) -> Result<Page<StoredEvent>, DbErr> {
     let mut query = entity::Entity::find().filter(entity::Column::OrgId.eq(org_id));
-    if let Some(after) = after {
-        query = query.filter(entity::Column::Id.gt(after));
-    }
     if let Some(condition) = types.condition() {
         query = query.filter(condition);
     }
-    let rows = query
-        .order_by_asc(entity::Column::Id)
-        .limit(limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, limit))
+    let page = PageRequest { limit, after };
+    keyset(db, query, entity::Column::Id, KeyOrder::Ascending, &page).await
 }
 
 /// The newest event id of an organization (where a fresh stream starts).

@@ -1,10 +1,10 @@
 //! `projects` and `project_graph_versions`: a project holds its current graph, and every
 //! version it ever had is kept.
 
-use super::{split_page, PageRequest};
+use super::paging::{keyset, KeyOrder, Page, PageRequest};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{QueryOrder, QuerySelect, Set};
+use sea_orm::{QueryOrder, Set};
 
 /// The `projects` table.
 pub mod entity {
@@ -147,22 +147,14 @@ pub async fn list(
     org_id: Uuid,
     workspace_id: Option<Uuid>,
     page: &PageRequest<Uuid>,
-) -> Result<(Vec<Project>, bool), DbErr> {
+) -> Result<Page<Project>, DbErr> {
     let mut query = entity::Entity::find()
         .filter(entity::Column::OrgId.eq(org_id))
         .filter(entity::Column::DeletedAt.is_null());
     if let Some(workspace_id) = workspace_id {
         query = query.filter(entity::Column::WorkspaceId.eq(workspace_id));
     }
-    if let Some(after) = page.after {
-        query = query.filter(entity::Column::Id.gt(after));
-    }
-    let rows = query
-        .order_by_asc(entity::Column::Id)
-        .limit(page.limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+    keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
 /// Renames the project.
@@ -225,18 +217,17 @@ pub async fn list_versions(
     db: &impl ConnectionTrait,
     project_id: Uuid,
     page: &PageRequest<i32>,
-) -> Result<(Vec<GraphVersion>, bool), DbErr> {
-    let mut query =
+) -> Result<Page<GraphVersion>, DbErr> {
+    let query =
         version_entity::Entity::find().filter(version_entity::Column::ProjectId.eq(project_id));
-    if let Some(after) = page.after {
-        query = query.filter(version_entity::Column::Version.gt(after));
-    }
-    let rows = query
-        .order_by_asc(version_entity::Column::Version)
-        .limit(page.limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+    keyset(
+        db,
+        query,
+        version_entity::Column::Version,
+        KeyOrder::Ascending,
+        page,
+    )
+    .await
 }
 
 /// One graph version of the project.

@@ -3,10 +3,11 @@
 //! Only [`get_value`] reads a value, for the worker that uses it; listings select the metadata
 //! columns alone, so a value is never loaded where it could end up in a response or a log.
 
-use super::{now, split_page, PageRequest};
+use super::now;
+use super::paging::{keyset_into, KeyOrder, Page, PageRequest};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{FromQueryResult, QueryOrder, QuerySelect, Set};
+use sea_orm::{FromQueryResult, QuerySelect, Set};
 
 /// The `org_secrets` table.
 pub mod entity {
@@ -93,8 +94,8 @@ pub async fn list(
     db: &impl ConnectionTrait,
     org_id: Uuid,
     page: &PageRequest<String>,
-) -> Result<(Vec<SecretInfo>, bool), DbErr> {
-    let mut query = entity::Entity::find()
+) -> Result<Page<SecretInfo>, DbErr> {
+    let query = entity::Entity::find()
         .select_only()
         .columns([
             entity::Column::Name,
@@ -103,16 +104,7 @@ pub async fn list(
             entity::Column::UpdatedAt,
         ])
         .filter(entity::Column::OrgId.eq(org_id));
-    if let Some(after) = &page.after {
-        query = query.filter(entity::Column::Name.gt(after.clone()));
-    }
-    let rows = query
-        .order_by_asc(entity::Column::Name)
-        .limit(page.limit + 1)
-        .into_model::<SecretInfo>()
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+    keyset_into(db, query, entity::Column::Name, KeyOrder::Ascending, page).await
 }
 
 /// The value of the secret `name` of `org_id`, for the worker that uses it. Never put it in a

@@ -1,8 +1,9 @@
 //! `webhooks` and `webhook_deliveries`.
 
-use super::{new_id, now, split_page, PageRequest};
+use super::paging::{keyset, KeyOrder, Page, PageRequest};
+use super::{new_id, now};
 use sea_orm::entity::prelude::*;
-use sea_orm::{DatabaseBackend, QueryOrder, QuerySelect, Set, Statement};
+use sea_orm::{DatabaseBackend, Set, Statement};
 
 /// Delivery states as stored.
 pub mod delivery_status {
@@ -130,19 +131,11 @@ pub async fn list(
     db: &impl ConnectionTrait,
     org_id: Uuid,
     page: &PageRequest<Uuid>,
-) -> Result<(Vec<Webhook>, bool), DbErr> {
-    let mut query = entity::Entity::find()
+) -> Result<Page<Webhook>, DbErr> {
+    let query = entity::Entity::find()
         .filter(entity::Column::OrgId.eq(org_id))
         .filter(entity::Column::DeletedAt.is_null());
-    if let Some(after) = page.after {
-        query = query.filter(entity::Column::Id.gt(after));
-    }
-    let rows = query
-        .order_by_asc(entity::Column::Id)
-        .limit(page.limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+    keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
 /// Every live webhook of the organization (for routing).
@@ -242,18 +235,17 @@ pub async fn list_deliveries(
     db: &impl ConnectionTrait,
     webhook_id: Uuid,
     page: &PageRequest<Uuid>,
-) -> Result<(Vec<Delivery>, bool), DbErr> {
-    let mut query =
+) -> Result<Page<Delivery>, DbErr> {
+    let query =
         delivery_entity::Entity::find().filter(delivery_entity::Column::WebhookId.eq(webhook_id));
-    if let Some(before) = page.after {
-        query = query.filter(delivery_entity::Column::Id.lt(before));
-    }
-    let rows = query
-        .order_by_desc(delivery_entity::Column::Id)
-        .limit(page.limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+    keyset(
+        db,
+        query,
+        delivery_entity::Column::Id,
+        KeyOrder::Descending,
+        page,
+    )
+    .await
 }
 
 /// One delivery of a webhook.

@@ -1,6 +1,6 @@
 //! `workspaces`: a vCluster per row; the API records intent, the provisioner acts on it.
 
-use super::{split_page, PageRequest};
+use super::paging::{keyset, KeyOrder, Page, PageRequest};
 use sea_orm::entity::prelude::*;
 use sea_orm::{QueryOrder, QuerySelect, Set};
 
@@ -105,19 +105,11 @@ pub async fn list(
     db: &impl ConnectionTrait,
     org_id: Uuid,
     page: &PageRequest<Uuid>,
-) -> Result<(Vec<Workspace>, bool), DbErr> {
-    let mut query = entity::Entity::find()
+) -> Result<Page<Workspace>, DbErr> {
+    let query = entity::Entity::find()
         .filter(entity::Column::OrgId.eq(org_id))
         .filter(entity::Column::DeletedAt.is_null());
-    if let Some(after) = page.after {
-        query = query.filter(entity::Column::Id.gt(after));
-    }
-    let rows = query
-        .order_by_asc(entity::Column::Id)
-        .limit(page.limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+    keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
 /// Marks the workspace for deletion (status `deleting`); the provisioner removes it.

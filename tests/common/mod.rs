@@ -11,8 +11,11 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::local::asynchronous::Client;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use issuer::TestIssuer;
 
@@ -25,9 +28,51 @@ pub enum Backend {
     Postgres,
 }
 
-/// Says, where a person running the tests will see it (not captured), that a test was skipped.
+/// Says, where a person running the tests will see it (not captured), that a test was skipped
+/// for a missing service. When `CI` is set the service is part of the contract, so the test
+/// fails instead: a green CI run must not hide tests that never ran.
+#[track_caller]
 pub fn report_skip(test: &str, why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {why}, and CI is set: CI must provide every service the tests use");
+    }
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// `GANTRY_TEST_REDIS_URL` without a trailing `/`; `None` (a skip, a failure under `CI`)
+/// when it is not set.
+#[track_caller]
+pub fn test_redis_url(test: &str) -> Option<String> {
+    match std::env::var("GANTRY_TEST_REDIS_URL") {
+        Ok(url) => Some(url.trim_end_matches('/').to_owned()),
+        Err(_) => {
+            report_skip(test, "GANTRY_TEST_REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+/// How often [`eventually`] checks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs `probe` until it returns `Ok` and returns that value. After `timeout` it panics with
+/// the last `Err`, which should say what was seen instead of the awaited state.
+pub async fn eventually<T, E, F, Fut>(timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Display,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("not reached within {timeout:?}: {seen}")
+            }
+            Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+        }
+    }
 }
 
 /// A database made for one test and dropped afterwards.
@@ -357,21 +402,34 @@ pub fn test_config(
     Config::from_lookup(|name| vars.get(name).cloned()).expect("test config")
 }
 
-/// Runs an async scenario `fn name(backend: Backend)` once on SQLite and once on Postgres.
+/// Turns async scenarios into one test per backend, named `scenario::backend`.
+///
+/// `on_each_backend!(a, b)` runs `fn a(backend: Backend)` on SQLite and on Postgres.
+/// `on_each_backend!({ sqlite: Mode::Sqlite, redis: Mode::Redis } => a, b)` runs each scenario
+/// once per `label: value` with that value as its argument (paths resolve as in the caller).
 #[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
+macro_rules! on_each_backend {
+    (@scenario $name:ident { $($label:ident: $backend:expr),+ $(,)? }) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::common::Backend::Sqlite).await
+                async fn $label() {
+                    super::$name($backend).await
                 }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::common::Backend::Postgres).await
-                }
-            }
-        )*
+            )+
+        }
+    };
+    ($backends:tt => $($name:ident),+ $(,)?) => {
+        $( $crate::on_each_backend!(@scenario $name $backends); )+
+    };
+    ($($name:ident),+ $(,)?) => {
+        $crate::on_each_backend!(
+            {
+                sqlite: $crate::common::Backend::Sqlite,
+                postgres: $crate::common::Backend::Postgres,
+            } => $($name),+
+        );
     };
 }
