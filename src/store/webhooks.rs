@@ -432,16 +432,15 @@ pub async fn delivery_counts(db: &impl ConnectionTrait) -> Result<super::jobs::Q
 pub async fn list_failed_deliveries(
     db: &impl ConnectionTrait,
     page: &PageRequest<Uuid>,
-) -> Result<(Vec<Delivery>, bool), DbErr> {
-    let mut query = delivery_entity::Entity::find()
+) -> Result<Page<Delivery>, DbErr> {
+    let query = delivery_entity::Entity::find()
         .filter(delivery_entity::Column::Status.eq(delivery_status::FAILED));
-    if let Some(after) = page.after {
-        query = query.filter(delivery_entity::Column::Id.gt(after));
-    }
-    let rows = query
-        .order_by_asc(delivery_entity::Column::Id)
-        .limit(page.limit + 1)
-        .all(db)
-        .await?;
-    Ok(split_page(rows, page.limit))
+    keyset(
+        db,
+        query,
+        delivery_entity::Column::Id,
+        KeyOrder::Ascending,
+        page,
+    )
+    .await
 }
