@@ -115,6 +115,12 @@ impl Application {
         })
     }
 
+    /// The assembled HTTP surface without starting anything, for driving in process (the
+    /// tests use Rocket's local client on it).
+    pub fn into_rocket(self) -> Rocket<Build> {
+        self.rocket
+    }
+
     /// Starts the workers, serves until SIGINT/SIGTERM, then stops the workers within
     /// `GANTRY_SHUTDOWN_TIMEOUT`.
     pub async fn run_until_stopped(self) -> Result<(), ServeError> {

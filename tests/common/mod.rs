@@ -6,7 +6,7 @@ pub mod issuer;
 pub mod process;
 
 use gantry::config::Config;
-use gantry::metrics::Metrics;
+use gantry::startup::{Application, Roles};
 use rocket::http::{ContentType, Header, Status};
 use rocket::local::asynchronous::Client;
 use serde_json::Value;
@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use issuer::TestIssuer;
@@ -237,15 +236,15 @@ impl TestApp {
         let (database, database_url) = TestDatabase::create(backend, test).await?;
         let issuer = TestIssuer::start().await;
         let config = test_config(&database_url, &issuer, None, extra);
-        let db = gantry::app::open_database(&config).await.expect("migrate");
-        let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let queues = gantry::jobs::Queues::connect(&config, &db)
+        // The binary's own start-up path, so tests see the wiring production runs.
+        let roles = Roles {
+            server: true,
+            workers: Vec::new(),
+        };
+        let application = Application::build(config, roles).await.expect("build app");
+        let client = Client::tracked(application.into_rocket())
             .await
-            .expect("job queues");
-        let rocket = gantry::app::build(&config, db, metrics, queues)
-            .await
-            .expect("build app");
-        let client = Client::tracked(rocket).await.expect("rocket client");
+            .expect("rocket client");
         Some(TestApp {
             client,
             issuer,
