@@ -22,6 +22,7 @@ pub(super) struct Problems<'p> {
 }
 
 impl<'p> Problems<'p> {
+    /// No problems yet; pointers will start with `prefix`.
     pub(super) fn new(prefix: &'p str) -> Self {
         Self {
             prefix,
@@ -29,10 +30,12 @@ impl<'p> Problems<'p> {
         }
     }
 
+    /// Whether nothing was found.
     pub(super) fn is_empty(&self) -> bool {
         self.found.is_empty()
     }
 
+    /// Records a problem at `pointer`, ordered by `place`.
     pub(super) fn push(&mut self, place: Place, pointer: String, detail: impl Into<String>) {
         self.found.push((place, FieldError::new(pointer, detail)));
     }
@@ -81,6 +84,7 @@ pub(super) struct NodeEntry<'a> {
 pub(super) struct NodeIndex<'a>(HashMap<&'a str, usize>);
 
 impl<'a> NodeIndex<'a> {
+    /// Indexes the nodes that have an id.
     pub(super) fn new(nodes: &[NodeEntry<'a>]) -> Self {
         let mut map = HashMap::with_capacity(nodes.len());
         for (i, node) in nodes.iter().enumerate() {
@@ -91,6 +95,7 @@ impl<'a> NodeIndex<'a> {
         Self(map)
     }
 
+    /// The index of the first node with this id.
     pub(super) fn get(&self, id: &str) -> Option<usize> {
         self.0.get(id).copied()
     }

@@ -21,13 +21,13 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Port the vCluster API server (its proxy) listens on inside its pod; the Service maps 443 to it.
-pub(super) const VCLUSTER_API_PORT: i32 = 8443;
+const VCLUSTER_API_PORT: i32 = 8443;
 /// Default container requests/limits of the `LimitRange`s.
-pub(super) const DEFAULT_REQUEST_CPU: &str = "100m";
-pub(super) const DEFAULT_REQUEST_MEMORY: &str = "128Mi";
-pub(super) const DEFAULT_LIMIT_CPU: &str = "500m";
-pub(super) const DEFAULT_LIMIT_MEMORY: &str = "512Mi";
-pub(super) const RBAC_API_GROUP: &str = "rbac.authorization.k8s.io";
+const DEFAULT_REQUEST_CPU: &str = "100m";
+const DEFAULT_REQUEST_MEMORY: &str = "128Mi";
+const DEFAULT_LIMIT_CPU: &str = "500m";
+const DEFAULT_LIMIT_MEMORY: &str = "512Mi";
+const RBAC_API_GROUP: &str = "rbac.authorization.k8s.io";
 impl KubernetesDriver {
     /// The `HelmChart`s in the Helm namespace.
     pub(super) fn helm_chart_api(&self) -> Api<DynamicObject> {
