@@ -134,20 +134,31 @@ pub async fn stream_events(
     after: Option<&str>,
     r#type: Option<&str>,
     last_event_id: LastEventId,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> Result<EventStream<BoxStream<'static, Event>>, ApiError> {
     let resume = last_event_id
         .0
         .as_deref()
         .or(after)
         .filter(|a| !a.is_empty());
-    let mut cursor = match resume {
+    let cursor = match resume {
         Some(value) => parse_cursor(value)?,
         None => store::outbox::latest_id_for_org(&state.db, org_id).await?,
     };
     let filter = TypeFilter::parse(r#type.unwrap_or_default());
-    let db = state.db.clone();
-    let events = rocket::async_stream::stream! {
+    let events = poll_events(state.db.clone(), org_id, cursor, filter, shutdown);
+    Ok(EventStream::from(events).heartbeat(STREAM_HEARTBEAT))
+}
+
+/// The organization's events after `cursor` as SSE events, polled until the server shuts down.
+fn poll_events(
+    db: sea_orm::DatabaseConnection,
+    org_id: Uuid,
+    mut cursor: i64,
+    filter: TypeFilter,
+    mut shutdown: Shutdown,
+) -> BoxStream<'static, Event> {
+    rocket::async_stream::stream! {
         let mut poll = tokio::time::interval(STREAM_POLL_INTERVAL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -169,8 +180,8 @@ pub async fn stream_events(
                     .event(row.event_type.clone());
             }
         }
-    };
-    Ok(EventStream::from(events.boxed()).heartbeat(STREAM_HEARTBEAT))
+    }
+    .boxed()
 }
 
 /// Routes of this module with their OpenAPI spec.

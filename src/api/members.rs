@@ -44,6 +44,18 @@ pub struct UpdateMember {
     pub role: Role,
 }
 
+/// The trimmed `user_sub` of a new member (422 when empty or too long).
+fn parse_user_sub(raw: &str) -> Result<String, ApiError> {
+    let user_sub = raw.trim();
+    if user_sub.is_empty() || user_sub.len() > MAX_SUB_LEN {
+        return Err(ApiError::invalid(
+            "/user_sub",
+            format!("must be 1 to {MAX_SUB_LEN} characters"),
+        ));
+    }
+    Ok(user_sub.to_owned())
+}
+
 fn require_owner_for_owners(role: Role, touches_owner: bool) -> Result<(), ApiError> {
     if touches_owner && role != Role::Owner {
         return Err(ApiError::Forbidden(
@@ -95,13 +107,7 @@ pub async fn add_member(
     body: JsonBody<AddMember>,
 ) -> Result<Created<MemberView>, ApiError> {
     let AddMember { user_sub, role } = body.0;
-    let user_sub = user_sub.trim().to_owned();
-    if user_sub.is_empty() || user_sub.len() > MAX_SUB_LEN {
-        return Err(ApiError::invalid(
-            "/user_sub",
-            format!("must be 1 to {MAX_SUB_LEN} characters"),
-        ));
-    }
+    let user_sub = parse_user_sub(&user_sub)?;
     let txn = store::begin_write(&state.db).await?;
     let access = access.lock(&txn).await?;
     require_owner_for_owners(access.role, role == Role::Owner)?;

@@ -188,6 +188,24 @@ async fn check_url(state: &AppState, url: &str, errors: &mut Vec<FieldError>) {
     }
 }
 
+/// Checks a new webhook's events, description and URL, answering every problem at once.
+async fn check_new_webhook(
+    state: &AppState,
+    url: &str,
+    events: &[String],
+    description: Option<&str>,
+) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    check_events(events, &mut errors);
+    check_description(description, &mut errors);
+    check_url(state, url, &mut errors).await;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
 fn new_secret() -> Result<String, ApiError> {
     generate_secret().map_err(|_| ApiError::Internal(anyhow::anyhow!("no randomness for a secret")))
 }
@@ -217,13 +235,7 @@ pub async fn create_webhook(
         events,
         description,
     } = body.0;
-    let mut errors = Vec::new();
-    check_events(&events, &mut errors);
-    check_description(description.as_deref(), &mut errors);
-    check_url(state, &url, &mut errors).await;
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    check_new_webhook(state, &url, &events, description.as_deref()).await?;
     let secret = new_secret()?;
     let txn = store::begin_write(&state.db).await?;
     let webhook =

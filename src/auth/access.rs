@@ -164,3 +164,34 @@ impl<'r, R: RequiredRole> OpenApiFromRequest<'r> for OrgAccess<R> {
         Ok(bearer_security())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_too_low_is_refused_naming_both_roles() {
+        let Err(err) = require(Role::Viewer, Role::Admin) else {
+            panic!("a viewer must not pass an admin check");
+        };
+        assert_eq!(err.status(), Status::Forbidden);
+        assert_eq!(
+            err.to_string(),
+            "forbidden: this action needs the admin role or higher; you are viewer"
+        );
+    }
+
+    #[test]
+    fn an_equal_or_higher_role_is_admitted() {
+        assert!(require(Role::Member, Role::Member).is_ok());
+        assert!(require(Role::Owner, Role::Admin).is_ok());
+    }
+
+    #[test]
+    fn each_marker_names_its_role() {
+        assert_eq!(Viewer::ROLE, Role::Viewer);
+        assert_eq!(Member::ROLE, Role::Member);
+        assert_eq!(Admin::ROLE, Role::Admin);
+        assert_eq!(Owner::ROLE, Role::Owner);
+    }
+}
