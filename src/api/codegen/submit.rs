@@ -1,18 +1,18 @@
 //! Submitting a codegen job: checking it against the project, its graph and the configuration,
 //! then recording it with its `codegen.requested` event; and parsing the list filter.
 
-use super::{CodegenJobView, CreateCodegenJob, Engine};
+use super::{CodegenJobView, CreateCodegenJob, Engine, GitTargetSpec};
 use crate::app::AppState;
 use crate::domain::graph;
 use crate::error::{ApiError, FieldError};
 use crate::outbox::{self, EventType};
-use crate::store;
+use crate::store::{self, projects::Project};
 use crate::workers::codegen::git::check_target;
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 /// Checks a submission against the project, its graph and the configuration; answers the graph
-/// version to generate.
+/// version to generate, or every problem at once.
 async fn check_submission(
     state: &AppState,
     db: &impl ConnectionTrait,
@@ -25,28 +25,7 @@ async fn check_submission(
         .ok_or_else(|| ApiError::invalid("/project_id", "no such project in this organization"))?;
     let mut errors = Vec::new();
     let version = body.graph_version.unwrap_or(project.graph_version);
-    match store::projects::find_version(db, project.id, version).await? {
-        None => errors.push(FieldError::new(
-            "/graph_version",
-            format!(
-                "the project has no graph version {version} (current: {})",
-                project.graph_version
-            ),
-        )),
-        Some(stored) => {
-            if let Err(problems) = graph::validate(&stored.graph, "") {
-                for problem in problems {
-                    errors.push(FieldError::new(
-                        "/graph_version",
-                        format!(
-                            "graph version {version} is invalid at {}: {}",
-                            problem.pointer, problem.detail
-                        ),
-                    ));
-                }
-            }
-        }
-    }
+    check_graph_version(db, &project, version, &mut errors).await?;
     if engine == Engine::Llm && state.codegen.llm.is_none() {
         errors.push(FieldError::new(
             "/engine",
@@ -55,25 +34,66 @@ async fn check_submission(
         ));
     }
     if let Some(git) = body.target.as_ref().and_then(|t| t.git.as_ref()) {
-        if let Err(problems) =
-            check_target(&git.git_target(), &state.codegen.git_allowed_schemes, "")
-        {
-            errors.extend(problems);
-        }
-        if let Some(secret) = &git.credentials_secret {
-            if !store::secrets::exists(db, org_id, secret).await? {
-                errors.push(FieldError::new(
-                    "/target/git/credentials_secret",
-                    format!("no org secret named {secret:?}"),
-                ));
-            }
-        }
+        check_git_target(state, db, org_id, git, &mut errors).await?;
     }
     if errors.is_empty() {
         Ok(version)
     } else {
         Err(ApiError::Validation(errors))
     }
+}
+
+/// The project has graph `version` and it is valid.
+async fn check_graph_version(
+    db: &impl ConnectionTrait,
+    project: &Project,
+    version: i32,
+    errors: &mut Vec<FieldError>,
+) -> Result<(), ApiError> {
+    let Some(stored) = store::projects::find_version(db, project.id, version).await? else {
+        errors.push(FieldError::new(
+            "/graph_version",
+            format!(
+                "the project has no graph version {version} (current: {})",
+                project.graph_version
+            ),
+        ));
+        return Ok(());
+    };
+    if let Err(problems) = graph::validate(&stored.graph, "") {
+        errors.extend(problems.into_iter().map(|problem| {
+            FieldError::new(
+                "/graph_version",
+                format!(
+                    "graph version {version} is invalid at {}: {}",
+                    problem.pointer, problem.detail
+                ),
+            )
+        }));
+    }
+    Ok(())
+}
+
+/// The Git target is allowed by the configuration and its credentials secret exists.
+async fn check_git_target(
+    state: &AppState,
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    git: &GitTargetSpec,
+    errors: &mut Vec<FieldError>,
+) -> Result<(), ApiError> {
+    if let Err(problems) = check_target(&git.git_target(), &state.codegen.git_allowed_schemes, "") {
+        errors.extend(problems);
+    }
+    if let Some(secret) = &git.credentials_secret {
+        if !store::secrets::exists(db, org_id, secret).await? {
+            errors.push(FieldError::new(
+                "/target/git/credentials_secret",
+                format!("no org secret named {secret:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks `body` and records the job (`pending`) with its `codegen.requested` event in `txn`.
