@@ -62,7 +62,7 @@ impl Op {
     }
 
     /// Whether the command talks to the remote (its failures may be the network's).
-    pub(super) fn is_remote(self) -> bool {
+    fn is_remote(self) -> bool {
         matches!(self, Op::LsRemote | Op::Fetch | Op::Push)
     }
 }

@@ -98,7 +98,7 @@ impl KubernetesDriver {
 }
 
 /// Expected labels missing or different on an object.
-pub(super) fn label_drift(
+fn label_drift(
     what: &str,
     metadata: &ObjectMeta,
     expected: &BTreeMap<String, String>,
@@ -117,7 +117,7 @@ pub(super) fn label_drift(
 /// Whether two Kubernetes quantities are the same amount (`1` = `1000m`, `1Gi` = `1024Mi`);
 /// the API server may canonicalize what it was given. Compared exactly by the domain's one
 /// quantity parser; unparseable ones compare as text.
-pub(super) fn quantities_equal(a: &str, b: &str) -> bool {
+fn quantities_equal(a: &str, b: &str) -> bool {
     let (a, b) = (a.trim(), b.trim());
     match compare_quantities(a, b) {
         Some(order) => order.is_eq(),

@@ -71,7 +71,7 @@ impl KubernetesDriver {
 
     /// The chart values. JSON is valid YAML, so `valuesContent` is JSON text (pretty-printed for
     /// `kubectl get -o yaml` readers).
-    pub(super) fn values_content(&self, workspace: &WorkspaceSpec) -> String {
+    fn values_content(&self, workspace: &WorkspaceSpec) -> String {
         let values = vcluster_values(workspace, &self.endpoint(workspace));
         serde_json::to_string_pretty(&values).expect("a JSON value always serializes")
     }
@@ -139,7 +139,7 @@ impl KubernetesDriver {
 }
 
 /// K3s' `HelmChart` custom resource.
-pub(super) fn helm_chart_resource() -> ApiResource {
+fn helm_chart_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("helm.cattle.io", "v1", "HelmChart"))
 }
 /// The Secret vCluster writes its kubeconfig into.
@@ -219,7 +219,7 @@ pub(super) fn limit_range(namespace: &str, labels: BTreeMap<String, String>) -> 
     }
 }
 /// A network policy port.
-pub(super) fn port(protocol: &str, number: i32) -> NetworkPolicyPort {
+fn port(protocol: &str, number: i32) -> NetworkPolicyPort {
     NetworkPolicyPort {
         port: Some(IntOrString::Int(number)),
         protocol: Some(protocol.to_owned()),
@@ -227,11 +227,11 @@ pub(super) fn port(protocol: &str, number: i32) -> NetworkPolicyPort {
     }
 }
 /// A TCP network policy port.
-pub(super) fn tcp_port(number: i32) -> NetworkPolicyPort {
+fn tcp_port(number: i32) -> NetworkPolicyPort {
     port("TCP", number)
 }
 /// Every pod of the same namespace (an empty pod selector without a namespace selector).
-pub(super) fn same_namespace_peer() -> NetworkPolicyPeer {
+fn same_namespace_peer() -> NetworkPolicyPeer {
     NetworkPolicyPeer {
         pod_selector: Some(LabelSelector::default()),
         ..Default::default()
@@ -275,7 +275,7 @@ pub(super) fn default_deny_egress() -> Vec<NetworkPolicyEgressRule> {
     ]
 }
 /// The vCluster chart values (vCluster 0.20 `vcluster.yaml` layout) for a workspace's plan.
-pub(super) fn vcluster_values(workspace: &WorkspaceSpec, endpoint: &str) -> Value {
+fn vcluster_values(workspace: &WorkspaceSpec, endpoint: &str) -> Value {
     let dedicated = workspace.plan.dedicated_pool.is_some();
     let (requests, limits) = if dedicated {
         (
@@ -373,7 +373,7 @@ pub(super) fn role_bindings(
         .collect()
 }
 /// `gantry-<role>`, with characters an object name cannot hold (`system:foo`) replaced.
-pub(super) fn role_binding_name(role: &str) -> String {
+fn role_binding_name(role: &str) -> String {
     let role: String = role
         .chars()
         .map(|c| {

@@ -66,11 +66,11 @@ impl KubernetesDriver {
 }
 
 /// Not ready yet, waiting for `step`.
-pub(super) fn pending(step: String) -> Readiness {
+fn pending(step: String) -> Readiness {
     Readiness::Pending { step }
 }
 /// The reason of a `Failed=True` condition of a K3s `HelmChart`, if it has one.
-pub(super) fn helm_chart_failure(chart: &DynamicObject) -> Option<String> {
+fn helm_chart_failure(chart: &DynamicObject) -> Option<String> {
     let conditions = chart.data.pointer("/status/conditions")?.as_array()?;
     let failed = conditions.iter().find(|c| {
         c.get("type").and_then(Value::as_str) == Some("Failed")
@@ -107,7 +107,7 @@ pub(super) fn secret_data<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]>
 }
 /// The vCluster API server's CA, base64: the Secret's `certificate-authority` (PEM), else the
 /// `certificate-authority-data` of the kubeconfig in `config`.
-pub(super) fn ca_data(secret: &Secret) -> Option<String> {
+fn ca_data(secret: &Secret) -> Option<String> {
     if let Some(pem) = secret_data(secret, "certificate-authority") {
         return Some(base64::engine::general_purpose::STANDARD.encode(pem));
     }

@@ -59,7 +59,7 @@ where
     }
 }
 /// A 404 naming an object (rather than a resource type the server does not serve).
-pub(super) fn is_object_not_found(status: &Status) -> bool {
+fn is_object_not_found(status: &Status) -> bool {
     status.code == 404 && status.details.as_ref().is_some_and(|d| !d.name.is_empty())
 }
 /// Maps a kube error: network trouble, 5xx, conflicts, throttling and writes into a namespace
