@@ -34,29 +34,47 @@ pub mod entity {
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "codegen_jobs")]
     pub struct Model {
+        /// Primary key.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
+        /// Owning organization.
         pub org_id: Uuid,
+        /// The project this belongs to.
         pub project_id: Uuid,
+        /// Version of the project graph.
         pub graph_version: i32,
+        /// Generator engine that runs the job.
         pub engine: String,
+        /// Delivery target (`{"git": {...}}`), if any.
         #[sea_orm(column_type = "JsonBinary", nullable)]
         pub target: Option<Json>,
+        /// Job status.
         pub status: String,
+        /// Progress report (JSON), if any.
         #[sea_orm(column_type = "JsonBinary", nullable)]
         pub progress: Option<Json>,
+        /// Failure details (JSON), if the job failed.
         #[sea_orm(column_type = "JsonBinary", nullable)]
         pub error: Option<Json>,
+        /// Commit the artifacts were delivered in, if delivered to Git.
         pub commit_sha: Option<String>,
+        /// Whether a cancel was requested while the job ran.
         pub cancel_requested: bool,
+        /// Subject (`sub`) of the caller who created it.
         pub created_by: String,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
+        /// When a runner picked the job up.
         pub started_at: Option<DateTimeUtc>,
+        /// When the job reached a final status.
         pub finished_at: Option<DateTimeUtc>,
+        /// When the row last changed.
         pub updated_at: DateTimeUtc,
+        /// When the row was soft-deleted; `None` while live.
         pub deleted_at: Option<DateTimeUtc>,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 
@@ -71,18 +89,26 @@ pub mod artifact_entity {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "codegen_artifacts")]
     pub struct Model {
+        /// The codegen job that generated the file.
         #[sea_orm(primary_key, auto_increment = false)]
         pub job_id: Uuid,
+        /// Path of the file inside the generated tree.
         #[sea_orm(primary_key, auto_increment = false)]
         pub path: String,
+        /// Media type of the content.
         pub media_type: String,
+        /// Size of the content in bytes.
         pub size: i64,
+        /// Hex SHA-256 of the content.
         pub sha256: String,
+        /// File content.
         #[sea_orm(column_type = "Blob")]
         pub content: Vec<u8>,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 

@@ -15,18 +15,26 @@ pub mod dead_entity {
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "dead_jobs")]
     pub struct Model {
+        /// Job id.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
+        /// Queue the job ran on.
         pub queue: String,
+        /// The job arguments (JSON).
         #[sea_orm(column_type = "JsonBinary")]
         pub payload: Json,
+        /// Attempts made before it died.
         pub attempts: i32,
+        /// Error of the last attempt.
         #[sea_orm(column_type = "Text")]
         pub last_error: String,
+        /// When the job went dead.
         pub died_at: DateTimeUtc,
+        /// When an operator discarded it; `None` while listed.
         pub discarded_at: Option<DateTimeUtc>,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 
@@ -41,12 +49,16 @@ pub mod probe_batch_entity {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "probe_batches")]
     pub struct Model {
+        /// Job id.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
+        /// Number of probe jobs in the batch.
         pub total: i32,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 

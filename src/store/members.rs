@@ -13,15 +13,21 @@ pub mod entity {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "memberships")]
     pub struct Model {
+        /// The organization.
         #[sea_orm(primary_key, auto_increment = false)]
         pub org_id: Uuid,
+        /// Subject (`sub`) of the member.
         #[sea_orm(primary_key, auto_increment = false)]
         pub user_sub: String,
+        /// Role in the organization.
         pub role: String,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
+        /// When the row last changed.
         pub updated_at: DateTimeUtc,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 

@@ -21,23 +21,36 @@ pub mod entity {
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "outbox_events")]
     pub struct Model {
+        /// Commit-ordered sequence number; readers page by it.
         #[sea_orm(primary_key)]
         pub id: i64,
+        /// Globally unique event id.
         #[sea_orm(unique)]
         pub event_id: Uuid,
+        /// Organization the event belongs to.
         pub org_id: Uuid,
+        /// Kind of resource the event is about, e.g. `workspace`.
         pub aggregate_type: String,
+        /// Id of that resource.
         pub aggregate_id: Uuid,
+        /// Event type, e.g. `workspace.created`.
         pub event_type: String,
+        /// Event or job payload (JSON).
         #[sea_orm(column_type = "JsonBinary")]
         pub payload: Json,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
+        /// When the publisher handed it on; `None` while pending.
         pub published_at: Option<DateTimeUtc>,
+        /// Publish attempts so far.
         pub attempts: i32,
+        /// Worker currently holding the lease, if any.
         pub lease_owner: Option<String>,
+        /// When the current lease lapses.
         pub lease_expires_at: Option<DateTimeUtc>,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 

@@ -14,24 +14,38 @@ pub mod entity {
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "projects")]
     pub struct Model {
+        /// Primary key.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
+        /// Owning organization.
         pub org_id: Uuid,
+        /// Workspace the project lives in.
         pub workspace_id: Uuid,
+        /// Name.
         pub name: String,
+        /// Current graph version.
         pub graph_version: i32,
+        /// Current graph document (JSON).
         #[sea_orm(column_type = "JsonBinary")]
         pub graph: Json,
+        /// Project status.
         pub status: String,
+        /// CPU quota (Kubernetes quantity).
         pub quota_cpu: String,
+        /// Memory quota (Kubernetes quantity).
         pub quota_memory: String,
+        /// Last failure, if any.
         #[sea_orm(column_type = "Text", nullable)]
         pub error: Option<String>,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
+        /// When the row last changed.
         pub updated_at: DateTimeUtc,
+        /// When the row was soft-deleted; `None` while live.
         pub deleted_at: Option<DateTimeUtc>,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 
@@ -56,17 +70,24 @@ pub mod version_entity {
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "project_graph_versions")]
     pub struct Model {
+        /// The project this belongs to.
         #[sea_orm(primary_key, auto_increment = false)]
         pub project_id: Uuid,
+        /// Graph version number.
         #[sea_orm(primary_key, auto_increment = false)]
         pub version: i32,
+        /// Owning organization.
         pub org_id: Uuid,
+        /// The graph document of this version (JSON).
         #[sea_orm(column_type = "JsonBinary")]
         pub graph: Json,
+        /// Subject (`sub`) of the caller who saved it.
         pub created_by: String,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 

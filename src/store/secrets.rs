@@ -17,14 +17,20 @@ pub mod entity {
     #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "org_secrets")]
     pub struct Model {
+        /// Owning organization.
         #[sea_orm(primary_key, auto_increment = false)]
         pub org_id: Uuid,
+        /// Secret name, unique within the organization.
         #[sea_orm(primary_key, auto_increment = false)]
         pub name: String,
+        /// The secret value; read only by [`super::get_value`].
         #[sea_orm(column_type = "Text")]
         pub value: String,
+        /// Subject (`sub`) of the caller who created it.
         pub created_by: String,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
+        /// When the row last changed.
         pub updated_at: DateTimeUtc,
     }
 
@@ -41,6 +47,7 @@ pub mod entity {
         }
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 

@@ -12,16 +12,23 @@ pub mod entity {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "users")]
     pub struct Model {
+        /// Internal user id.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
+        /// Subject claim from the identity provider.
         #[sea_orm(unique)]
         pub sub: String,
+        /// `preferred_username` claim, if sent.
         pub preferred_username: Option<String>,
+        /// `email` claim, if sent.
         pub email: Option<String>,
+        /// When the user was first seen.
         pub created_at: DateTimeUtc,
+        /// When the user last made a request.
         pub last_seen_at: DateTimeUtc,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 

@@ -23,21 +23,31 @@ pub mod entity {
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "webhooks")]
     pub struct Model {
+        /// Primary key.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
+        /// Owning organization.
         pub org_id: Uuid,
+        /// Endpoint deliveries are POSTed to.
         #[sea_orm(column_type = "Text")]
         pub url: String,
+        /// Event type patterns subscribed to (JSON array).
         #[sea_orm(column_type = "JsonBinary")]
         pub events: Json,
+        /// Free-text description, if any.
         #[sea_orm(column_type = "Text", nullable)]
         pub description: Option<String>,
+        /// Signing secret for delivery signatures.
         pub secret: String,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
+        /// When the row last changed.
         pub updated_at: DateTimeUtc,
+        /// When the row was soft-deleted; `None` while live.
         pub deleted_at: Option<DateTimeUtc>,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 
@@ -52,26 +62,43 @@ pub mod delivery_entity {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "webhook_deliveries")]
     pub struct Model {
+        /// Primary key.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
+        /// The webhook being delivered to.
         pub webhook_id: Uuid,
+        /// Owning organization.
         pub org_id: Uuid,
+        /// The outbox event id.
         pub event_id: Uuid,
+        /// Event type, e.g. `workspace.created`.
         pub event_type: String,
+        /// Delivery status.
         pub status: String,
+        /// Delivery attempts so far.
         pub attempts: i32,
+        /// HTTP status of the last attempt, if a response came.
         pub response_code: Option<i32>,
+        /// Duration of the last attempt in milliseconds.
         pub duration_ms: Option<i32>,
+        /// Error of the last attempt, if it failed.
         #[sea_orm(column_type = "Text", nullable)]
         pub last_error: Option<String>,
+        /// When the next attempt is due, if one is.
         pub next_attempt_at: Option<DateTimeUtc>,
+        /// Worker currently holding the lease, if any.
         pub lease_owner: Option<String>,
+        /// When the current lease lapses.
         pub lease_expires_at: Option<DateTimeUtc>,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
+        /// When the row last changed.
         pub updated_at: DateTimeUtc,
+        /// When a delivery attempt succeeded.
         pub delivered_at: Option<DateTimeUtc>,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 

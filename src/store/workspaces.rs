@@ -30,27 +30,42 @@ pub mod entity {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "workspaces")]
     pub struct Model {
+        /// Primary key.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,
+        /// Owning organization.
         pub org_id: Uuid,
+        /// Name.
         pub name: String,
+        /// Plan the workspace was created on.
         pub plan: String,
+        /// Workspace status.
         pub status: String,
+        /// vCluster API endpoint, once provisioned.
         pub kube_endpoint: Option<String>,
+        /// Last provisioning failure, if any.
         #[sea_orm(column_type = "Text", nullable)]
         pub error: Option<String>,
+        /// Provisioning progress (JSON), if any.
         #[sea_orm(column_type = "JsonBinary", nullable)]
         pub progress: Option<Json>,
+        /// Readiness conditions (JSON), if any.
         #[sea_orm(column_type = "JsonBinary", nullable)]
         pub conditions: Option<Json>,
+        /// CA certificate of the vCluster API (PEM), once provisioned.
         #[sea_orm(column_type = "Text", nullable)]
         pub kube_ca: Option<String>,
+        /// When provisioning began.
         pub provision_started_at: Option<DateTimeUtc>,
+        /// When the row was inserted.
         pub created_at: DateTimeUtc,
+        /// When the row last changed.
         pub updated_at: DateTimeUtc,
+        /// When the row was soft-deleted; `None` while live.
         pub deleted_at: Option<DateTimeUtc>,
     }
 
+    /// No relations are declared; queries join explicitly.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 

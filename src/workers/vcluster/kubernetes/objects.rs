@@ -71,6 +71,10 @@ impl KubernetesDriver {
 
     /// The chart values. JSON is valid YAML, so `valuesContent` is JSON text (pretty-printed for
     /// `kubectl get -o yaml` readers).
+    #[allow(
+        clippy::expect_used,
+        reason = "a serde_json::Value has string keys only, so serializing it cannot fail"
+    )]
     fn values_content(&self, workspace: &WorkspaceSpec) -> String {
         let values = vcluster_values(workspace, &self.endpoint(workspace));
         serde_json::to_string_pretty(&values).expect("a JSON value always serializes")
