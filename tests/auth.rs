@@ -1,5 +1,6 @@
 //! Bearer-token validation against a Keycloak-shaped issuer on loopback: every rejection is a
 //! 401 problem+json with `WWW-Authenticate`, and the reason never reaches the client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The real `gantry` binary as a user runs it: exit codes, config errors, dev tokens,
 //! migrations (also two at once on Postgres), OpenAPI drift, and a served API with curl-like
 //! calls and a graceful SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! queue, and its artifacts and bundle are downloaded — on SQLite and on Postgres + Redis. Also:
 //! cancellation (pending and running), a failing LLM, LLM refinement, a runner killed mid-job,
 //! and delivery to a local bare Git repository with credentials from an org secret.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

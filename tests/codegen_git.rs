@@ -2,6 +2,7 @@
 //! the credential paths, loopback servers that play an https or ssh remote.
 //!
 //! Needs `git` on `PATH`; the ssh test also needs `ssh` and is skipped without it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gantry::workers::codegen::git::{
     check_target, deliver, Delivery, GitError, GitTarget, AUTHOR_EMAIL, AUTHOR_NAME, PUSH_ATTEMPTS,

@@ -1,4 +1,5 @@
 //! The `llm` codegen engine against a fake OpenAI-compatible endpoint (wiremock on loopback).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gantry::config::LlmConfig;
 use gantry::domain::graph::Graph;

@@ -1,5 +1,6 @@
 //! The transactional outbox as clients see it: every change has its event, a failed change has
 //! none, and the events list and SSE stream show one organization's events only, in order.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Graph validation through HTTP: `PUT …/graph` answers every problem of a graph as one 422
 //! problem+json with JSON Pointers into the body, stores nothing then, and stores a valid graph.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -12,6 +12,7 @@
 //!
 //! Every rejection is `application/problem+json`. The routes are tables of [`Call`]s, so a new
 //! route added to [`org_level`] or [`child_level`] is covered by every scenario at once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

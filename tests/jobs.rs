@@ -1,6 +1,7 @@
 //! Job queues through the real binary: probe jobs complete exactly once in effect while worker
 //! processes are `kill -9`ed and restarted (publisher included), survive the loss of every Redis
 //! key, retry with backoff, go dead with their last error, and come back on an admin retry.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The `kubernetes` vCluster driver against an in-process fake Kubernetes API server: what it
 //! applies for a workspace and a project, that re-applying changes nothing, how it reads
 //! readiness, tears down in order, reports drift, and classifies API errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/fake_kube.rs"]
 mod fake_kube;

@@ -2,6 +2,7 @@
 //! in-process fake API server through `KUBECONFIG`: a workspace times out and fails, is
 //! retried once the vCluster comes up (re-applying changes nothing), gets project namespaces
 //! through the vCluster's kubeconfig, and is torn down in order.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 #[path = "common/fake_kube.rs"]

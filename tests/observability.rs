@@ -3,6 +3,7 @@
 //! `/metrics`; every dashboard is provisionable Grafana JSON on the `prometheus` datasource;
 //! every alert has its runbook section and both a firing and a non-firing promtool case.
 //! (promtool itself runs in CI: `promtool test rules prometheus/alerts_test.yml`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The store's one keyset-paging helper, walked page by page in both directions on both
 //! backends: every row exactly once, in key order, and `more` false only on the last page.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The vCluster provisioner end to end in embedded style: the API in process, the worker as the
 //! real binary with the `simulated` driver. A workspace is followed on the SSE stream until
 //! ready, gets a kubeconfig, fails and is retried, and is deleted with its projects.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The outbox publisher as a real process: it routes every event to the Redis stream and marks
 //! it published, wakes on commit, survives `kill -9` without losing an event, and stops cleanly
 //! on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

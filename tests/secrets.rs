@@ -1,5 +1,6 @@
 //! Org secrets through HTTP: write-only values, admin+ writes, member+ listing, validation, and
 //! isolation between organizations. No response ever contains a value.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

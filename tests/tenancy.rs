@@ -1,4 +1,5 @@
 //! The tenancy API through HTTP: organizations, members, workspaces, projects, graphs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

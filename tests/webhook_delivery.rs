@@ -1,6 +1,7 @@
 //! Webhook deliveries end to end: a publisher process POSTs signed envelopes to a receiver on
 //! loopback, retries with backoff, gives up after the configured attempts, never follows
 //! redirects, re-checks the destination at send time, and redelivers on request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

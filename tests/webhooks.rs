@@ -1,5 +1,6 @@
 //! Webhook management through HTTP: secrets shown once, rotation, validation, outbound-address
 //! safety, roles.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
