@@ -225,12 +225,9 @@ async fn checkpoint(
     step: &'static str,
 ) -> Result<Checkpoint, Failure> {
     let txn = store::begin_write(&ctx.db).await?;
-    let Some(job) = job_store::find_for_update(&txn, job_id).await? else {
+    let Some(job) = lock_unfinished(&txn, job_id).await? else {
         return Ok(Checkpoint::Stop);
     };
-    if job.deleted_at.is_some() || job_store::status::is_finished(&job.status) {
-        return Ok(Checkpoint::Stop);
-    }
     if job.cancel_requested {
         crate::resources::codegen::cancel(&txn, job).await?;
         txn.commit().await?;
@@ -399,12 +396,9 @@ async fn generate_and_store(
     };
     if has_git {
         let txn = store::begin_write(&ctx.db).await?;
-        let Some(job) = job_store::find_for_update(&txn, job_id).await? else {
+        let Some(job) = lock_unfinished(&txn, job_id).await? else {
             return Ok(Generated::Stopped);
         };
-        if job.deleted_at.is_some() || job_store::status::is_finished(&job.status) {
-            return Ok(Generated::Stopped);
-        }
         job_store::replace_artifacts(&txn, job_id, new_artifacts(&files)).await?;
         let all = steps(&job);
         job_store::transition(
@@ -501,12 +495,9 @@ async fn finish(
     kinds: BTreeMap<String, u64>,
 ) -> Result<(), Failure> {
     let txn = store::begin_write(&ctx.db).await?;
-    let Some(job) = job_store::find_for_update(&txn, job_id).await? else {
+    let Some(job) = lock_unfinished(&txn, job_id).await? else {
         return Ok(());
     };
-    if job.deleted_at.is_some() || job_store::status::is_finished(&job.status) {
-        return Ok(());
-    }
     if let Some(files) = files {
         job_store::replace_artifacts(&txn, job_id, new_artifacts(files)).await?;
     }
@@ -542,6 +533,16 @@ async fn finish(
     Ok(())
 }
 
+/// The job, locked for `txn`, unless it is gone, deleted or already finished (cancelled, or
+/// finished by an earlier attempt): then the run has nothing left to record.
+async fn lock_unfinished(
+    txn: &sea_orm::DatabaseTransaction,
+    job_id: Uuid,
+) -> Result<Option<CodegenJob>, sea_orm::DbErr> {
+    let job = job_store::find_for_update(txn, job_id).await?;
+    Ok(job.filter(|job| job.deleted_at.is_none() && !job_store::status::is_finished(&job.status)))
+}
+
 /// Records a failure with `codegen.failed`, unless the job finished or was deleted meanwhile.
 async fn record_failure(
     ctx: &WorkerContext,
@@ -549,12 +550,9 @@ async fn record_failure(
     error: CodegenError,
 ) -> Result<(), JobError> {
     let txn = store::begin_write(&ctx.db).await?;
-    let Some(job) = job_store::find_for_update(&txn, job_id).await? else {
+    let Some(job) = lock_unfinished(&txn, job_id).await? else {
         return Ok(());
     };
-    if job.deleted_at.is_some() || job_store::status::is_finished(&job.status) {
-        return Ok(());
-    }
     tracing::warn!(job_id = %job_id, error_type = %error.error_type, detail = %error.detail, "codegen job failed");
     let job = job_store::transition(
         &txn,

@@ -102,33 +102,23 @@ impl SimulatedDriver {
         namespace: Option<&str>,
     ) -> Result<(), DbErr> {
         let backend = self.db.get_database_backend();
-        let pg = backend == sea_orm::DatabaseBackend::Postgres;
+        // The n-th bind parameter in the backend's spelling.
+        let param = |n: usize| match backend {
+            sea_orm::DatabaseBackend::Postgres => format!("${n}"),
+            _ => format!("?{n}"),
+        };
         let mut sql = format!(
             "DELETE FROM simulated_objects WHERE workspace_id = {}",
-            if pg { "$1" } else { "?1" }
+            param(1)
         );
         let mut values: Vec<sea_orm::Value> = vec![workspace_id.into()];
         if let Some(kind) = kind {
             values.push(kind.into());
-            sql.push_str(&format!(
-                " AND kind = {}",
-                if pg {
-                    format!("${}", values.len())
-                } else {
-                    format!("?{}", values.len())
-                }
-            ));
+            sql.push_str(&format!(" AND kind = {}", param(values.len())));
         }
         if let Some(namespace) = namespace {
             values.push(namespace.into());
-            sql.push_str(&format!(
-                " AND namespace = {}",
-                if pg {
-                    format!("${}", values.len())
-                } else {
-                    format!("?{}", values.len())
-                }
-            ));
+            sql.push_str(&format!(" AND namespace = {}", param(values.len())));
         }
         self.db
             .execute_raw(Statement::from_sql_and_values(backend, sql, values))

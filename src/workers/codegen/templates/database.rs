@@ -8,8 +8,8 @@
 use super::index::{Index, NodeRef};
 use super::network::Allows;
 use super::pod::{
-    self, container_security, empty_dir, mount, pod_security, pod_template, set_probes, Check,
-    DefaultRequests, Owner, PodParts, Sourced, TMP_VOLUME,
+    self, claim_volume, container_security, empty_dir, mount, pod_security, pod_template,
+    set_probes, Check, DefaultRequests, Owner, PodParts, Sourced, TMP_VOLUME,
 };
 use super::storage::claim;
 use super::wiring::{secret_env, Wiring};
@@ -25,8 +25,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{CronJob, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvFromSource, EnvVar, PersistentVolumeClaimVolumeSource,
-    SecretEnvSource, Service, ServicePort, ServiceSpec, Volume,
+    Container, ContainerPort, EnvFromSource, EnvVar, SecretEnvSource, Service, ServicePort,
+    ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -248,14 +248,11 @@ pub(super) fn database(
             });
             // Parallel queries allocate dynamic shared memory in /dev/shm, which container
             // runtimes cap at 64 MB.
-            parts.volumes.push(Sourced {
-                value: empty_dir(SHM_VOLUME, "256Mi", true),
-                pointer: node.at("/id"),
-            });
-            parts.mounts.push(Sourced {
-                value: mount(SHM_VOLUME, SHM_PATH, false),
-                pointer: node.at("/id"),
-            });
+            parts.add_mounted(
+                empty_dir(SHM_VOLUME, "256Mi", true),
+                mount(SHM_VOLUME, SHM_PATH, false),
+                &node.at("/id"),
+            );
             Check::Exec(strings(&[
                 "pg_isready",
                 "-h",
@@ -300,18 +297,12 @@ pub(super) fn database(
         pointer: node.at("/id"),
     });
     for (name, path) in engine.scratch {
-        parts.volumes.push(Sourced {
-            value: empty_dir(
-                name,
-                if *name == TMP_VOLUME { "1Gi" } else { "64Mi" },
-                false,
-            ),
-            pointer: node.at("/id"),
-        });
-        parts.mounts.push(Sourced {
-            value: mount(name, path, false),
-            pointer: node.at("/id"),
-        });
+        let size_limit = if *name == TMP_VOLUME { "1Gi" } else { "64Mi" };
+        parts.add_mounted(
+            empty_dir(name, size_limit, false),
+            mount(name, path, false),
+            &node.at("/id"),
+        );
     }
 
     let mut container = Container {
@@ -520,21 +511,11 @@ fn backup_objects(
         }
     }
     parts.add_tmp(&node.at("/spec/backup"));
-    parts.volumes.push(Sourced {
-        value: Volume {
-            name: BACKUP_VOLUME.to_owned(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: name.clone(),
-                read_only: None,
-            }),
-            ..Default::default()
-        },
-        pointer: node.at("/spec/backup"),
-    });
-    parts.mounts.push(Sourced {
-        value: mount(BACKUP_VOLUME, BACKUP_PATH, false),
-        pointer: node.at("/spec/backup"),
-    });
+    parts.add_mounted(
+        claim_volume(BACKUP_VOLUME, &name),
+        mount(BACKUP_VOLUME, BACKUP_PATH, false),
+        &node.at("/spec/backup"),
+    );
     let container = Container {
         name: BACKUP_VOLUME.to_owned(),
         // The server's own image: its dump tool matches the server version.

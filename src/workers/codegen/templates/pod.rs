@@ -8,8 +8,9 @@ use crate::domain::graph::{
 pub(super) use crate::domain::graph::{DefaultRequests, TMP_PATH, TMP_VOLUME, WORKLOAD_REQUESTS};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, ExecAction,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, TCPSocketAction, Volume, VolumeMount,
+    HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecurityContext, TCPSocketAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -236,6 +237,18 @@ pub(super) fn empty_dir(name: &str, size_limit: &str, memory: bool) -> Volume {
     }
 }
 
+/// A volume `name` backed by the PersistentVolumeClaim `claim`.
+pub(super) fn claim_volume(name: &str, claim: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim.to_owned(),
+            read_only: None,
+        }),
+        ..Default::default()
+    }
+}
+
 /// A mount of volume `name` at `path`.
 pub(super) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
@@ -278,12 +291,21 @@ pub(super) struct PodParts {
 impl PodParts {
     /// Adds the bounded `/tmp` scratch volume.
     pub fn add_tmp(&mut self, pointer: &str) {
+        self.add_mounted(
+            empty_dir(TMP_VOLUME, TMP_SIZE_LIMIT, false),
+            mount(TMP_VOLUME, TMP_PATH, false),
+            pointer,
+        );
+    }
+
+    /// Adds a volume and its mount in the main container, both asked for by `pointer`.
+    pub fn add_mounted(&mut self, volume: Volume, mount: VolumeMount, pointer: &str) {
         self.volumes.push(Sourced {
-            value: empty_dir(TMP_VOLUME, TMP_SIZE_LIMIT, false),
+            value: volume,
             pointer: pointer.to_owned(),
         });
         self.mounts.push(Sourced {
-            value: mount(TMP_VOLUME, TMP_PATH, false),
+            value: mount,
             pointer: pointer.to_owned(),
         });
     }

@@ -12,8 +12,8 @@ use crate::domain::graph::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, ConfigMapVolumeSource, Container, EnvFromSource, EnvVar, EnvVarSource,
-    KeyToPath, PersistentVolumeClaimVolumeSource, ResourceRequirements, SecretEnvSource,
-    SecretKeySelector, SecretVolumeSource, SecurityContext, Volume,
+    KeyToPath, ResourceRequirements, SecretEnvSource, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -189,21 +189,11 @@ pub(super) fn wire(graph: &Graph, index: &Index<'_>) -> Result<Wired, TemplateEr
                     NodeBody::Volume(spec) => {
                         let mode = spec.access_mode.as_deref().unwrap_or("ReadWriteOnce");
                         let wiring = wired.of(to.id());
-                        wiring.parts.volumes.push(Sourced {
-                            value: Volume {
-                                name: from.id().to_owned(),
-                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                    claim_name: from.id().to_owned(),
-                                    read_only: None,
-                                }),
-                                ..Default::default()
-                            },
-                            pointer: pointer.clone(),
-                        });
-                        wiring.parts.mounts.push(Sourced {
-                            value: pod::mount(from.id(), &spec.mount_path, mode == "ReadOnlyMany"),
-                            pointer: pointer.clone(),
-                        });
+                        wiring.parts.add_mounted(
+                            pod::claim_volume(from.id(), from.id()),
+                            pod::mount(from.id(), &spec.mount_path, mode == "ReadOnlyMany"),
+                            &pointer,
+                        );
                         if matches!(mode, "ReadWriteOnce" | "ReadWriteOncePod") {
                             wiring.single_writer.get_or_insert(pointer);
                         }
@@ -212,21 +202,16 @@ pub(super) fn wire(graph: &Graph, index: &Index<'_>) -> Result<Wired, TemplateEr
                         let wiring = wired.of(to.id());
                         match &spec.mount_path {
                             Some(path) => {
-                                wiring.parts.volumes.push(Sourced {
-                                    value: Volume {
+                                let volume = Volume {
+                                    name: from.id().to_owned(),
+                                    config_map: Some(ConfigMapVolumeSource {
                                         name: from.id().to_owned(),
-                                        config_map: Some(ConfigMapVolumeSource {
-                                            name: from.id().to_owned(),
-                                            ..Default::default()
-                                        }),
                                         ..Default::default()
-                                    },
-                                    pointer: pointer.clone(),
-                                });
-                                wiring.parts.mounts.push(Sourced {
-                                    value: pod::mount(from.id(), path, true),
-                                    pointer,
-                                });
+                                    }),
+                                    ..Default::default()
+                                };
+                                let mount = pod::mount(from.id(), path, true);
+                                wiring.parts.add_mounted(volume, mount, &pointer);
                             }
                             None => wiring.parts.env_from.push(EnvFromSource {
                                 config_map_ref: Some(ConfigMapEnvSource {
@@ -267,22 +252,17 @@ pub(super) fn wire(graph: &Graph, index: &Index<'_>) -> Result<Wired, TemplateEr
                                         mode: None,
                                     })
                                     .collect();
-                                wiring.parts.volumes.push(Sourced {
-                                    value: Volume {
-                                        name: from.id().to_owned(),
-                                        secret: Some(SecretVolumeSource {
-                                            secret_name: Some(spec.secret_name.clone()),
-                                            items: pod::non_empty(items),
-                                            ..Default::default()
-                                        }),
+                                let volume = Volume {
+                                    name: from.id().to_owned(),
+                                    secret: Some(SecretVolumeSource {
+                                        secret_name: Some(spec.secret_name.clone()),
+                                        items: pod::non_empty(items),
                                         ..Default::default()
-                                    },
-                                    pointer: pointer.clone(),
-                                });
-                                wiring.parts.mounts.push(Sourced {
-                                    value: pod::mount(from.id(), path, true),
-                                    pointer,
-                                });
+                                    }),
+                                    ..Default::default()
+                                };
+                                let mount = pod::mount(from.id(), path, true);
+                                wiring.parts.add_mounted(volume, mount, &pointer);
                             }
                             None if spec.keys.is_empty() => {
                                 wiring.parts.env_from.push(EnvFromSource {

@@ -51,6 +51,26 @@ struct WorkloadSpec<'a> {
     resources: Option<&'a Resources>,
 }
 
+/// `WorkloadSpec::from(spec)` for each workload node kind: the graph declares the container
+/// fields once per kind (each kind's schema is its own contract), the templates read them once.
+macro_rules! workload_spec_from {
+    ($($kind:ty),+) => {$(
+        impl<'a> From<&'a $kind> for WorkloadSpec<'a> {
+            fn from(spec: &'a $kind) -> Self {
+                WorkloadSpec {
+                    image: &spec.image,
+                    command: &spec.command,
+                    args: &spec.args,
+                    env: &spec.env,
+                    resources: spec.resources.as_ref(),
+                }
+            }
+        }
+    )+};
+}
+
+workload_spec_from!(ServiceSpec, JobSpec, CronJobSpec);
+
 /// The container and pod parts of a workload node, with the wiring applied.
 fn workload_container(
     node: &NodeRef<'_>,
@@ -94,17 +114,7 @@ pub(super) fn service(
     let owner = node.owner(project);
     let ports = index.ports(node.id());
     let mut parts = std::mem::take(&mut wiring.parts);
-    let mut container = workload_container(
-        &node,
-        &WorkloadSpec {
-            image: &spec.image,
-            command: &spec.command,
-            args: &spec.args,
-            env: &spec.env,
-            resources: spec.resources.as_ref(),
-        },
-        &mut parts,
-    )?;
+    let mut container = workload_container(&node, &WorkloadSpec::from(spec), &mut parts)?;
     container.ports = pod::non_empty(
         ports
             .iter()
@@ -353,13 +363,7 @@ pub(super) fn job(
     let job_spec = job_spec(
         &owner,
         &node,
-        &WorkloadSpec {
-            image: &spec.image,
-            command: &spec.command,
-            args: &spec.args,
-            env: &spec.env,
-            resources: spec.resources.as_ref(),
-        },
+        &WorkloadSpec::from(spec),
         spec.backoff_limit,
         parts,
     )?;
@@ -392,19 +396,7 @@ pub(super) fn cron_job(
     }
     let owner = node.owner(project);
     let parts = std::mem::take(&mut wiring.parts);
-    let job_spec = job_spec(
-        &owner,
-        &node,
-        &WorkloadSpec {
-            image: &spec.image,
-            command: &spec.command,
-            args: &spec.args,
-            env: &spec.env,
-            resources: spec.resources.as_ref(),
-        },
-        None,
-        parts,
-    )?;
+    let job_spec = job_spec(&owner, &node, &WorkloadSpec::from(spec), None, parts)?;
     out.push(Emitted::new(
         CronJob {
             metadata: workload_meta(&owner, &wiring),

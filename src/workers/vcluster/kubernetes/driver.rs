@@ -1,7 +1,7 @@
 //! [`KubeDriver`] for the host cluster: applying and deleting workspaces and projects.
 use super::objects::{
-    default_deny_egress, limit_range, meta, project_labels, resource_quota, role_bindings,
-    same_namespace_ingress, workspace_labels, workspace_quota,
+    default_deny_egress, limit_range, meta, namespace, project_labels, resource_quota,
+    role_bindings, same_namespace_ingress, workspace_labels, workspace_quota,
 };
 use super::requests::{apply, delete_if_present, get_opt, kube_error};
 use super::{KubernetesDriver, DEFAULT_DENY_POLICY_NAME, FIELD_MANAGER, LABEL_MANAGED_BY};
@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,18 +25,10 @@ impl KubeDriver for KubernetesDriver {
     async fn apply_workspace(&self, workspace: &WorkspaceSpec) -> Result<(), DriverError> {
         let client = &self.client;
         let ns = &workspace.namespace;
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.clone()),
-                labels: Some(workspace_labels(workspace)),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
         apply(
             &Api::<Namespace>::all(client.clone()),
             "Namespace",
-            &namespace,
+            &namespace(ns, workspace_labels(workspace)),
         )
         .await?;
 
@@ -112,18 +104,10 @@ impl KubeDriver for KubernetesDriver {
         let client = self.vcluster_client(&project.workspace).await?;
         let ns = &project.namespace;
         let labels = project_labels(project);
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(ns.clone()),
-                labels: Some(labels.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
         apply(
             &Api::<Namespace>::all(client.clone()),
             "Namespace",
-            &namespace,
+            &namespace(ns, labels.clone()),
         )
         .await?;
         let hard = BTreeMap::from([

@@ -6,7 +6,7 @@ use super::{
 };
 use crate::workers::vcluster::driver::{PlanSpec, ProjectSpec, WorkspaceSpec};
 use k8s_openapi::api::core::v1::{
-    LimitRange, LimitRangeItem, LimitRangeSpec, ResourceQuota, ResourceQuotaSpec,
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -166,6 +166,17 @@ pub(super) fn project_labels(project: &ProjectSpec) -> BTreeMap<String, String> 
     let mut labels = workspace_labels(&project.workspace);
     labels.insert(LABEL_PROJECT_ID.to_owned(), project.project_id.to_string());
     labels
+}
+/// A namespace Gantry manages (a workspace's on the host, a project's in its vCluster).
+pub(super) fn namespace(name: &str, labels: BTreeMap<String, String>) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 /// Metadata of a namespaced object Gantry manages.
 pub(super) fn meta(name: &str, namespace: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
