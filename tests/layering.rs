@@ -2,6 +2,7 @@
 //! auth, domain rules, resource representations, the outbox and webhooks may not name
 //! `crate::api` or `crate::app`; only `api/`, `app.rs`, `startup.rs`, `bench.rs` and `main.rs`
 //! sit above them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
