@@ -111,16 +111,20 @@ async fn stranded_workspaces(
     ctx: &WorkerContext,
     cutoff: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, ReconcileError> {
-    use store::workspaces::status;
+    use store::workspaces::WorkspaceStatus;
     let stale = store::workspaces::stale_in(
         &ctx.db,
-        &[status::PENDING, status::PROVISIONING, status::DELETING],
+        &[
+            WorkspaceStatus::Pending,
+            WorkspaceStatus::Provisioning,
+            WorkspaceStatus::Deleting,
+        ],
         cutoff,
         ROUND_LIMIT,
     )
     .await?;
     let commands = stale.into_iter().map(|workspace| {
-        let event_type = if workspace.status == status::DELETING {
+        let event_type = if workspace.status == WorkspaceStatus::Deleting {
             "workspace.deletion_requested"
         } else {
             "workspace.requested"
@@ -229,12 +233,15 @@ impl PeriodicTask for WorkspaceGauges {
 /// Sets `gantry_workspaces{status}` and `gantry_workspace_oldest_unready_age_seconds`.
 async fn refresh_workspace_gauges(ctx: &WorkerContext) -> Result<(), sea_orm::DbErr> {
     let (counts, oldest) = store::workspaces::status_summary(&ctx.db).await?;
-    for status in store::workspaces::status::ALL {
+    for status in <store::workspaces::WorkspaceStatus as sea_orm::Iterable>::iter() {
         let n = counts
             .iter()
-            .find(|(s, _)| s == status)
+            .find(|(s, _)| *s == status)
             .map_or(0, |(_, n)| *n);
-        ctx.metrics.workspaces.with_label_values(&[status]).set(n);
+        ctx.metrics
+            .workspaces
+            .with_label_values(&[status.as_str()])
+            .set(n);
     }
     let age = oldest
         .map(|at| {

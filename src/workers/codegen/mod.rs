@@ -228,7 +228,7 @@ async fn checkpoint(
     let Some(job) = job_store::find_for_update(&txn, job_id).await? else {
         return Ok(Checkpoint::Stop);
     };
-    if job.deleted_at.is_some() || job_store::status::is_finished(&job.status) {
+    if job.deleted_at.is_some() || job.status.is_finished() {
         return Ok(Checkpoint::Stop);
     }
     if job.cancel_requested {
@@ -238,12 +238,12 @@ async fn checkpoint(
     }
     let all = steps(&job);
     let done = all.iter().position(|s| *s == step).unwrap_or(0);
-    let first_run = job.status == job_store::status::PENDING;
+    let first_run = job.status == job_store::CodegenStatus::Pending;
     let job = job_store::transition(
         &txn,
         job,
         Transition {
-            status: first_run.then_some(job_store::status::RUNNING),
+            status: first_run.then_some(job_store::CodegenStatus::Running),
             progress: Some(progress(step, done, all.len())),
             ..Default::default()
         },
@@ -402,7 +402,7 @@ async fn generate_and_store(
         let Some(job) = job_store::find_for_update(&txn, job_id).await? else {
             return Ok(Generated::Stopped);
         };
-        if job.deleted_at.is_some() || job_store::status::is_finished(&job.status) {
+        if job.deleted_at.is_some() || job.status.is_finished() {
             return Ok(Generated::Stopped);
         }
         job_store::replace_artifacts(&txn, job_id, new_artifacts(&files)).await?;
@@ -504,7 +504,7 @@ async fn finish(
     let Some(job) = job_store::find_for_update(&txn, job_id).await? else {
         return Ok(());
     };
-    if job.deleted_at.is_some() || job_store::status::is_finished(&job.status) {
+    if job.deleted_at.is_some() || job.status.is_finished() {
         return Ok(());
     }
     if let Some(files) = files {
@@ -515,7 +515,7 @@ async fn finish(
         &txn,
         job,
         Transition {
-            status: Some(job_store::status::SUCCEEDED),
+            status: Some(job_store::CodegenStatus::Succeeded),
             progress: Some(progress("done", total, total)),
             commit_sha,
             ..Default::default()
@@ -552,7 +552,7 @@ async fn record_failure(
     let Some(job) = job_store::find_for_update(&txn, job_id).await? else {
         return Ok(());
     };
-    if job.deleted_at.is_some() || job_store::status::is_finished(&job.status) {
+    if job.deleted_at.is_some() || job.status.is_finished() {
         return Ok(());
     }
     tracing::warn!(job_id = %job_id, error_type = %error.error_type, detail = %error.detail, "codegen job failed");
@@ -560,7 +560,7 @@ async fn record_failure(
         &txn,
         job,
         Transition {
-            status: Some(job_store::status::FAILED),
+            status: Some(job_store::CodegenStatus::Failed),
             error: Some(serde_json::to_value(&error).unwrap_or_default()),
             ..Default::default()
         },
