@@ -137,7 +137,7 @@ pub struct CodegenRunner;
 #[async_trait::async_trait]
 impl Job for CodegenRunner {
     const QUEUE: &'static str = "codegen";
-    const EVENT_TYPES: &'static [&'static str] = &["codegen.requested"];
+    const EVENT_TYPES: &'static [EventType] = &[EventType::CodegenRequested];
     const DEFAULT_CONCURRENCY: usize = 4;
     type Args = Command<CodegenTargetJob>;
 

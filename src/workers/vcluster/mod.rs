@@ -141,7 +141,7 @@ async fn apply_project(
 async fn project_command(
     ctx: &WorkerContext,
     driver: &dyn KubeDriver,
-    event_type: &str,
+    event_type: EventType,
     project_id: uuid::Uuid,
 ) -> Result<(), JobError> {
     let Some(project) = store::projects::find_any(&ctx.db, project_id).await? else {
@@ -155,7 +155,7 @@ async fn project_command(
         return Ok(());
     }
     match event_type {
-        "project.created" => {
+        EventType::ProjectCreated => {
             if project.deleted_at.is_some() || project.status != ProjectStatus::Pending {
                 return Ok(());
             }
@@ -460,11 +460,11 @@ async fn tear_down(
 #[async_trait::async_trait]
 impl Job for Provisioner {
     const QUEUE: &'static str = "vcluster";
-    const EVENT_TYPES: &'static [&'static str] = &[
-        "workspace.requested",
-        "workspace.deletion_requested",
-        "project.created",
-        "project.deleted",
+    const EVENT_TYPES: &'static [EventType] = &[
+        EventType::WorkspaceRequested,
+        EventType::WorkspaceDeletionRequested,
+        EventType::ProjectCreated,
+        EventType::ProjectDeleted,
     ];
     const DEFAULT_CONCURRENCY: usize = 8;
     type Args = Command<Target>;
@@ -477,15 +477,21 @@ impl Job for Provisioner {
     ) -> Result<(), JobError> {
         let id = args.data.id;
         let driver = self.driver(ctx).await?;
-        if args.event_type.starts_with("project.") {
-            return project_command(ctx, driver.as_ref(), &args.event_type, id).await;
-        }
-        let Some(workspace) = ws_store::find_any(&ctx.db, id).await? else {
-            return Ok(());
-        };
-        match args.event_type.as_str() {
-            "workspace.requested" => provision(ctx, driver.as_ref(), workspace).await,
-            "workspace.deletion_requested" => tear_down(ctx, driver.as_ref(), workspace).await,
+        match args.event_type {
+            event_type @ (EventType::ProjectCreated | EventType::ProjectDeleted) => {
+                project_command(ctx, driver.as_ref(), event_type, id).await
+            }
+            event_type
+            @ (EventType::WorkspaceRequested | EventType::WorkspaceDeletionRequested) => {
+                let Some(workspace) = ws_store::find_any(&ctx.db, id).await? else {
+                    return Ok(());
+                };
+                if event_type == EventType::WorkspaceRequested {
+                    provision(ctx, driver.as_ref(), workspace).await
+                } else {
+                    tear_down(ctx, driver.as_ref(), workspace).await
+                }
+            }
             other => Err(JobError::Permanent(format!("vcluster queue got {other}"))),
         }
     }
