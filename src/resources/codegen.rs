@@ -12,28 +12,7 @@ use crate::store::{self, codegen::CodegenJob};
 use crate::workers::codegen::git::GitTarget;
 use sea_orm::{ConnectionTrait, DbErr};
 
-/// Which engine generates the manifests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Engine {
-    /// Deterministic templates (the same graph gives byte-identical output).
-    #[default]
-    Templates,
-    /// The templates' output refined by an OpenAI-compatible model (needs `GANTRY_LLM_*`).
-    Llm,
-}
-
-impl Engine {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Templates => "templates",
-            Engine::Llm => "llm",
-        }
-    }
-}
-
-pub use crate::store::codegen::CodegenStatus;
+pub use crate::store::codegen::{CodegenStatus, Engine};
 
 /// A Git repository to commit the generated files to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -152,11 +131,7 @@ impl From<CodegenJob> for CodegenJobView {
             org_id: job.org_id,
             project_id: job.project_id,
             graph_version: job.graph_version,
-            engine: if job.engine == "llm" {
-                Engine::Llm
-            } else {
-                Engine::Templates
-            },
+            engine: job.engine,
             target: job.target.and_then(|t| serde_json::from_value(t).ok()),
             status: job.status,
             progress: job.progress.and_then(|p| serde_json::from_value(p).ok()),

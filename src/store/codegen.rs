@@ -7,6 +7,49 @@ use sea_orm::entity::prelude::*;
 use sea_orm::{QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 
+/// Which engine generates the manifests.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// Deterministic templates (the same graph gives byte-identical output).
+    #[default]
+    #[sea_orm(string_value = "templates")]
+    Templates,
+    /// The templates' output refined by an OpenAI-compatible model (needs `GANTRY_LLM_*`).
+    #[sea_orm(string_value = "llm")]
+    Llm,
+}
+
+impl Engine {
+    /// Stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Templates => "templates",
+            Engine::Llm => "llm",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Lifecycle of a codegen job.
 #[derive(
     Debug,
@@ -81,7 +124,7 @@ pub mod entity {
         pub org_id: Uuid,
         pub project_id: Uuid,
         pub graph_version: i32,
-        pub engine: String,
+        pub engine: super::Engine,
         #[sea_orm(column_type = "JsonBinary", nullable)]
         pub target: Option<Json>,
         pub status: super::CodegenStatus,
@@ -143,8 +186,8 @@ pub struct NewCodegenJob {
     pub project_id: Uuid,
     /// The graph version.
     pub graph_version: i32,
-    /// `templates` or `llm`.
-    pub engine: String,
+    /// The engine that generates.
+    pub engine: Engine,
     /// Delivery target (`{"git": {...}}`), if any.
     pub target: Option<Json>,
     /// Subject of the caller.

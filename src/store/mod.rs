@@ -131,6 +131,7 @@ mod tests {
         check(super::workspaces::Plan::as_str);
         check(super::projects::ProjectStatus::as_str);
         check(super::codegen::CodegenStatus::as_str);
+        check(super::codegen::Engine::as_str);
         check(super::webhooks::DeliveryStatus::as_str);
     }
 
@@ -146,6 +147,9 @@ mod tests {
         }
         for status in CodegenStatus::iter() {
             assert_eq!(serde_json::json!(status), status.as_str());
+        }
+        for engine in super::codegen::Engine::iter() {
+            assert_eq!(serde_json::json!(engine), engine.as_str());
         }
     }
 }

@@ -100,7 +100,7 @@ pub(super) async fn submit(
             org_id,
             project_id: body.project_id,
             graph_version,
-            engine: engine.as_str().to_owned(),
+            engine,
             target,
             created_by: created_by.to_owned(),
         },

@@ -183,7 +183,7 @@ impl Job for CodegenRunner {
 /// The steps of a job, for `progress`.
 fn steps(job: &CodegenJob) -> Vec<&'static str> {
     let mut steps = vec!["validate", "generate"];
-    if job.engine == "llm" {
+    if job.engine == job_store::Engine::Llm {
         steps.push("refine");
     }
     steps.push("store");
@@ -385,7 +385,7 @@ async fn generate_and_store(
     let mut objects = templates::generate(&graph, &target)
         .map_err(|e| Failure::permanent("template", e.to_string()))?;
 
-    if job.engine == "llm" {
+    if job.engine == job_store::Engine::Llm {
         let Checkpoint::Continue(_) = checkpoint(ctx, job_id, "refine").await? else {
             return Ok(Generated::Stopped);
         };
