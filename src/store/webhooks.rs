@@ -293,10 +293,11 @@ pub async fn redeliver(db: &impl ConnectionTrait, delivery: Delivery) -> Result<
     row.update(db).await
 }
 
+// `$5` / `?5` is the pending status, bound from [`DeliveryStatus`] rather than spelled here.
 const CLAIM_DUE_POSTGRES: &str = "UPDATE webhook_deliveries \
     SET lease_owner = $1, lease_expires_at = $2 \
     WHERE id IN (SELECT id FROM webhook_deliveries \
-      WHERE status = 'pending' AND next_attempt_at <= $3 \
+      WHERE status = $5 AND next_attempt_at <= $3 \
         AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
       ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
     RETURNING *";
@@ -304,7 +305,7 @@ const CLAIM_DUE_POSTGRES: &str = "UPDATE webhook_deliveries \
 const CLAIM_DUE_SQLITE: &str = "UPDATE webhook_deliveries \
     SET lease_owner = ?1, lease_expires_at = ?2 \
     WHERE id IN (SELECT id FROM webhook_deliveries \
-      WHERE status = 'pending' AND next_attempt_at <= ?3 \
+      WHERE status = ?5 AND next_attempt_at <= ?3 \
         AND (lease_expires_at IS NULL OR lease_expires_at < ?3) \
       ORDER BY next_attempt_at LIMIT ?4) \
     RETURNING *";
@@ -331,6 +332,7 @@ pub async fn claim_due_deliveries(
                 lease_until.into(),
                 now().into(),
                 (limit as i64).into(),
+                DeliveryStatus::Pending.into(),
             ],
         ))
         .all(db)
