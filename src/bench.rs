@@ -92,7 +92,7 @@ struct BenchJob(Arc<NoOp>);
 #[async_trait::async_trait]
 impl Job for BenchJob {
     const QUEUE: &'static str = BENCH_QUEUE;
-    const EVENT_TYPES: &'static [&'static str] = &[];
+    const EVENT_TYPES: &'static [crate::outbox::EventType] = &[];
     const DEFAULT_CONCURRENCY: usize = 8;
     // The benchmark's jobs carry no arguments worth reading.
     type Args = serde::de::IgnoredAny;

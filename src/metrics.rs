@@ -185,8 +185,8 @@ impl Metrics {
         for outcome in ["delivered", "retry", "failed"] {
             webhook_deliveries_total.with_label_values(&[outcome]);
         }
-        for status in crate::store::workspaces::status::ALL {
-            workspaces.with_label_values(&[status]);
+        for status in <crate::store::workspaces::WorkspaceStatus as sea_orm::Iterable>::iter() {
+            workspaces.with_label_values(&[status.as_str()]);
         }
         for kind in crate::workers::codegen::objects::KINDS {
             codegen_objects_total.with_label_values(&[kind]);

@@ -389,9 +389,9 @@ pub async fn create_probes(
         .map(|_| store::outbox::NewEvent {
             event_id: Uuid::new_v4(),
             org_id: Uuid::nil(),
-            aggregate_type: "probe_batch",
+            aggregate_type: crate::outbox::EventType::ProbeRequested.aggregate_type(),
             aggregate_id: batch_id,
-            event_type: crate::workers::probe::EVENT_TYPE,
+            event_type: crate::outbox::EventType::ProbeRequested.as_str(),
             payload: data.clone(),
         })
         .collect();

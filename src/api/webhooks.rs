@@ -134,7 +134,7 @@ impl From<Delivery> for DeliveryView {
             webhook_id: d.webhook_id,
             event_id: d.event_id,
             event_type: d.event_type,
-            status: d.status,
+            status: d.status.as_str().to_owned(),
             attempts: d.attempts,
             response_code: d.response_code,
             duration_ms: d.duration_ms,

@@ -43,7 +43,7 @@ pub async fn create_workspace(
     let CreateWorkspace { name, plan } = body.0;
     let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
     let txn = store::begin_write(&state.db).await?;
-    let workspace = store::workspaces::insert(&txn, org_id, name.as_str(), plan.as_str())
+    let workspace = store::workspaces::insert(&txn, org_id, name.as_str(), plan)
         .await
         .map_err(|err| {
             if is_unique_violation(&err) {
@@ -156,7 +156,7 @@ pub async fn get_kubeconfig(
     let (Some(endpoint), Some(ca), true) = (
         workspace.kube_endpoint.as_deref(),
         workspace.kube_ca.as_deref(),
-        workspace.status == store::workspaces::status::READY,
+        workspace.status == store::workspaces::WorkspaceStatus::Ready,
     ) else {
         return Err(ApiError::Conflict(format!(
             "workspace is {}; a kubeconfig exists once it is ready",

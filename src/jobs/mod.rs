@@ -76,7 +76,7 @@ pub fn command_args(event_type: &str, data: serde_json::Value) -> serde_json::Va
 #[derive(Debug, Clone, Deserialize)]
 pub struct Command<D> {
     /// The event type that caused the job (one of the kind's [`Job::EVENT_TYPES`]).
-    pub event_type: String,
+    pub event_type: crate::outbox::EventType,
     /// The event's data.
     pub data: D,
 }
@@ -139,7 +139,7 @@ pub trait Job: Send + Sync + 'static {
     /// Queue name (one queue per kind); its knobs are `GANTRY_QUEUE_<QUEUE>_…`.
     const QUEUE: &'static str;
     /// The command event types the outbox publisher routes to this queue.
-    const EVENT_TYPES: &'static [&'static str];
+    const EVENT_TYPES: &'static [crate::outbox::EventType];
     /// Jobs run at once per process when `GANTRY_QUEUE_<QUEUE>_CONCURRENCY` is unset.
     const DEFAULT_CONCURRENCY: usize;
     /// The arguments, read from the stored `{event_type, data}` once per attempt; arguments

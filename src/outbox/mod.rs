@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// Every event type Gantry emits: `aggregate.verb`, past tense.
+/// Every event type Gantry emits: `aggregate.verb`, past tense for facts, `*.requested` for
+/// commands. The one place event names are spelled; writers, job kinds and the registry use
+/// these variants, never string literals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
     /// An organization was created.
@@ -60,11 +62,13 @@ pub enum EventType {
     CodegenFailed,
     /// A codegen job was cancelled.
     CodegenCancelled,
+    /// A probe was requested (`POST /v1/admin/probes`; command for the probe job kind).
+    ProbeRequested,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 24] = [
+    pub const ALL: [EventType; 25] = [
         EventType::OrgCreated,
         EventType::OrgUpdated,
         EventType::OrgDeleted,
@@ -89,10 +93,11 @@ impl EventType {
         EventType::CodegenSucceeded,
         EventType::CodegenFailed,
         EventType::CodegenCancelled,
+        EventType::ProbeRequested,
     ];
 
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
+    /// The wire name (`const`, so job kinds can list their command events in constants).
+    pub const fn as_str(self) -> &'static str {
         match self {
             EventType::OrgCreated => "org.created",
             EventType::OrgUpdated => "org.updated",
@@ -118,11 +123,17 @@ impl EventType {
             EventType::CodegenSucceeded => "codegen.succeeded",
             EventType::CodegenFailed => "codegen.failed",
             EventType::CodegenCancelled => "codegen.cancelled",
+            EventType::ProbeRequested => "probe.requested",
         }
     }
 
+    /// The event type named `name`, if Gantry has one.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     /// The aggregate this event is about.
-    pub fn aggregate_type(self) -> &'static str {
+    pub const fn aggregate_type(self) -> &'static str {
         match self {
             EventType::OrgCreated | EventType::OrgUpdated | EventType::OrgDeleted => "org",
             EventType::MemberAdded | EventType::MemberRoleChanged | EventType::MemberRemoved => {
@@ -146,7 +157,28 @@ impl EventType {
             | EventType::CodegenSucceeded
             | EventType::CodegenFailed
             | EventType::CodegenCancelled => "codegen_job",
+            EventType::ProbeRequested => "probe_batch",
         }
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        EventType::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown event type {name:?}")))
     }
 }
 
@@ -234,5 +266,18 @@ mod tests {
             let (aggregate, verb) = name.split_once('.').expect("aggregate.verb");
             assert!(!aggregate.is_empty() && !verb.is_empty());
         }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for event_type in EventType::ALL {
+            assert_eq!(EventType::parse(event_type.as_str()), Some(event_type));
+            let json = serde_json::to_value(event_type).expect("serializes");
+            assert_eq!(json, event_type.as_str());
+            let back: EventType = serde_json::from_value(json).expect("deserializes");
+            assert_eq!(back, event_type);
+        }
+        assert_eq!(EventType::parse("bench.tick"), None);
+        assert!(serde_json::from_value::<EventType>(serde_json::json!("org.nope")).is_err());
     }
 }

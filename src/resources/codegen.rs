@@ -12,67 +12,7 @@ use crate::store::{self, codegen::CodegenJob};
 use crate::workers::codegen::git::GitTarget;
 use sea_orm::{ConnectionTrait, DbErr};
 
-/// Which engine generates the manifests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Engine {
-    /// Deterministic templates (the same graph gives byte-identical output).
-    #[default]
-    Templates,
-    /// The templates' output refined by an OpenAI-compatible model (needs `GANTRY_LLM_*`).
-    Llm,
-}
-
-impl Engine {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Templates => "templates",
-            Engine::Llm => "llm",
-        }
-    }
-}
-
-/// Lifecycle of a codegen job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CodegenStatus {
-    /// Recorded, waiting for a runner.
-    Pending,
-    /// Being generated.
-    Running,
-    /// Finished; artifacts are available.
-    Succeeded,
-    /// Finished with an `error`.
-    Failed,
-    /// Stopped on request.
-    Cancelled,
-}
-
-impl CodegenStatus {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        use store::codegen::status as s;
-        match self {
-            CodegenStatus::Pending => s::PENDING,
-            CodegenStatus::Running => s::RUNNING,
-            CodegenStatus::Succeeded => s::SUCCEEDED,
-            CodegenStatus::Failed => s::FAILED,
-            CodegenStatus::Cancelled => s::CANCELLED,
-        }
-    }
-
-    fn from_stored(stored: &str) -> Self {
-        use store::codegen::status as s;
-        match stored {
-            s::RUNNING => CodegenStatus::Running,
-            s::SUCCEEDED => CodegenStatus::Succeeded,
-            s::FAILED => CodegenStatus::Failed,
-            s::CANCELLED => CodegenStatus::Cancelled,
-            _ => CodegenStatus::Pending,
-        }
-    }
-}
+pub use crate::store::codegen::{CodegenStatus, Engine};
 
 /// A Git repository to commit the generated files to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -191,13 +131,9 @@ impl From<CodegenJob> for CodegenJobView {
             org_id: job.org_id,
             project_id: job.project_id,
             graph_version: job.graph_version,
-            engine: if job.engine == "llm" {
-                Engine::Llm
-            } else {
-                Engine::Templates
-            },
+            engine: job.engine,
             target: job.target.and_then(|t| serde_json::from_value(t).ok()),
-            status: CodegenStatus::from_stored(&job.status),
+            status: job.status,
             progress: job.progress.and_then(|p| serde_json::from_value(p).ok()),
             error: job.error.and_then(|e| serde_json::from_value(e).ok()),
             commit_sha: job.commit_sha,
@@ -213,13 +149,13 @@ impl From<CodegenJob> for CodegenJobView {
 /// `codegen.cancelled`. The one place a job becomes cancelled, for the API (a pending job) and
 /// the runner (a running job, at its next step).
 pub async fn cancel(txn: &impl ConnectionTrait, job: CodegenJob) -> Result<CodegenJobView, DbErr> {
-    use store::codegen::{status, Transition};
+    use store::codegen::Transition;
     store::codegen::delete_artifacts(txn, job.id).await?;
     let job = store::codegen::transition(
         txn,
         job,
         Transition {
-            status: Some(status::CANCELLED),
+            status: Some(CodegenStatus::Cancelled),
             cancel_requested: true,
             ..Default::default()
         },
@@ -243,14 +179,14 @@ pub async fn request_cancel(
     txn: &impl ConnectionTrait,
     job: CodegenJob,
 ) -> Result<CodegenJobView, ApiError> {
-    use store::codegen::{status, Transition};
-    if status::is_finished(&job.status) {
+    use store::codegen::Transition;
+    if job.status.is_finished() {
         return Err(ApiError::Conflict(format!(
             "the job already finished ({}); only a pending or running job can be cancelled",
             job.status
         )));
     }
-    if job.status == status::PENDING {
+    if job.status == CodegenStatus::Pending {
         return Ok(cancel(txn, job).await?);
     }
     let job = store::codegen::transition(

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{graph, DnsLabel};
 use crate::error::{ApiError, FieldError};
 use crate::outbox::{self, EventType};
-use crate::store::{self, is_unique_violation, projects::Project};
+use crate::store::{self, is_unique_violation, projects::Project, workspaces::WorkspaceStatus};
 use sea_orm::{ConnectionTrait, DbErr};
 
 /// A project.
@@ -45,7 +45,7 @@ impl From<Project> for ProjectView {
             workspace_id: p.workspace_id,
             name: p.name,
             graph_version: p.graph_version,
-            status: p.status,
+            status: p.status.as_str().to_owned(),
             quota: ProjectQuota {
                 cpu: p.quota_cpu,
                 memory: p.quota_memory,
@@ -128,8 +128,8 @@ pub async fn create(
             ApiError::invalid("/workspace_id", "no such workspace in this organization")
         })?;
     if matches!(
-        workspace.status.as_str(),
-        store::workspaces::status::DELETING | store::workspaces::status::DELETED
+        workspace.status,
+        WorkspaceStatus::Deleting | WorkspaceStatus::Deleted
     ) {
         return Err(ApiError::Conflict(
             "the workspace is being deleted".to_owned(),

@@ -10,55 +10,7 @@ use crate::outbox::{self, EventType};
 use crate::store::{self, workspaces::Workspace};
 use sea_orm::{ConnectionTrait, DbErr};
 
-/// Workspace plan: where and how big the virtual cluster is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Plan {
-    /// Small limits on shared nodes.
-    Shared,
-    /// A dedicated node pool, larger limits.
-    Dedicated,
-}
-
-impl Plan {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Plan::Shared => "shared",
-            Plan::Dedicated => "dedicated",
-        }
-    }
-}
-
-/// Lifecycle of a workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkspaceStatus {
-    /// Recorded, waiting for the provisioner.
-    Pending,
-    /// Being created.
-    Provisioning,
-    /// Usable.
-    Ready,
-    /// Provisioning failed (see `error`).
-    Failed,
-    /// Deletion requested.
-    Deleting,
-    /// Removed.
-    Deleted,
-}
-
-fn status_of(stored: &str) -> WorkspaceStatus {
-    use store::workspaces::status as s;
-    match stored {
-        s::PROVISIONING => WorkspaceStatus::Provisioning,
-        s::READY => WorkspaceStatus::Ready,
-        s::FAILED => WorkspaceStatus::Failed,
-        s::DELETING => WorkspaceStatus::Deleting,
-        s::DELETED => WorkspaceStatus::Deleted,
-        _ => WorkspaceStatus::Pending,
-    }
-}
+pub use crate::store::workspaces::{Plan, WorkspaceStatus};
 
 /// Progress of a long-running step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -119,12 +71,8 @@ impl From<Workspace> for WorkspaceView {
         Self {
             id: w.id,
             org_id: w.org_id,
-            plan: if w.plan == "dedicated" {
-                Plan::Dedicated
-            } else {
-                Plan::Shared
-            },
-            status: status_of(&w.status),
+            plan: w.plan,
+            status: w.status,
             name: w.name,
             kube_endpoint: w.kube_endpoint,
             error: w.error,
@@ -145,7 +93,7 @@ pub async fn request_deletion(
     txn: &impl ConnectionTrait,
     workspace: Workspace,
 ) -> Result<WorkspaceView, DbErr> {
-    if workspace.status == store::workspaces::status::DELETING {
+    if workspace.status == WorkspaceStatus::Deleting {
         return Ok(WorkspaceView::from(workspace));
     }
     let workspace = store::workspaces::mark_deleting(txn, workspace).await?;
@@ -167,7 +115,7 @@ pub async fn retry(
     txn: &impl ConnectionTrait,
     workspace: Workspace,
 ) -> Result<WorkspaceView, ApiError> {
-    if workspace.status != store::workspaces::status::FAILED {
+    if workspace.status != WorkspaceStatus::Failed {
         return Err(ApiError::Conflict(format!(
             "workspace is {}; only a failed workspace can be retried",
             workspace.status
@@ -177,7 +125,7 @@ pub async fn retry(
         txn,
         workspace,
         store::workspaces::Transition {
-            status: Some(store::workspaces::status::PENDING),
+            status: Some(WorkspaceStatus::Pending),
             error: Some(None),
             started: Some(false),
             ..Default::default()

@@ -2,27 +2,112 @@
 //! and its files (unique per job and path, so a retried job replaces rather than doubles them).
 
 use super::paging::{keyset, KeyOrder, Page, PageRequest};
+use schemars::JsonSchema;
 use sea_orm::entity::prelude::*;
 use sea_orm::{QueryOrder, QuerySelect, Set};
+use serde::{Deserialize, Serialize};
 
-/// Codegen job states as stored.
-pub mod status {
-    /// Recorded, not yet picked up.
-    pub const PENDING: &str = "pending";
-    /// A worker is generating.
-    pub const RUNNING: &str = "running";
-    /// Finished with artifacts.
-    pub const SUCCEEDED: &str = "succeeded";
-    /// Finished with an error.
-    pub const FAILED: &str = "failed";
+/// Which engine generates the manifests.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// Deterministic templates (the same graph gives byte-identical output).
+    #[default]
+    #[sea_orm(string_value = "templates")]
+    Templates,
+    /// The templates' output refined by an OpenAI-compatible model (needs `GANTRY_LLM_*`).
+    #[sea_orm(string_value = "llm")]
+    Llm,
+}
+
+impl Engine {
+    /// Stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Templates => "templates",
+            Engine::Llm => "llm",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lifecycle of a codegen job.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum CodegenStatus {
+    /// Recorded, waiting for a runner.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// Being generated.
+    #[sea_orm(string_value = "running")]
+    Running,
+    /// Finished; artifacts are available.
+    #[sea_orm(string_value = "succeeded")]
+    Succeeded,
+    /// Finished with an `error`.
+    #[sea_orm(string_value = "failed")]
+    Failed,
     /// Stopped on request.
-    pub const CANCELLED: &str = "cancelled";
-    /// Every status.
-    pub const ALL: [&str; 5] = [PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED];
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+}
+
+impl CodegenStatus {
+    /// Stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodegenStatus::Pending => "pending",
+            CodegenStatus::Running => "running",
+            CodegenStatus::Succeeded => "succeeded",
+            CodegenStatus::Failed => "failed",
+            CodegenStatus::Cancelled => "cancelled",
+        }
+    }
 
     /// True once nothing will change the job any more.
-    pub fn is_finished(status: &str) -> bool {
-        matches!(status, SUCCEEDED | FAILED | CANCELLED)
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            CodegenStatus::Succeeded | CodegenStatus::Failed | CodegenStatus::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for CodegenStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -44,12 +129,12 @@ pub mod entity {
         /// Version of the project graph.
         pub graph_version: i32,
         /// Generator engine that runs the job.
-        pub engine: String,
+        pub engine: super::Engine,
         /// Delivery target (`{"git": {...}}`), if any.
         #[sea_orm(column_type = "JsonBinary", nullable)]
         pub target: Option<Json>,
         /// Job status.
-        pub status: String,
+        pub status: super::CodegenStatus,
         /// Progress report (JSON), if any.
         #[sea_orm(column_type = "JsonBinary", nullable)]
         pub progress: Option<Json>,
@@ -127,8 +212,8 @@ pub struct NewCodegenJob {
     pub project_id: Uuid,
     /// The graph version.
     pub graph_version: i32,
-    /// `templates` or `llm`.
-    pub engine: String,
+    /// The engine that generates.
+    pub engine: Engine,
     /// Delivery target (`{"git": {...}}`), if any.
     pub target: Option<Json>,
     /// Subject of the caller.
@@ -145,7 +230,7 @@ pub async fn insert(db: &impl ConnectionTrait, job: NewCodegenJob) -> Result<Cod
         graph_version: Set(job.graph_version),
         engine: Set(job.engine),
         target: Set(job.target),
-        status: Set(status::PENDING.to_owned()),
+        status: Set(CodegenStatus::Pending),
         progress: Set(None),
         error: Set(None),
         commit_sha: Set(None),
@@ -200,7 +285,7 @@ pub struct ListFilter {
     /// Only this project's jobs.
     pub project_id: Option<Uuid>,
     /// Only jobs in this status.
-    pub status: Option<&'static str>,
+    pub status: Option<CodegenStatus>,
 }
 
 /// A page of the organization's live jobs, oldest first.
@@ -226,7 +311,7 @@ pub async fn list(
 #[derive(Debug, Clone, Default)]
 pub struct Transition {
     /// New status; a finished status also sets `finished_at`, `running` sets `started_at` once.
-    pub status: Option<&'static str>,
+    pub status: Option<CodegenStatus>,
     /// New progress (`{step, done, total}`).
     pub progress: Option<Json>,
     /// New error (`{type, detail}`).
@@ -249,11 +334,11 @@ pub async fn transition(
     let started = job.started_at.is_some();
     let mut row: entity::ActiveModel = job.into();
     if let Some(new_status) = change.status {
-        row.status = Set(new_status.to_owned());
-        if new_status == status::RUNNING && !started {
+        row.status = Set(new_status);
+        if new_status == CodegenStatus::Running && !started {
             row.started_at = Set(Some(now));
         }
-        if status::is_finished(new_status) {
+        if new_status.is_finished() {
             row.finished_at = Set(Some(now));
         }
     }
@@ -284,7 +369,7 @@ pub async fn stale_unfinished(
     limit: u64,
 ) -> Result<Vec<CodegenJob>, DbErr> {
     entity::Entity::find()
-        .filter(entity::Column::Status.is_in([status::PENDING, status::RUNNING]))
+        .filter(entity::Column::Status.is_in([CodegenStatus::Pending, CodegenStatus::Running]))
         .filter(entity::Column::DeletedAt.is_null())
         .filter(entity::Column::UpdatedAt.lt(cutoff))
         .order_by_asc(entity::Column::Id)

@@ -109,3 +109,47 @@ pub fn new_id() -> uuid::Uuid {
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ActiveEnum, Iterable};
+
+    /// Every stored enum's `as_str` (used for labels, messages and views) is its stored value,
+    /// and the wire name serde writes where it serializes one.
+    fn check<E: ActiveEnum<Value = String> + Iterable + Copy + std::fmt::Display>(
+        as_str: fn(E) -> &'static str,
+    ) {
+        for value in E::iter() {
+            assert_eq!(value.to_value(), as_str(value));
+            assert_eq!(value.to_string(), as_str(value));
+        }
+    }
+
+    #[test]
+    fn stored_names_match_as_str() {
+        check(super::workspaces::WorkspaceStatus::as_str);
+        check(super::workspaces::Plan::as_str);
+        check(super::projects::ProjectStatus::as_str);
+        check(super::codegen::CodegenStatus::as_str);
+        check(super::codegen::Engine::as_str);
+        check(super::webhooks::DeliveryStatus::as_str);
+    }
+
+    #[test]
+    fn wire_names_match_stored_names() {
+        use super::codegen::CodegenStatus;
+        use super::workspaces::{Plan, WorkspaceStatus};
+        for status in WorkspaceStatus::iter() {
+            assert_eq!(serde_json::json!(status), status.as_str());
+        }
+        for plan in Plan::iter() {
+            assert_eq!(serde_json::json!(plan), plan.as_str());
+        }
+        for status in CodegenStatus::iter() {
+            assert_eq!(serde_json::json!(status), status.as_str());
+        }
+        for engine in super::codegen::Engine::iter() {
+            assert_eq!(serde_json::json!(engine), engine.as_str());
+        }
+    }
+}

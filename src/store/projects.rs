@@ -29,7 +29,7 @@ pub mod entity {
         #[sea_orm(column_type = "JsonBinary")]
         pub graph: Json,
         /// Project status.
-        pub status: String,
+        pub status: super::ProjectStatus,
         /// CPU quota (Kubernetes quantity).
         pub quota_cpu: String,
         /// Memory quota (Kubernetes quantity).
@@ -52,14 +52,36 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Project (namespace) states as stored.
-pub mod status {
+/// A project's namespace state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum ProjectStatus {
     /// Waiting for its workspace or the provisioner.
-    pub const PENDING: &str = "pending";
+    #[sea_orm(string_value = "pending")]
+    Pending,
     /// Its namespace exists in the vCluster.
-    pub const READY: &str = "ready";
+    #[sea_orm(string_value = "ready")]
+    Ready,
     /// Creating its namespace failed.
-    pub const FAILED: &str = "failed";
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+impl ProjectStatus {
+    /// Stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectStatus::Pending => "pending",
+            ProjectStatus::Ready => "ready",
+            ProjectStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for ProjectStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The `project_graph_versions` table.
@@ -116,7 +138,7 @@ pub async fn insert(
         name: Set(name.to_owned()),
         graph_version: Set(0),
         graph: Set(graph.clone()),
-        status: Set(status::PENDING.to_owned()),
+        status: Set(ProjectStatus::Pending),
         quota_cpu: Set(quota.0.to_owned()),
         quota_memory: Set(quota.1.to_owned()),
         error: Set(None),
@@ -293,7 +315,7 @@ pub async fn find_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Proj
 pub async fn in_workspace_with_status(
     db: &impl ConnectionTrait,
     workspace_id: Uuid,
-    wanted: &str,
+    wanted: ProjectStatus,
 ) -> Result<Vec<Project>, DbErr> {
     entity::Entity::find()
         .filter(entity::Column::WorkspaceId.eq(workspace_id))
@@ -308,11 +330,11 @@ pub async fn in_workspace_with_status(
 pub async fn set_status(
     db: &impl ConnectionTrait,
     project: Project,
-    new_status: &str,
+    new_status: ProjectStatus,
     error: Option<String>,
 ) -> Result<Project, DbErr> {
     let mut row: entity::ActiveModel = project.into();
-    row.status = Set(new_status.to_owned());
+    row.status = Set(new_status);
     row.error = Set(error);
     row.updated_at = Set(super::now());
     row.update(db).await

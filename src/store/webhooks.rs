@@ -5,14 +5,36 @@ use super::{new_id, now};
 use sea_orm::entity::prelude::*;
 use sea_orm::{DatabaseBackend, Set, Statement};
 
-/// Delivery states as stored.
-pub mod delivery_status {
+/// A webhook delivery's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum DeliveryStatus {
     /// Waiting for its (next) attempt.
-    pub const PENDING: &str = "pending";
+    #[sea_orm(string_value = "pending")]
+    Pending,
     /// A receiver answered 2xx.
-    pub const DELIVERED: &str = "delivered";
+    #[sea_orm(string_value = "delivered")]
+    Delivered,
     /// Every attempt failed.
-    pub const FAILED: &str = "failed";
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// Stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The `webhooks` table.
@@ -74,7 +96,7 @@ pub mod delivery_entity {
         /// Event type, e.g. `workspace.created`.
         pub event_type: String,
         /// Delivery status.
-        pub status: String,
+        pub status: super::DeliveryStatus,
         /// Delivery attempts so far.
         pub attempts: i32,
         /// HTTP status of the last attempt, if a response came.
@@ -235,7 +257,7 @@ pub async fn insert_delivery(
         org_id: Set(webhook.org_id),
         event_id: Set(event_id),
         event_type: Set(event_type.to_owned()),
-        status: Set(delivery_status::PENDING.to_owned()),
+        status: Set(DeliveryStatus::Pending),
         attempts: Set(0),
         response_code: Set(None),
         duration_ms: Set(None),
@@ -291,17 +313,18 @@ pub async fn find_delivery(
 pub async fn redeliver(db: &impl ConnectionTrait, delivery: Delivery) -> Result<Delivery, DbErr> {
     let at = now();
     let mut row: delivery_entity::ActiveModel = delivery.into();
-    row.status = Set(delivery_status::PENDING.to_owned());
+    row.status = Set(DeliveryStatus::Pending);
     row.attempts = Set(0);
     row.next_attempt_at = Set(Some(at));
     row.updated_at = Set(at);
     row.update(db).await
 }
 
+// `$5` / `?5` is the pending status, bound from [`DeliveryStatus`] rather than spelled here.
 const CLAIM_DUE_POSTGRES: &str = "UPDATE webhook_deliveries \
     SET lease_owner = $1, lease_expires_at = $2 \
     WHERE id IN (SELECT id FROM webhook_deliveries \
-      WHERE status = 'pending' AND next_attempt_at <= $3 \
+      WHERE status = $5 AND next_attempt_at <= $3 \
         AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
       ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
     RETURNING *";
@@ -309,7 +332,7 @@ const CLAIM_DUE_POSTGRES: &str = "UPDATE webhook_deliveries \
 const CLAIM_DUE_SQLITE: &str = "UPDATE webhook_deliveries \
     SET lease_owner = ?1, lease_expires_at = ?2 \
     WHERE id IN (SELECT id FROM webhook_deliveries \
-      WHERE status = 'pending' AND next_attempt_at <= ?3 \
+      WHERE status = ?5 AND next_attempt_at <= ?3 \
         AND (lease_expires_at IS NULL OR lease_expires_at < ?3) \
       ORDER BY next_attempt_at LIMIT ?4) \
     RETURNING *";
@@ -336,6 +359,7 @@ pub async fn claim_due_deliveries(
                 lease_until.into(),
                 now().into(),
                 (limit as i64).into(),
+                DeliveryStatus::Pending.into(),
             ],
         ))
         .all(db)
@@ -346,7 +370,7 @@ pub async fn claim_due_deliveries(
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     /// `delivered`, `failed`, or `pending` (to be retried at `next_attempt_at`).
-    pub status: &'static str,
+    pub status: DeliveryStatus,
     /// HTTP status, if a response came.
     pub response_code: Option<i32>,
     /// How long the attempt took.
@@ -367,9 +391,12 @@ pub async fn record_attempt(
 ) -> Result<bool, DbErr> {
     use sea_orm::sea_query::Expr;
     let at = now();
-    let delivered_at = (record.status == delivery_status::DELIVERED).then_some(at);
+    let delivered_at = (record.status == DeliveryStatus::Delivered).then_some(at);
     let result = delivery_entity::Entity::update_many()
-        .col_expr(delivery_entity::Column::Status, Expr::value(record.status))
+        .col_expr(
+            delivery_entity::Column::Status,
+            Expr::value(record.status.as_str()),
+        )
         .col_expr(
             delivery_entity::Column::Attempts,
             Expr::value(delivery.attempts + 1),
@@ -420,24 +447,28 @@ pub async fn find_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Webh
 /// oldest ready one became due.
 pub async fn delivery_counts(db: &impl ConnectionTrait) -> Result<super::jobs::QueueCounts, DbErr> {
     let backend = db.get_database_backend();
-    let (now_placeholder, oldest) = match backend {
-        DatabaseBackend::Postgres => (
-            "$1",
-            "CAST(EXTRACT(EPOCH FROM MIN(CASE WHEN status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < $1) AND next_attempt_at <= $1 THEN next_attempt_at END)) AS BIGINT)",
-        ),
-        _ => (
-            "?1",
-            "CAST(strftime('%s', MIN(CASE WHEN status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < ?1) AND next_attempt_at <= ?1 THEN next_attempt_at END)) AS INTEGER)",
-        ),
+    let (p, epoch_of) = match backend {
+        DatabaseBackend::Postgres => ("$1", "CAST(EXTRACT(EPOCH FROM {}) AS BIGINT)"),
+        _ => ("?1", "CAST(strftime('%s', {}) AS INTEGER)"),
     };
-    let p = now_placeholder;
+    // The stored names, from the enum rather than repeated as literals.
+    let pending = DeliveryStatus::Pending.as_str();
+    let delivered = DeliveryStatus::Delivered.as_str();
+    let failed = DeliveryStatus::Failed.as_str();
+    let ready = format!(
+        "status = '{pending}' AND (lease_expires_at IS NULL OR lease_expires_at < {p}) AND next_attempt_at <= {p}"
+    );
+    let oldest = epoch_of.replace(
+        "{}",
+        &format!("MIN(CASE WHEN {ready} THEN next_attempt_at END)"),
+    );
     let sql = format!(
         "SELECT \
-         SUM(CASE WHEN status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < {p}) AND next_attempt_at <= {p} THEN 1 ELSE 0 END) AS pending, \
-         SUM(CASE WHEN status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < {p}) AND next_attempt_at > {p} THEN 1 ELSE 0 END) AS scheduled, \
-         SUM(CASE WHEN status = 'pending' AND lease_expires_at >= {p} THEN 1 ELSE 0 END) AS running, \
-         SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END) AS done, \
-         SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS dead, \
+         SUM(CASE WHEN {ready} THEN 1 ELSE 0 END) AS pending, \
+         SUM(CASE WHEN status = '{pending}' AND (lease_expires_at IS NULL OR lease_expires_at < {p}) AND next_attempt_at > {p} THEN 1 ELSE 0 END) AS scheduled, \
+         SUM(CASE WHEN status = '{pending}' AND lease_expires_at >= {p} THEN 1 ELSE 0 END) AS running, \
+         SUM(CASE WHEN status = '{delivered}' THEN 1 ELSE 0 END) AS done, \
+         SUM(CASE WHEN status = '{failed}' THEN 1 ELSE 0 END) AS dead, \
          {oldest} AS oldest_pending_run_at \
          FROM webhook_deliveries"
     );
@@ -461,7 +492,7 @@ pub async fn list_failed_deliveries(
     page: &PageRequest<Uuid>,
 ) -> Result<Page<Delivery>, DbErr> {
     let query = delivery_entity::Entity::find()
-        .filter(delivery_entity::Column::Status.eq(delivery_status::FAILED));
+        .filter(delivery_entity::Column::Status.eq(DeliveryStatus::Failed));
     keyset(
         db,
         query,

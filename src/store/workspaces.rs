@@ -1,25 +1,97 @@
 //! `workspaces`: a vCluster per row; the API records intent, the provisioner acts on it.
 
 use super::paging::{keyset, KeyOrder, Page, PageRequest};
+use schemars::JsonSchema;
 use sea_orm::entity::prelude::*;
 use sea_orm::{QueryOrder, QuerySelect, Set};
+use serde::{Deserialize, Serialize};
 
-/// Workspace lifecycle states as stored.
-pub mod status {
-    /// Recorded, not yet picked up.
-    pub const PENDING: &str = "pending";
+/// Lifecycle of a workspace.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, JsonSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceStatus {
+    /// Recorded, waiting for the provisioner.
+    #[sea_orm(string_value = "pending")]
+    Pending,
     /// Being created.
-    pub const PROVISIONING: &str = "provisioning";
+    #[sea_orm(string_value = "provisioning")]
+    Provisioning,
     /// Usable.
-    pub const READY: &str = "ready";
-    /// Provisioning failed.
-    pub const FAILED: &str = "failed";
+    #[sea_orm(string_value = "ready")]
+    Ready,
+    /// Provisioning failed (see `error`).
+    #[sea_orm(string_value = "failed")]
+    Failed,
     /// Deletion requested.
-    pub const DELETING: &str = "deleting";
-    /// Gone.
-    pub const DELETED: &str = "deleted";
-    /// Every status.
-    pub const ALL: [&str; 6] = [PENDING, PROVISIONING, READY, FAILED, DELETING, DELETED];
+    #[sea_orm(string_value = "deleting")]
+    Deleting,
+    /// Removed.
+    #[sea_orm(string_value = "deleted")]
+    Deleted,
+}
+
+impl WorkspaceStatus {
+    /// Stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceStatus::Pending => "pending",
+            WorkspaceStatus::Provisioning => "provisioning",
+            WorkspaceStatus::Ready => "ready",
+            WorkspaceStatus::Failed => "failed",
+            WorkspaceStatus::Deleting => "deleting",
+            WorkspaceStatus::Deleted => "deleted",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkspaceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Workspace plan: where and how big the virtual cluster is.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    /// Small limits on shared nodes.
+    #[sea_orm(string_value = "shared")]
+    Shared,
+    /// A dedicated node pool, larger limits.
+    #[sea_orm(string_value = "dedicated")]
+    Dedicated,
+}
+
+impl Plan {
+    /// Stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Shared => "shared",
+            Plan::Dedicated => "dedicated",
+        }
+    }
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The `workspaces` table.
@@ -38,9 +110,9 @@ pub mod entity {
         /// Name.
         pub name: String,
         /// Plan the workspace was created on.
-        pub plan: String,
+        pub plan: super::Plan,
         /// Workspace status.
-        pub status: String,
+        pub status: super::WorkspaceStatus,
         /// vCluster API endpoint, once provisioned.
         pub kube_endpoint: Option<String>,
         /// Last provisioning failure, if any.
@@ -79,15 +151,15 @@ pub async fn insert(
     db: &impl ConnectionTrait,
     org_id: Uuid,
     name: &str,
-    plan: &str,
+    plan: Plan,
 ) -> Result<Workspace, DbErr> {
     let now = super::now();
     entity::ActiveModel {
         id: Set(super::new_id()),
         org_id: Set(org_id),
         name: Set(name.to_owned()),
-        plan: Set(plan.to_owned()),
-        status: Set(status::PENDING.to_owned()),
+        plan: Set(plan),
+        status: Set(WorkspaceStatus::Pending),
         kube_endpoint: Set(None),
         error: Set(None),
         progress: Set(None),
@@ -133,7 +205,7 @@ pub async fn mark_deleting(
     workspace: Workspace,
 ) -> Result<Workspace, DbErr> {
     let mut row: entity::ActiveModel = workspace.into();
-    row.status = Set(status::DELETING.to_owned());
+    row.status = Set(WorkspaceStatus::Deleting);
     row.updated_at = Set(super::now());
     row.update(db).await
 }
@@ -143,7 +215,9 @@ pub async fn count_active(db: &impl ConnectionTrait, org_id: Uuid) -> Result<u64
     entity::Entity::find()
         .filter(entity::Column::OrgId.eq(org_id))
         .filter(entity::Column::DeletedAt.is_null())
-        .filter(entity::Column::Status.is_not_in([status::DELETING, status::DELETED]))
+        .filter(
+            entity::Column::Status.is_not_in([WorkspaceStatus::Deleting, WorkspaceStatus::Deleted]),
+        )
         .count(db)
         .await
 }
@@ -152,10 +226,16 @@ pub async fn count_active(db: &impl ConnectionTrait, org_id: Uuid) -> Result<u64
 /// changed (for the "stuck provisioning" gauge).
 pub async fn status_summary(
     db: &impl ConnectionTrait,
-) -> Result<(Vec<(String, i64)>, Option<chrono::DateTime<chrono::Utc>>), DbErr> {
+) -> Result<
+    (
+        Vec<(WorkspaceStatus, i64)>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ),
+    DbErr,
+> {
     #[derive(Debug, sea_orm::FromQueryResult)]
     struct Count {
-        status: String,
+        status: WorkspaceStatus,
         n: i64,
     }
     let counts = entity::Entity::find()
@@ -167,7 +247,9 @@ pub async fn status_summary(
         .all(db)
         .await?;
     let oldest_unready = entity::Entity::find()
-        .filter(entity::Column::Status.is_in([status::PENDING, status::PROVISIONING]))
+        .filter(
+            entity::Column::Status.is_in([WorkspaceStatus::Pending, WorkspaceStatus::Provisioning]),
+        )
         .filter(entity::Column::DeletedAt.is_null())
         .order_by_asc(entity::Column::UpdatedAt)
         .one(db)
@@ -188,7 +270,7 @@ pub async fn find_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Work
 #[derive(Debug, Clone, Default)]
 pub struct Transition {
     /// New status.
-    pub status: Option<&'static str>,
+    pub status: Option<WorkspaceStatus>,
     /// New progress (`{step, done, total}`).
     pub progress: Option<Json>,
     /// New conditions.
@@ -212,7 +294,7 @@ pub async fn transition(
     let now = super::now();
     let mut row: entity::ActiveModel = workspace.into();
     if let Some(status) = change.status {
-        row.status = Set(status.to_owned());
+        row.status = Set(status);
     }
     if let Some(progress) = change.progress {
         row.progress = Set(Some(progress));
@@ -242,7 +324,7 @@ pub async fn transition(
 /// Ready workspaces (for the drift check), oldest first, at most `limit`.
 pub async fn ready(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<Workspace>, DbErr> {
     entity::Entity::find()
-        .filter(entity::Column::Status.eq(status::READY))
+        .filter(entity::Column::Status.eq(WorkspaceStatus::Ready))
         .filter(entity::Column::DeletedAt.is_null())
         .order_by_asc(entity::Column::Id)
         .limit(limit)
@@ -254,7 +336,7 @@ pub async fn ready(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<Workspac
 /// reconciler may owe a job for).
 pub async fn stale_in(
     db: &impl ConnectionTrait,
-    statuses: &[&str],
+    statuses: &[WorkspaceStatus],
     cutoff: chrono::DateTime<chrono::Utc>,
     limit: u64,
 ) -> Result<Vec<Workspace>, DbErr> {

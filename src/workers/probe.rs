@@ -3,12 +3,13 @@
 
 use super::WorkerContext;
 use crate::jobs::{Command, Job, JobEnvelope, JobError};
+use crate::outbox::EventType;
 use crate::store;
 
 /// Queue name.
 pub const QUEUE: &str = Probe::QUEUE;
 /// The command event routed to this queue.
-pub const EVENT_TYPE: &str = "probe.requested";
+pub const EVENT_TYPE: &str = EventType::ProbeRequested.as_str();
 
 /// Arguments of a probe job (the event's data).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -30,7 +31,7 @@ pub struct Probe;
 #[async_trait::async_trait]
 impl Job for Probe {
     const QUEUE: &'static str = "probe";
-    const EVENT_TYPES: &'static [&'static str] = &[EVENT_TYPE];
+    const EVENT_TYPES: &'static [EventType] = &[EventType::ProbeRequested];
     const DEFAULT_CONCURRENCY: usize = 16;
     type Args = Command<ProbeArgs>;
 

@@ -10,6 +10,7 @@
 use super::periodic::{Lease, PeriodicTask, Round, Schedule};
 use super::{probe, WorkerContext};
 use crate::jobs::NewJob;
+use crate::outbox::EventType;
 use crate::store;
 
 /// Advisory-lock key of the reconciler (ASCII "gantry-r").
@@ -111,19 +112,23 @@ async fn stranded_workspaces(
     ctx: &WorkerContext,
     cutoff: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, ReconcileError> {
-    use store::workspaces::status;
+    use store::workspaces::WorkspaceStatus;
     let stale = store::workspaces::stale_in(
         &ctx.db,
-        &[status::PENDING, status::PROVISIONING, status::DELETING],
+        &[
+            WorkspaceStatus::Pending,
+            WorkspaceStatus::Provisioning,
+            WorkspaceStatus::Deleting,
+        ],
         cutoff,
         ROUND_LIMIT,
     )
     .await?;
     let commands = stale.into_iter().map(|workspace| {
-        let event_type = if workspace.status == status::DELETING {
-            "workspace.deletion_requested"
+        let event_type = if workspace.status == WorkspaceStatus::Deleting {
+            EventType::WorkspaceDeletionRequested
         } else {
-            "workspace.requested"
+            EventType::WorkspaceRequested
         };
         (workspace.id, event_type)
     });
@@ -137,7 +142,9 @@ async fn stranded_codegen_jobs(
     cutoff: chrono::DateTime<chrono::Utc>,
 ) -> Result<usize, ReconcileError> {
     let stale = store::codegen::stale_unfinished(&ctx.db, cutoff, ROUND_LIMIT).await?;
-    let commands = stale.into_iter().map(|job| (job.id, "codegen.requested"));
+    let commands = stale
+        .into_iter()
+        .map(|job| (job.id, EventType::CodegenRequested));
     requeue_commands(ctx, commands).await
 }
 
@@ -145,22 +152,22 @@ async fn stranded_codegen_jobs(
 /// registry routes that event type to (as the publisher did).
 async fn requeue_commands(
     ctx: &WorkerContext,
-    commands: impl Iterator<Item = (uuid::Uuid, &'static str)>,
+    commands: impl Iterator<Item = (uuid::Uuid, EventType)>,
 ) -> Result<usize, ReconcileError> {
     let mut by_queue: std::collections::BTreeMap<&'static str, Vec<NewJob>> = Default::default();
     for (aggregate_id, event_type) in commands {
-        let Some(queue) = super::registry::queue_for_event(event_type) else {
+        let Some(queue) = super::registry::queue_for(event_type) else {
             continue;
         };
         if let Some(event) =
-            store::outbox::latest_for_aggregate(&ctx.db, aggregate_id, event_type).await?
+            store::outbox::latest_for_aggregate(&ctx.db, aggregate_id, event_type.as_str()).await?
         {
             by_queue.entry(queue).or_default().push(NewJob {
                 job_id: event.event_id,
                 attempt: 1,
                 retry_base: 0,
                 enqueued_at: store::now(),
-                args: crate::jobs::command_args(event_type, event.payload),
+                args: crate::jobs::command_args(event_type.as_str(), event.payload),
                 run_after: None,
             });
         }
@@ -229,12 +236,15 @@ impl PeriodicTask for WorkspaceGauges {
 /// Sets `gantry_workspaces{status}` and `gantry_workspace_oldest_unready_age_seconds`.
 async fn refresh_workspace_gauges(ctx: &WorkerContext) -> Result<(), sea_orm::DbErr> {
     let (counts, oldest) = store::workspaces::status_summary(&ctx.db).await?;
-    for status in store::workspaces::status::ALL {
+    for status in <store::workspaces::WorkspaceStatus as sea_orm::Iterable>::iter() {
         let n = counts
             .iter()
-            .find(|(s, _)| s == status)
+            .find(|(s, _)| *s == status)
             .map_or(0, |(_, n)| *n);
-        ctx.metrics.workspaces.with_label_values(&[status]).set(n);
+        ctx.metrics
+            .workspaces
+            .with_label_values(&[status.as_str()])
+            .set(n);
     }
     let age = oldest
         .map(|at| {

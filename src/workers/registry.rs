@@ -18,6 +18,7 @@
 use super::{codegen, outbox_publisher, periodic, probe, reconciler, vcluster, webhook_sender};
 use super::{WorkerContext, WorkerName};
 use crate::jobs::{Job, JobKind};
+use crate::outbox::EventType;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
@@ -29,7 +30,7 @@ pub struct JobKindEntry {
     /// Queue name (one per kind).
     pub queue: &'static str,
     /// Command event types routed to the queue.
-    pub events: &'static [&'static str],
+    pub events: &'static [EventType],
     /// Jobs run at once per process when the concurrency variable is unset.
     pub default_concurrency: usize,
     /// `GANTRY_QUEUE_<NAME>_MAX_ATTEMPTS`: overrides `GANTRY_JOB_MAX_ATTEMPTS` for this queue.
@@ -128,11 +129,16 @@ pub static PERIODIC_TASKS: &[PeriodicEntry] = &[
 ];
 
 /// The queue a command event is routed to (its job id is the event id), if any.
-pub fn queue_for_event(event_type: &str) -> Option<&'static str> {
+pub fn queue_for(event_type: EventType) -> Option<&'static str> {
     JOB_KINDS
         .iter()
         .find(|kind| kind.events.contains(&event_type))
         .map(|kind| kind.queue)
+}
+
+/// [`queue_for`] by stored name (an outbox row); names Gantry does not know route nowhere.
+pub fn queue_for_event(event_type: &str) -> Option<&'static str> {
+    EventType::parse(event_type).and_then(queue_for)
 }
 
 /// The registered job kind consuming `queue`, if any.
@@ -185,7 +191,10 @@ mod tests {
         queues.sort_unstable();
         queues.dedup();
         assert_eq!(queues.len(), JOB_KINDS.len());
-        let mut events: Vec<_> = JOB_KINDS.iter().flat_map(|k| k.events.iter()).collect();
+        let mut events: Vec<_> = JOB_KINDS
+            .iter()
+            .flat_map(|k| k.events.iter().map(|e| e.as_str()))
+            .collect();
         let count = events.len();
         events.sort_unstable();
         events.dedup();
@@ -204,6 +213,8 @@ mod tests {
             ("workspace.ready", None),
         ] {
             assert_eq!(queue_for_event(event), queue, "{event}");
+            let typed = EventType::parse(event).expect("a known event type");
+            assert_eq!(queue_for(typed), queue, "{event}");
         }
     }
 

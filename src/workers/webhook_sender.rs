@@ -8,7 +8,7 @@ use super::periodic::{PeriodicTask, Round, Schedule};
 use super::WorkerContext;
 use crate::outbox::Envelope;
 use crate::store::outbox as outbox_store;
-use crate::store::webhooks::{self as webhook_store, delivery_status, AttemptRecord, Delivery};
+use crate::store::webhooks::{self as webhook_store, AttemptRecord, Delivery, DeliveryStatus};
 use crate::webhooks::outbound::OutboundPolicy;
 use crate::webhooks::sender::{AttemptOutcome, WebhookSender};
 use chrono::Utc;
@@ -113,7 +113,7 @@ async fn attempt(
         }
         (Some(_), Some(_)) | (None, _) => {
             let record = AttemptRecord {
-                status: delivery_status::FAILED,
+                status: DeliveryStatus::Failed,
                 response_code: None,
                 duration_ms: 0,
                 error: Some("the webhook was deleted".to_owned()),
@@ -135,7 +135,7 @@ async fn attempt(
     let (record, label) = match outcome {
         AttemptOutcome::Delivered { status } => (
             AttemptRecord {
-                status: delivery_status::DELIVERED,
+                status: DeliveryStatus::Delivered,
                 response_code: Some(i32::from(status)),
                 duration_ms,
                 error: None,
@@ -147,7 +147,7 @@ async fn attempt(
             let delay = full_jitter(config.backoff_base, config.backoff_cap, attempts);
             (
                 AttemptRecord {
-                    status: delivery_status::PENDING,
+                    status: DeliveryStatus::Pending,
                     response_code: status.map(i32::from),
                     duration_ms,
                     error: Some(error),
@@ -160,7 +160,7 @@ async fn attempt(
         }
         AttemptOutcome::Failed { status, error } => (
             AttemptRecord {
-                status: delivery_status::FAILED,
+                status: DeliveryStatus::Failed,
                 response_code: status.map(i32::from),
                 duration_ms,
                 error: Some(error),

@@ -120,7 +120,7 @@ pub(super) async fn submit(
             org_id,
             project_id: body.project_id,
             graph_version,
-            engine: engine.as_str().to_owned(),
+            engine,
             target,
             created_by: created_by.to_owned(),
         },
@@ -146,13 +146,15 @@ pub(super) fn list_filter(
     let status = match status.filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => Some(
-            store::codegen::status::ALL
-                .into_iter()
-                .find(|s| *s == raw)
+            <store::codegen::CodegenStatus as sea_orm::Iterable>::iter()
+                .find(|s| s.as_str() == raw)
                 .ok_or_else(|| {
                     ApiError::BadRequest(format!(
                         "status {raw:?} is not one of: {}",
-                        store::codegen::status::ALL.join(", ")
+                        <store::codegen::CodegenStatus as sea_orm::Iterable>::iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 })?,
         ),

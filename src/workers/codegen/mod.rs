@@ -137,7 +137,7 @@ pub struct CodegenRunner;
 #[async_trait::async_trait]
 impl Job for CodegenRunner {
     const QUEUE: &'static str = "codegen";
-    const EVENT_TYPES: &'static [&'static str] = &["codegen.requested"];
+    const EVENT_TYPES: &'static [EventType] = &[EventType::CodegenRequested];
     const DEFAULT_CONCURRENCY: usize = 4;
     type Args = Command<CodegenTargetJob>;
 
@@ -183,7 +183,7 @@ impl Job for CodegenRunner {
 /// The steps of a job, for `progress`.
 fn steps(job: &CodegenJob) -> Vec<&'static str> {
     let mut steps = vec!["validate", "generate"];
-    if job.engine == "llm" {
+    if job.engine == job_store::Engine::Llm {
         steps.push("refine");
     }
     steps.push("store");
@@ -235,12 +235,12 @@ async fn checkpoint(
     }
     let all = steps(&job);
     let done = all.iter().position(|s| *s == step).unwrap_or(0);
-    let first_run = job.status == job_store::status::PENDING;
+    let first_run = job.status == job_store::CodegenStatus::Pending;
     let job = job_store::transition(
         &txn,
         job,
         Transition {
-            status: first_run.then_some(job_store::status::RUNNING),
+            status: first_run.then_some(job_store::CodegenStatus::Running),
             progress: Some(progress(step, done, all.len())),
             ..Default::default()
         },
@@ -382,7 +382,7 @@ async fn generate_and_store(
     let mut objects = templates::generate(&graph, &target)
         .map_err(|e| Failure::permanent("template", e.to_string()))?;
 
-    if job.engine == "llm" {
+    if job.engine == job_store::Engine::Llm {
         let Checkpoint::Continue(_) = checkpoint(ctx, job_id, "refine").await? else {
             return Ok(Generated::Stopped);
         };
@@ -506,7 +506,7 @@ async fn finish(
         &txn,
         job,
         Transition {
-            status: Some(job_store::status::SUCCEEDED),
+            status: Some(job_store::CodegenStatus::Succeeded),
             progress: Some(progress("done", total, total)),
             commit_sha,
             ..Default::default()
@@ -540,7 +540,7 @@ async fn lock_unfinished(
     job_id: Uuid,
 ) -> Result<Option<CodegenJob>, sea_orm::DbErr> {
     let job = job_store::find_for_update(txn, job_id).await?;
-    Ok(job.filter(|job| job.deleted_at.is_none() && !job_store::status::is_finished(&job.status)))
+    Ok(job.filter(|job| job.deleted_at.is_none() && !job.status.is_finished()))
 }
 
 /// Records a failure with `codegen.failed`, unless the job finished or was deleted meanwhile.
@@ -558,7 +558,7 @@ async fn record_failure(
         &txn,
         job,
         Transition {
-            status: Some(job_store::status::FAILED),
+            status: Some(job_store::CodegenStatus::Failed),
             error: Some(serde_json::to_value(&error).unwrap_or_default()),
             ..Default::default()
         },

@@ -15,8 +15,9 @@ use super::WorkerContext;
 use crate::config::{KubeDriverKind, PlanConfig};
 use crate::jobs::{Command, Job, JobEnvelope, JobError};
 use crate::outbox::{self, EventType};
-use crate::store::projects::Project;
-use crate::store::{self, workspaces as ws_store, workspaces::Transition, workspaces::Workspace};
+use crate::store;
+use crate::store::projects::{Project, ProjectStatus};
+use crate::store::workspaces::{self as ws_store, Transition, Workspace, WorkspaceStatus};
 use driver::{DriverError, KubeDriver, PlanSpec, ProjectSpec, Readiness, WorkspaceSpec};
 use serde_json::json;
 use std::sync::Arc;
@@ -56,7 +57,7 @@ pub async fn driver_from_config(ctx: &WorkerContext) -> Result<Arc<dyn KubeDrive
 /// The spec a driver gets for a workspace row.
 pub fn workspace_spec(ctx: &WorkerContext, workspace: &Workspace) -> WorkspaceSpec {
     let plans = &ctx.config.provisioner;
-    let plan: &PlanConfig = if workspace.plan == "dedicated" {
+    let plan: &PlanConfig = if workspace.plan == ws_store::Plan::Dedicated {
         &plans.dedicated
     } else {
         &plans.shared
@@ -69,7 +70,7 @@ pub fn workspace_spec(ctx: &WorkerContext, workspace: &Workspace) -> WorkspaceSp
         release: format!("vc-{}", &namespace["gantry-ws-".len()..]),
         namespace,
         plan: PlanSpec {
-            name: workspace.plan.clone(),
+            name: workspace.plan.as_str().to_owned(),
             cpu: plan.cpu.clone(),
             memory: plan.memory.clone(),
             pods: plan.pods,
@@ -116,15 +117,16 @@ async fn apply_project(
     workspace: &Workspace,
     project: Project,
 ) -> Result<(), JobError> {
-    use crate::store::projects::status;
     let (new_status, error, event) = match driver
         .apply_project(&project_spec(ctx, workspace, &project))
         .await
     {
-        Ok(()) => (status::READY, None, EventType::ProjectReady),
-        Err(DriverError::Permanent(reason)) => {
-            (status::FAILED, Some(reason), EventType::ProjectFailed)
-        }
+        Ok(()) => (ProjectStatus::Ready, None, EventType::ProjectReady),
+        Err(DriverError::Permanent(reason)) => (
+            ProjectStatus::Failed,
+            Some(reason),
+            EventType::ProjectFailed,
+        ),
         Err(err) => return Err(driver_error(err)),
     };
     let txn = store::begin_write(&ctx.db).await?;
@@ -139,7 +141,7 @@ async fn apply_project(
 async fn project_command(
     ctx: &WorkerContext,
     driver: &dyn KubeDriver,
-    event_type: &str,
+    event_type: EventType,
     project_id: uuid::Uuid,
 ) -> Result<(), JobError> {
     let Some(project) = store::projects::find_any(&ctx.db, project_id).await? else {
@@ -149,14 +151,12 @@ async fn project_command(
         return Ok(());
     };
     // Projects of a workspace that is not ready yet are created when it becomes ready.
-    if workspace.status != ws_store::status::READY {
+    if workspace.status != WorkspaceStatus::Ready {
         return Ok(());
     }
     match event_type {
-        "project.created" => {
-            if project.deleted_at.is_some()
-                || project.status != crate::store::projects::status::PENDING
-            {
+        EventType::ProjectCreated => {
+            if project.deleted_at.is_some() || project.status != ProjectStatus::Pending {
                 return Ok(());
             }
             apply_project(ctx, driver, &workspace, project).await
@@ -266,13 +266,12 @@ async fn provision(
     driver: &dyn KubeDriver,
     mut workspace: Workspace,
 ) -> Result<(), JobError> {
-    use ws_store::status;
-    if workspace.status == status::PENDING {
+    if workspace.status == WorkspaceStatus::Pending {
         workspace = record(
             ctx,
             workspace,
             Transition {
-                status: Some(status::PROVISIONING),
+                status: Some(WorkspaceStatus::Provisioning),
                 progress: Some(progress("applying host objects", 0)),
                 started: Some(true),
                 ..Default::default()
@@ -280,7 +279,7 @@ async fn provision(
             Some(EventType::WorkspaceProvisioning),
         )
         .await?;
-    } else if workspace.status != status::PROVISIONING {
+    } else if workspace.status != WorkspaceStatus::Provisioning {
         // Ready, failed, deleting or deleted: nothing to do (a re-delivered job).
         return Ok(());
     }
@@ -307,7 +306,7 @@ async fn provision(
                     ctx,
                     workspace,
                     Transition {
-                        status: Some(status::READY),
+                        status: Some(WorkspaceStatus::Ready),
                         progress: Some(progress("ready", TOTAL_STEPS)),
                         conditions: Some(json!([
                             condition("Applied", true, "Applied", "host objects applied"),
@@ -324,7 +323,7 @@ async fn provision(
                 let pending = store::projects::in_workspace_with_status(
                     &ctx.db,
                     workspace.id,
-                    crate::store::projects::status::PENDING,
+                    ProjectStatus::Pending,
                 )
                 .await?;
                 for project in pending {
@@ -383,7 +382,7 @@ async fn fail(ctx: &WorkerContext, workspace: Workspace, reason: &str) -> Result
         ctx,
         workspace,
         Transition {
-            status: Some(ws_store::status::FAILED),
+            status: Some(WorkspaceStatus::Failed),
             error: Some(Some(reason.to_owned())),
             conditions: Some(json!([condition(
                 "Ready",
@@ -405,8 +404,7 @@ async fn tear_down(
     driver: &dyn KubeDriver,
     mut workspace: Workspace,
 ) -> Result<(), JobError> {
-    use ws_store::status;
-    if workspace.status != status::DELETING {
+    if workspace.status != WorkspaceStatus::Deleting {
         return Ok(());
     }
     workspace = record(
@@ -438,7 +436,7 @@ async fn tear_down(
         &txn,
         workspace,
         Transition {
-            status: Some(status::DELETED),
+            status: Some(WorkspaceStatus::Deleted),
             progress: Some(json!({"step": "deleted", "done": 2, "total": 2})),
             deleted: true,
             ..Default::default()
@@ -462,11 +460,11 @@ async fn tear_down(
 #[async_trait::async_trait]
 impl Job for Provisioner {
     const QUEUE: &'static str = "vcluster";
-    const EVENT_TYPES: &'static [&'static str] = &[
-        "workspace.requested",
-        "workspace.deletion_requested",
-        "project.created",
-        "project.deleted",
+    const EVENT_TYPES: &'static [EventType] = &[
+        EventType::WorkspaceRequested,
+        EventType::WorkspaceDeletionRequested,
+        EventType::ProjectCreated,
+        EventType::ProjectDeleted,
     ];
     const DEFAULT_CONCURRENCY: usize = 8;
     type Args = Command<Target>;
@@ -479,15 +477,21 @@ impl Job for Provisioner {
     ) -> Result<(), JobError> {
         let id = args.data.id;
         let driver = self.driver(ctx).await?;
-        if args.event_type.starts_with("project.") {
-            return project_command(ctx, driver.as_ref(), &args.event_type, id).await;
-        }
-        let Some(workspace) = ws_store::find_any(&ctx.db, id).await? else {
-            return Ok(());
-        };
-        match args.event_type.as_str() {
-            "workspace.requested" => provision(ctx, driver.as_ref(), workspace).await,
-            "workspace.deletion_requested" => tear_down(ctx, driver.as_ref(), workspace).await,
+        match args.event_type {
+            event_type @ (EventType::ProjectCreated | EventType::ProjectDeleted) => {
+                project_command(ctx, driver.as_ref(), event_type, id).await
+            }
+            event_type
+            @ (EventType::WorkspaceRequested | EventType::WorkspaceDeletionRequested) => {
+                let Some(workspace) = ws_store::find_any(&ctx.db, id).await? else {
+                    return Ok(());
+                };
+                if event_type == EventType::WorkspaceRequested {
+                    provision(ctx, driver.as_ref(), workspace).await
+                } else {
+                    tear_down(ctx, driver.as_ref(), workspace).await
+                }
+            }
             other => Err(JobError::Permanent(format!("vcluster queue got {other}"))),
         }
     }
