@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use common::eventually;
-use common::process::{free_port, gantry, signal, spawn_serving, wait_for_exit};
+use common::process::{gantry, signal, spawn_serving, wait_for_exit};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run gantry")
@@ -354,14 +354,29 @@ async fn newcomer_walkthrough_on_postgres() {
     newcomer_walkthrough(&url).await;
 }
 
+/// The port of a listener that closes each connection unanswered, held for the rest of the
+/// test process: a dead service no other process can take the port of.
+fn closing_listener_port() -> u16 {
+    let listener =
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).expect("bind listener");
+    let port = listener.local_addr().expect("listener address").port();
+    std::thread::spawn(move || {
+        for connection in listener.incoming() {
+            drop(connection);
+        }
+    });
+    port
+}
+
 #[test]
 fn readiness_names_what_is_down() {
-    // A Redis URL nobody listens on: ready is 503 and names Redis; live stays 200.
+    // A Redis URL whose port this test holds and closes every connection on (so no other
+    // process can take it and answer): ready is 503 and names Redis; live stays 200.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         gantry::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
-        let dead_redis = format!("redis://127.0.0.1:{}", free_port());
+        let dead_redis = format!("redis://127.0.0.1:{}", closing_listener_port());
         let (mut child, port) = spawn_serving(
             gantry(dir.path())
                 .arg("--server")

@@ -1,20 +1,18 @@
 //! `/v1/orgs/{org_id}/events`: the organization's events, read from the outbox (so it works in
 //! embedded mode too), as a cursor-paged list and as a Server-Sent Events stream.
 
-use super::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::headers::{Header, HeaderSpec};
+use super::pagination::parse_limit;
 use crate::app::AppState;
 use crate::auth::{OrgAccess, Viewer};
 use crate::error::ApiError;
 use crate::outbox::Envelope;
 use crate::store::{self, outbox::TypeFilter};
 use rocket::futures::stream::{BoxStream, StreamExt};
-use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::stream::{Event, EventStream};
 use rocket::serde::json::Json;
 use rocket::{get, Shutdown, State};
-use rocket_okapi::gen::OpenApiGenerator;
-use rocket_okapi::okapi::openapi3::{Object, OpenApi, Parameter, ParameterValue};
-use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
+use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
@@ -59,15 +57,7 @@ pub async fn list_events(
     limit: Option<i64>,
     r#type: Option<&str>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let limit = match limit {
-        None => DEFAULT_LIMIT,
-        Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => l as u64,
-        Some(l) => {
-            return Err(ApiError::BadRequest(format!(
-                "limit must be between 1 and {MAX_LIMIT}, got {l}"
-            )))
-        }
-    };
+    let limit = parse_limit(limit)?;
     let after = after
         .filter(|a| !a.is_empty())
         .map(parse_cursor)
@@ -83,44 +73,16 @@ pub async fn list_events(
 }
 
 /// The `Last-Event-ID` header an `EventSource` sends when it reconnects.
-pub struct LastEventId(Option<String>);
+pub struct LastEventIdHeader;
 
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for LastEventId {
-    type Error = ApiError;
-
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        Outcome::Success(LastEventId(
-            req.headers().get_one("Last-Event-ID").map(str::to_owned),
-        ))
-    }
+impl HeaderSpec for LastEventIdHeader {
+    const NAME: &'static str = "Last-Event-ID";
+    const DESCRIPTION: &'static str = "Resume after this event cursor (sent by EventSource).";
+    const REQUIRED: bool = false;
 }
 
-impl<'r> OpenApiFromRequest<'r> for LastEventId {
-    fn from_request_input(
-        gen: &mut OpenApiGenerator,
-        _name: String,
-        _required: bool,
-    ) -> rocket_okapi::Result<RequestHeaderInput> {
-        Ok(RequestHeaderInput::Parameter(Parameter {
-            name: "Last-Event-ID".to_owned(),
-            location: "header".to_owned(),
-            description: Some("Resume after this event cursor (sent by EventSource).".to_owned()),
-            required: false,
-            deprecated: false,
-            allow_empty_value: false,
-            value: ParameterValue::Schema {
-                style: None,
-                explode: None,
-                allow_reserved: false,
-                schema: gen.json_schema::<String>(),
-                example: None,
-                examples: None,
-            },
-            extensions: Object::default(),
-        }))
-    }
-}
+/// The `Last-Event-ID` request header, if present.
+pub type LastEventId = Header<LastEventIdHeader>;
 
 /// Server-Sent Events: each event's `id:` is its cursor, `event:` its type and `data:` the
 /// envelope. Resumes after `Last-Event-ID` (or `?after=`); without either it starts with the next
@@ -137,7 +99,7 @@ pub async fn stream_events(
     shutdown: Shutdown,
 ) -> Result<EventStream<BoxStream<'static, Event>>, ApiError> {
     let resume = last_event_id
-        .0
+        .value
         .as_deref()
         .or(after)
         .filter(|a| !a.is_empty());

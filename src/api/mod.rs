@@ -4,6 +4,7 @@ pub mod admin;
 pub mod body;
 pub mod codegen;
 pub mod events;
+pub mod headers;
 pub mod health;
 pub mod me;
 pub mod members;

@@ -47,20 +47,23 @@ pub fn encode_cursor(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(key)
 }
 
+/// Parses `?limit=`: [`DEFAULT_LIMIT`] when absent, 400 outside `1..=MAX_LIMIT`.
+pub fn parse_limit(limit: Option<i64>) -> Result<u64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => Ok(l as u64),
+        Some(l) => Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}, got {l}"
+        ))),
+    }
+}
+
 /// Parses `?limit=` and `?cursor=` into a page request over keys of type `K`.
 pub fn page_request<K: FromStr>(
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<PageRequest<K>, ApiError> {
-    let limit = match limit {
-        None => DEFAULT_LIMIT,
-        Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => l as u64,
-        Some(l) => {
-            return Err(ApiError::BadRequest(format!(
-                "limit must be between 1 and {MAX_LIMIT}, got {l}"
-            )))
-        }
-    };
+    let limit = parse_limit(limit)?;
     let after = match cursor {
         None | Some("") => None,
         Some(cursor) => {

@@ -1,6 +1,7 @@
 //! `/v1/orgs/{org_id}/projects`: projects (namespaces in a workspace) and their versioned graph.
 
 use super::body::JsonBody;
+use super::headers::{Header, HeaderSpec};
 use super::pagination::{page_request, Page};
 use super::responses::{Created, NoContent, Tagged};
 use crate::app::AppState;
@@ -12,12 +13,9 @@ use crate::resources::project;
 pub use crate::resources::project::{ProjectQuota, ProjectView};
 use crate::store::{self, projects::Project};
 use chrono::{DateTime, Utc};
-use rocket::request::{FromRequest, Outcome, Request};
 use rocket::serde::json::Json;
 use rocket::{delete, get, patch, post, put, State};
-use rocket_okapi::gen::OpenApiGenerator;
-use rocket_okapi::okapi::openapi3::{Object, OpenApi, Parameter, ParameterValue};
-use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
+use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
@@ -93,13 +91,23 @@ fn etag(version: i32) -> String {
     format!("\"{version}\"")
 }
 
+/// The `If-Match` header of a graph replacement.
+pub struct IfMatchHeader;
+
+impl HeaderSpec for IfMatchHeader {
+    const NAME: &'static str = "If-Match";
+    const DESCRIPTION: &'static str =
+        "The `ETag` of the graph being replaced. Missing: 428; stale: 412.";
+    const REQUIRED: bool = true;
+}
+
 /// The `If-Match` request header, if present.
-pub struct IfMatch(Option<String>);
+pub type IfMatch = Header<IfMatchHeader>;
 
 impl IfMatch {
     /// 428 without the header, 412 unless it names `version`.
     fn require(&self, version: i32) -> Result<(), ApiError> {
-        if self.0.is_none() {
+        if self.value.is_none() {
             return Err(ApiError::PreconditionRequired(
                 "send If-Match with the graph's current ETag".to_owned(),
             ));
@@ -115,51 +123,14 @@ impl IfMatch {
 
     /// True when the header names `version` (or is `*`).
     fn matches(&self, version: i32) -> bool {
-        let Some(value) = &self.0 else { return false };
+        let Some(value) = &self.value else {
+            return false;
+        };
         let wanted = etag(version);
         value.split(',').map(str::trim).any(|tag| {
             let tag = tag.strip_prefix("W/").unwrap_or(tag);
             tag == "*" || tag == wanted || tag == version.to_string()
         })
-    }
-}
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for IfMatch {
-    type Error = ApiError;
-
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        Outcome::Success(IfMatch(
-            req.headers().get_one("If-Match").map(str::to_owned),
-        ))
-    }
-}
-
-impl<'r> OpenApiFromRequest<'r> for IfMatch {
-    fn from_request_input(
-        gen: &mut OpenApiGenerator,
-        _name: String,
-        _required: bool,
-    ) -> rocket_okapi::Result<RequestHeaderInput> {
-        Ok(RequestHeaderInput::Parameter(Parameter {
-            name: "If-Match".to_owned(),
-            location: "header".to_owned(),
-            description: Some(
-                "The `ETag` of the graph being replaced. Missing: 428; stale: 412.".to_owned(),
-            ),
-            required: true,
-            deprecated: false,
-            allow_empty_value: false,
-            value: ParameterValue::Schema {
-                style: None,
-                explode: None,
-                allow_reserved: false,
-                schema: gen.json_schema::<String>(),
-                example: None,
-                examples: None,
-            },
-            extensions: Object::default(),
-        }))
     }
 }
 

@@ -11,13 +11,14 @@ use crate::error::ApiError;
 use crate::outbox::{self, EventType};
 use crate::resources::workspace;
 pub use crate::resources::workspace::{Condition, Plan, Progress, WorkspaceStatus, WorkspaceView};
-use crate::store::{self, is_unique_violation};
+use crate::store::{self, is_unique_violation, workspaces::Workspace};
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
 use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
+use sea_orm::ConnectionTrait;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -29,6 +30,50 @@ pub struct CreateWorkspace {
     pub name: String,
     /// `shared` or `dedicated`.
     pub plan: Plan,
+}
+
+/// A live workspace of the organization, or 404.
+async fn live_workspace(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    workspace_id: Uuid,
+) -> Result<Workspace, ApiError> {
+    store::workspaces::find_live(db, org_id, workspace_id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// 202 with the workspace's location.
+fn accepted(org_id: Uuid, view: WorkspaceView) -> Accepted<WorkspaceView> {
+    Accepted {
+        location: format!("/v1/orgs/{org_id}/workspaces/{}", view.id),
+        body: view,
+    }
+}
+
+/// A change of state an admin requests on an existing workspace.
+enum Transition {
+    /// To `deleting`.
+    Delete,
+    /// From `failed` back to `pending`.
+    Retry,
+}
+
+/// Applies `transition` to the live workspace in one write transaction; answers 202.
+async fn transition(
+    state: &AppState,
+    org_id: Uuid,
+    workspace_id: Uuid,
+    transition: Transition,
+) -> Result<Accepted<WorkspaceView>, ApiError> {
+    let txn = store::begin_write(&state.db).await?;
+    let workspace = live_workspace(&txn, org_id, workspace_id).await?;
+    let view = match transition {
+        Transition::Delete => workspace::request_deletion(&txn, workspace).await?,
+        Transition::Retry => workspace::retry(&txn, workspace).await?,
+    };
+    txn.commit().await?;
+    Ok(accepted(org_id, view))
 }
 
 /// Request a workspace (admin+): answers 202 with status `pending`.
@@ -55,10 +100,7 @@ pub async fn create_workspace(
     let view = WorkspaceView::from(workspace);
     outbox::record(&txn, EventType::WorkspaceRequested, org_id, view.id, &view).await?;
     txn.commit().await?;
-    Ok(Accepted {
-        location: format!("/v1/orgs/{org_id}/workspaces/{}", view.id),
-        body: view,
-    })
+    Ok(accepted(org_id, view))
 }
 
 /// List workspaces.
@@ -90,9 +132,7 @@ pub async fn get_workspace(
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    let workspace = store::workspaces::find_live(&state.db, org_id, workspace_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let workspace = live_workspace(&state.db, org_id, workspace_id).await?;
     Ok(Json(workspace.into()))
 }
 
@@ -105,16 +145,7 @@ pub async fn delete_workspace(
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
-    let txn = store::begin_write(&state.db).await?;
-    let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let view = workspace::request_deletion(&txn, workspace).await?;
-    txn.commit().await?;
-    Ok(Accepted {
-        location: format!("/v1/orgs/{org_id}/workspaces/{workspace_id}"),
-        body: view,
-    })
+    transition(state, org_id, workspace_id, Transition::Delete).await
 }
 
 /// Retry a failed workspace (admin+): answers 202 with status `pending` and requests it again;
@@ -127,16 +158,7 @@ pub async fn retry_workspace(
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
-    let txn = store::begin_write(&state.db).await?;
-    let workspace = store::workspaces::find_live(&txn, org_id, workspace_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let view = workspace::retry(&txn, workspace).await?;
-    txn.commit().await?;
-    Ok(Accepted {
-        location: format!("/v1/orgs/{org_id}/workspaces/{workspace_id}"),
-        body: view,
-    })
+    transition(state, org_id, workspace_id, Transition::Retry).await
 }
 
 /// A kubeconfig for a ready workspace (member+): the cluster is the vCluster's endpoint with its
@@ -150,9 +172,7 @@ pub async fn get_kubeconfig(
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<super::responses::Yaml, ApiError> {
-    let workspace = store::workspaces::find_live(&state.db, org_id, workspace_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let workspace = live_workspace(&state.db, org_id, workspace_id).await?;
     let (Some(endpoint), Some(ca), true) = (
         workspace.kube_endpoint.as_deref(),
         workspace.kube_ca.as_deref(),

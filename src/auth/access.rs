@@ -2,15 +2,12 @@
 //! holding at least role `R` in the organization of the route's `<org_id>` segment. Outsiders
 //! get 404 (no existence leak), a role that is too low 403, platform admins act as owners.
 
-use super::guard::{authenticate, bearer_security, Caller};
+use super::guard::{authenticate, documented_as_bearer, managed_state, Caller};
 use crate::domain::Role;
 use crate::error::{fail, ApiError};
-use crate::state::AppState;
 use crate::store::{self, orgs::Org};
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
-use rocket_okapi::gen::OpenApiGenerator;
-use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
 use sea_orm::ConnectionTrait;
 use std::marker::PhantomData;
 use uuid::Uuid;
@@ -142,28 +139,18 @@ impl<'r, R: RequiredRole> FromRequest<'r> for OrgAccess<R> {
         let Some(Ok(org_id)) = req.param::<Uuid>(ORG_ID_SEGMENT) else {
             return Outcome::Forward(Status::UnprocessableEntity);
         };
-        let Some(state) = req.rocket().state::<AppState>() else {
-            return fail(
-                req,
-                ApiError::Internal(anyhow::anyhow!("AppState not managed")),
-            );
+        let checked = match managed_state(req) {
+            Ok(state) => Self::check(&state.db, caller, org_id).await,
+            Err(err) => Err(err),
         };
-        match Self::check(&state.db, caller, org_id).await {
+        match checked {
             Ok(access) => Outcome::Success(access),
             Err(err) => fail(req, err),
         }
     }
 }
 
-impl<'r, R: RequiredRole> OpenApiFromRequest<'r> for OrgAccess<R> {
-    fn from_request_input(
-        _gen: &mut OpenApiGenerator,
-        _name: String,
-        _required: bool,
-    ) -> rocket_okapi::Result<RequestHeaderInput> {
-        Ok(bearer_security())
-    }
-}
+documented_as_bearer!(OrgAccess<R> where R: RequiredRole);
 
 #[cfg(test)]
 mod tests {

@@ -5,11 +5,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store;
 use rocket::request::{FromRequest, Outcome, Request};
-use rocket_okapi::gen::OpenApiGenerator;
 use rocket_okapi::okapi::openapi3::{
     Object, SecurityRequirement, SecurityScheme, SecuritySchemeData,
 };
-use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
+use rocket_okapi::request::RequestHeaderInput;
 
 /// Name of the bearer security scheme in the OpenAPI document.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -48,11 +47,9 @@ impl<'r> FromRequest<'r> for Caller {
 /// Authenticates the request's bearer token, storing the user on first sight; shared by every
 /// guard that needs a caller, so each answers 401 the same way and first.
 pub async fn authenticate(req: &Request<'_>) -> Outcome<Caller, ApiError> {
-    let Some(state) = req.rocket().state::<AppState>() else {
-        return fail(
-            req,
-            ApiError::Internal(anyhow::anyhow!("AppState not managed")),
-        );
+    let state = match managed_state(req) {
+        Ok(state) => state,
+        Err(err) => return fail(req, err),
     };
     let Some(token) = bearer_token(req) else {
         tracing::info!(reason = "missing bearer token", path = %req.uri(), "request refused");
@@ -86,15 +83,32 @@ pub async fn authenticate(req: &Request<'_>) -> Outcome<Caller, ApiError> {
     })
 }
 
-impl<'r> OpenApiFromRequest<'r> for Caller {
-    fn from_request_input(
-        _gen: &mut OpenApiGenerator,
-        _name: String,
-        _required: bool,
-    ) -> rocket_okapi::Result<RequestHeaderInput> {
-        Ok(bearer_security())
-    }
+/// The application state a guard reads; a 500 if the server was built without it.
+pub fn managed_state<'a>(req: &'a Request<'_>) -> Result<&'a AppState, ApiError> {
+    req.rocket()
+        .state::<AppState>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState not managed")))
 }
+
+/// Documents a guard that authenticates the caller as needing the bearer scheme: one impl of
+/// `OpenApiFromRequest` for every such guard (a blanket impl over a marker trait is not allowed
+/// for a foreign trait).
+macro_rules! documented_as_bearer {
+    ($guard:ty $(where $param:ident: $bound:path)?) => {
+        impl<'r $(, $param: $bound)?> rocket_okapi::request::OpenApiFromRequest<'r> for $guard {
+            fn from_request_input(
+                _gen: &mut rocket_okapi::gen::OpenApiGenerator,
+                _name: String,
+                _required: bool,
+            ) -> rocket_okapi::Result<rocket_okapi::request::RequestHeaderInput> {
+                Ok($crate::auth::guard::bearer_security())
+            }
+        }
+    };
+}
+pub(crate) use documented_as_bearer;
+
+documented_as_bearer!(Caller);
 
 /// The bearer security requirement every authenticated route documents.
 pub fn bearer_security() -> RequestHeaderInput {

@@ -346,19 +346,22 @@ impl FakeKube {
 
 /// A kubeconfig for `server` with a bearer token, and the CA if given (else TLS unchecked).
 pub fn kubeconfig(server: &str, ca_pem: Option<&str>, token: &str) -> String {
-    let tls = match ca_pem {
-        Some(pem) => format!(
-            "certificate-authority-data: {}",
-            base64::engine::general_purpose::STANDARD.encode(pem)
-        ),
-        None => "insecure-skip-tls-verify: true".to_owned(),
+    let cluster = match ca_pem {
+        Some(pem) => json!({
+            "server": server,
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(pem),
+        }),
+        None => json!({ "server": server, "insecure-skip-tls-verify": true }),
     };
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: vcluster\n  cluster:\n    server: {server}\n    {tls}\n\
-         users:\n- name: vcluster\n  user:\n    token: {token}\n\
-         contexts:\n- name: vcluster\n  context:\n    cluster: vcluster\n    user: vcluster\n\
-         current-context: vcluster\n"
-    )
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": "vcluster", "cluster": cluster }],
+        "users": [{ "name": "vcluster", "user": { "token": token } }],
+        "contexts": [{ "name": "vcluster", "context": { "cluster": "vcluster", "user": "vcluster" } }],
+        "current-context": "vcluster",
+    });
+    serde_saphyr::to_string(&config).expect("a kubeconfig serializes")
 }
 
 fn key(plural: &str, namespace: &str, name: &str) -> Key {
