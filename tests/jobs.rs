@@ -596,3 +596,37 @@ on_each_backend!(
     sigterm_releases_unfinished_jobs,
     retries_then_dead_then_admin_retry,
 );
+
+/// The worker modules' errors keep the messages and classes they had as `JobError` variants
+/// of their own: a transient driver error is retried, a refusal or an exhausted codegen run
+/// is permanent, and the cause is kept.
+#[test]
+fn worker_errors_become_job_errors_with_their_class_and_message() {
+    use gantry::jobs::JobError;
+    use gantry::workers::codegen::CodegenRunError;
+    use gantry::workers::vcluster::driver::DriverError;
+
+    let transient = JobError::from(DriverError::Transient("503 from the API".into()));
+    assert!(transient.is_retryable());
+    assert_eq!(transient.to_string(), "503 from the API");
+    assert!(std::error::Error::source(&transient).is_some());
+    let refused = JobError::from(DriverError::Permanent("403 forbidden".into()));
+    assert!(!refused.is_retryable());
+    assert_eq!(refused.to_string(), "permanent: 403 forbidden");
+    let codegen = JobError::from(CodegenRunError::Exhausted {
+        error_type: "git".into(),
+        detail: "push refused".into(),
+        attempt: 3,
+    });
+    assert!(!codegen.is_retryable());
+    assert_eq!(
+        codegen.to_string(),
+        "permanent: git: push refused (attempt 3, no attempts left)"
+    );
+    let retryable = JobError::from(CodegenRunError::Retryable {
+        error_type: "llm".into(),
+        detail: "timed out".into(),
+    });
+    assert!(retryable.is_retryable());
+    assert_eq!(retryable.to_string(), "llm: timed out");
+}

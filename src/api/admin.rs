@@ -4,9 +4,10 @@ use super::body::JsonBody;
 use super::pagination::{page_request, Page};
 use super::responses::{Accepted, NoContent};
 use crate::app::AppState;
-use crate::auth::Caller;
+use crate::auth::PlatformAdmin;
 use crate::error::ApiError;
-use crate::error::FieldError;
+use crate::jobs::admin::DeadJobAction;
+use crate::resources::probe::ProbeRequest;
 use crate::store;
 use chrono::{DateTime, Utc};
 use rocket::serde::json::Json;
@@ -17,18 +18,6 @@ use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// Refuses callers without the platform admin role.
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    if caller.is_platform_admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "needs the {} realm role",
-            crate::auth::ADMIN_ROLE
-        )))
-    }
-}
 
 /// The outbox's unpublished backlog.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -46,13 +35,10 @@ pub struct OutboxStatus {
 #[get("/v1/admin/outbox")]
 pub async fn outbox_status(
     state: &State<AppState>,
-    caller: Caller,
+    _admin: PlatformAdmin,
 ) -> Result<Json<OutboxStatus>, ApiError> {
-    require_admin(&caller)?;
     let (backlog, oldest) = store::outbox::backlog(&state.db).await?;
-    let age = oldest
-        .map(|at| (Utc::now() - at).to_std().unwrap_or_default().as_secs_f64())
-        .unwrap_or(0.0);
+    let age = oldest.map(age_seconds).unwrap_or(0.0);
     Ok(Json(OutboxStatus {
         backlog,
         oldest_unpublished_at: oldest,
@@ -94,43 +80,39 @@ pub struct QueueStatus {
 #[get("/v1/admin/queues")]
 pub async fn queues_status(
     state: &State<AppState>,
-    caller: Caller,
+    _admin: PlatformAdmin,
 ) -> Result<Json<QueuesStatus>, ApiError> {
-    require_admin(&caller)?;
-    let mut queues = Vec::new();
-    for queue in crate::workers::registry::queue_names() {
-        let stats = state.queues.stats(queue).await.map_err(queue_error)?;
-        queues.push(QueueStatus {
+    let queues = state
+        .queues
+        .stats_of_all()
+        .await
+        .map_err(queue_error)?
+        .into_iter()
+        .map(|(queue, stats)| QueueStatus::new(queue, stats))
+        .collect();
+    Ok(Json(QueuesStatus {
+        backend: state.queues.backend_name().to_owned(),
+        queues,
+    }))
+}
+
+impl QueueStatus {
+    fn new(queue: &str, stats: crate::jobs::admin::QueueStats) -> Self {
+        Self {
             queue: queue.to_owned(),
             pending: stats.pending,
             running: stats.running,
             scheduled: stats.scheduled,
             dead: stats.dead,
             done: stats.done,
-            oldest_pending_age_seconds: stats
-                .oldest_pending_at
-                .map(|at| (Utc::now() - at).to_std().unwrap_or_default().as_secs_f64()),
-        });
+            oldest_pending_age_seconds: stats.oldest_pending_at.map(age_seconds),
+        }
     }
-    // Webhook deliveries are scheduled from their rows (see the README), shown like a queue.
-    let webhooks = store::webhooks::delivery_counts(&state.db).await?;
-    let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
-    queues.push(QueueStatus {
-        queue: crate::jobs::admin::WEBHOOKS_QUEUE.to_owned(),
-        pending: n(webhooks.pending),
-        running: n(webhooks.running),
-        scheduled: n(webhooks.scheduled),
-        dead: n(webhooks.dead),
-        done: n(webhooks.done),
-        oldest_pending_age_seconds: webhooks
-            .oldest_pending_run_at
-            .and_then(|s| DateTime::from_timestamp(s, 0))
-            .map(|at| (Utc::now() - at).to_std().unwrap_or_default().as_secs_f64()),
-    });
-    Ok(Json(QueuesStatus {
-        backend: state.queues.backend_name().to_owned(),
-        queues,
-    }))
+}
+
+/// Seconds since `at` (0 for a time in the future).
+fn age_seconds(at: DateTime<Utc>) -> f64 {
+    (Utc::now() - at).to_std().unwrap_or_default().as_secs_f64()
 }
 
 fn queue_error(err: crate::jobs::QueueError) -> ApiError {
@@ -178,20 +160,11 @@ impl From<crate::jobs::admin::JobView> for JobView {
 
 const JOB_STATES: [&str; 5] = ["pending", "scheduled", "running", "done", "dead"];
 
-/// Jobs of a queue (default `probe`) in a state (default `dead`), paged. Queue `webhooks` lists
-/// failed webhook deliveries as its dead jobs (with their last error; redeliver them through
-/// the webhook's deliveries).
-#[openapi(tag = "Admin")]
-#[get("/v1/admin/jobs?<queue>&<state>&<limit>&<cursor>")]
-pub async fn list_jobs(
-    app: &State<AppState>,
-    caller: Caller,
-    queue: Option<&str>,
-    state: Option<&str>,
-    limit: Option<i64>,
-    cursor: Option<&str>,
-) -> Result<Json<Page<JobView>>, ApiError> {
-    require_admin(&caller)?;
+/// The queue (default `probe`) and state (default `dead`) `list_jobs` lists, checked.
+fn job_filter<'q>(
+    queue: Option<&'q str>,
+    state: Option<&'q str>,
+) -> Result<(&'q str, &'q str), ApiError> {
     let job_state = state.unwrap_or("dead");
     if !JOB_STATES.contains(&job_state) {
         return Err(ApiError::BadRequest(format!(
@@ -205,6 +178,23 @@ pub async fn list_jobs(
     {
         return Err(ApiError::BadRequest(format!("unknown queue {queue:?}")));
     }
+    Ok((queue, job_state))
+}
+
+/// Jobs of a queue (default `probe`) in a state (default `dead`), paged. Queue `webhooks` lists
+/// failed webhook deliveries as its dead jobs (with their last error; redeliver them through
+/// the webhook's deliveries).
+#[openapi(tag = "Admin")]
+#[get("/v1/admin/jobs?<queue>&<state>&<limit>&<cursor>")]
+pub async fn list_jobs(
+    app: &State<AppState>,
+    _admin: PlatformAdmin,
+    queue: Option<&str>,
+    state: Option<&str>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Json<Page<JobView>>, ApiError> {
+    let (queue, job_state) = job_filter(queue, state)?;
     let page = page_request::<String>(limit, cursor)?;
     let (jobs, more) = app
         .queues
@@ -224,10 +214,9 @@ pub async fn list_jobs(
 #[get("/v1/admin/jobs/<id>")]
 pub async fn get_job(
     state: &State<AppState>,
-    caller: Caller,
+    _admin: PlatformAdmin,
     id: Uuid,
 ) -> Result<Json<JobView>, ApiError> {
-    require_admin(&caller)?;
     if let Some(dead) = store::jobs::find_dead(&state.db, id).await? {
         if dead.discarded_at.is_some() {
             return Err(ApiError::NotFound);
@@ -249,41 +238,17 @@ pub async fn get_job(
 #[post("/v1/admin/jobs/<id>/retry")]
 pub async fn retry_job(
     state: &State<AppState>,
-    caller: Caller,
+    _admin: PlatformAdmin,
     id: Uuid,
 ) -> Result<Accepted<JobView>, ApiError> {
-    require_admin(&caller)?;
-    let dead = match store::jobs::find_dead(&state.db, id).await? {
-        Some(dead) if dead.discarded_at.is_none() => dead,
-        Some(_) => return Err(ApiError::NotFound),
-        None => return Err(not_dead(state, id).await?),
-    };
-    let mut view = crate::jobs::admin::dead_view(dead.clone());
-    // A retried job gets fresh attempts; its earlier attempts' ids are taken, so number on.
-    let attempt = (dead.attempts.max(0) as u32) + 1;
-    state
-        .queues
-        .enqueue(
-            &dead.queue,
-            vec![crate::jobs::NewJob {
-                job_id: id,
-                attempt,
-                retry_base: attempt - 1,
-                enqueued_at: view.enqueued_at,
-                args: view.args.clone(),
-                run_after: None,
-            }],
-        )
-        .await
-        .map_err(queue_error)?;
-    store::jobs::delete_dead(&state.db, id).await?;
-    view.state = "pending";
-    view.attempt = attempt;
-    view.last_error = None;
-    Ok(Accepted {
-        location: format!("/v1/admin/jobs/{id}"),
-        body: view.into(),
-    })
+    match state.queues.retry_dead(id).await.map_err(queue_error)? {
+        DeadJobAction::Done(view) => Ok(Accepted {
+            location: format!("/v1/admin/jobs/{id}"),
+            body: view.into(),
+        }),
+        DeadJobAction::Discarded => Err(ApiError::NotFound),
+        DeadJobAction::NotDead => Err(not_dead(state, id).await?),
+    }
 }
 
 /// 409 for a live job, 404 for an unknown one.
@@ -303,10 +268,9 @@ async fn not_dead(state: &AppState, id: Uuid) -> Result<ApiError, ApiError> {
 #[delete("/v1/admin/jobs/<id>")]
 pub async fn delete_job(
     state: &State<AppState>,
-    caller: Caller,
+    _admin: PlatformAdmin,
     id: Uuid,
 ) -> Result<NoContent, ApiError> {
-    require_admin(&caller)?;
     if store::jobs::discard_dead(&state.db, id).await? {
         return Ok(NoContent);
     }
@@ -351,52 +315,16 @@ pub struct ProbeBatch {
 #[post("/v1/admin/probes", data = "<body>")]
 pub async fn create_probes(
     state: &State<AppState>,
-    caller: Caller,
+    _admin: PlatformAdmin,
     body: JsonBody<CreateProbes>,
 ) -> Result<Accepted<ProbeBatch>, ApiError> {
-    require_admin(&caller)?;
     let CreateProbes {
         count,
         delay_ms,
         fail_attempts,
     } = body.0;
-    let (delay_ms, fail_attempts) = (delay_ms.unwrap_or(0), fail_attempts.unwrap_or(0));
-    let mut errors = Vec::new();
-    if !(1..=100_000).contains(&count) {
-        errors.push(FieldError::new("/count", "must be between 1 and 100000"));
-    }
-    if !(0..=60_000).contains(&delay_ms) {
-        errors.push(FieldError::new("/delay_ms", "must be between 0 and 60000"));
-    }
-    if !(0..=100).contains(&fail_attempts) {
-        errors.push(FieldError::new(
-            "/fail_attempts",
-            "must be between 0 and 100",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let batch_id = store::new_id();
-    let txn = store::begin_write(&state.db).await?;
-    store::jobs::insert_probe_batch(&txn, batch_id, count as i32).await?;
-    let data = serde_json::json!({
-        "batch_id": batch_id,
-        "delay_ms": delay_ms,
-        "fail_attempts": fail_attempts,
-    });
-    let events = (0..count)
-        .map(|_| store::outbox::NewEvent {
-            event_id: Uuid::new_v4(),
-            org_id: Uuid::nil(),
-            aggregate_type: crate::outbox::EventType::ProbeRequested.aggregate_type(),
-            aggregate_id: batch_id,
-            event_type: crate::outbox::EventType::ProbeRequested.as_str(),
-            payload: data.clone(),
-        })
-        .collect();
-    store::outbox::insert_bulk(&txn, events).await?;
-    txn.commit().await?;
+    let request = ProbeRequest::parse(count, delay_ms.unwrap_or(0), fail_attempts.unwrap_or(0))?;
+    let batch_id = crate::resources::probe::request_batch(&state.db, request).await?;
     Ok(Accepted {
         location: format!("/v1/admin/probes/{batch_id}"),
         body: ProbeBatch {
@@ -415,10 +343,9 @@ pub async fn create_probes(
 #[get("/v1/admin/probes/<batch_id>")]
 pub async fn get_probes(
     state: &State<AppState>,
-    caller: Caller,
+    _admin: PlatformAdmin,
     batch_id: Uuid,
 ) -> Result<Json<ProbeBatch>, ApiError> {
-    require_admin(&caller)?;
     let batch = store::jobs::find_probe_batch(&state.db, batch_id)
         .await?
         .ok_or(ApiError::NotFound)?;

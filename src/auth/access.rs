@@ -1,6 +1,7 @@
 //! Who may do what in an organization, as a request guard: [`OrgAccess<R>`] admits a caller
 //! holding at least role `R` in the organization of the route's `<org_id>` segment. Outsiders
 //! get 404 (no existence leak), a role that is too low 403, platform admins act as owners.
+//! [`PlatformAdmin`] admits only holders of the platform admin realm role (the admin API).
 
 use super::guard::{authenticate, documented_as_bearer, managed_state, Caller};
 use crate::domain::Role;
@@ -151,6 +152,48 @@ impl<'r, R: RequiredRole> FromRequest<'r> for OrgAccess<R> {
 }
 
 documented_as_bearer!(OrgAccess<R> where R: RequiredRole);
+
+/// A caller holding the platform admin realm role ([`super::ADMIN_ROLE`]); anyone else gets
+/// 403. The guard of every `/v1/admin/*` route.
+#[derive(Debug)]
+pub struct PlatformAdmin {
+    /// Who is asking.
+    pub caller: Caller,
+}
+
+impl PlatformAdmin {
+    /// Admits `caller` if it holds the platform admin role.
+    pub fn check(caller: Caller) -> Result<Self, ApiError> {
+        if caller.is_platform_admin {
+            Ok(Self { caller })
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "needs the {} realm role",
+                super::ADMIN_ROLE
+            )))
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for PlatformAdmin {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        // Authentication first: a bad token is 401, a good one without the role 403.
+        let caller = match authenticate(req).await {
+            Outcome::Success(caller) => caller,
+            Outcome::Error(err) => return Outcome::Error(err),
+            Outcome::Forward(status) => return Outcome::Forward(status),
+        };
+        match Self::check(caller) {
+            Ok(admin) => Outcome::Success(admin),
+            Err(err) => fail(req, err),
+        }
+    }
+}
+
+documented_as_bearer!(PlatformAdmin);
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ pub mod guard;
 pub mod keys;
 pub mod validator;
 
-pub use access::{Admin, Member, OrgAccess, Owner, Viewer};
+pub use access::{Admin, Member, OrgAccess, Owner, PlatformAdmin, Viewer};
 pub use guard::Caller;
 pub use validator::{Identity, TokenValidator};
 

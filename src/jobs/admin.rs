@@ -52,10 +52,75 @@ pub struct JobView {
     pub cursor: String,
 }
 
+/// What became of an operator's action on a dead job.
+#[derive(Debug)]
+pub enum DeadJobAction<T> {
+    /// Done; here is the result.
+    Done(T),
+    /// The job was dead and has been discarded: gone from the API.
+    Discarded,
+    /// No dead job has this id (it may be live, or unknown).
+    NotDead,
+}
+
 impl Queues {
     /// Counts the jobs of `queue` in every state (the admin view).
     pub async fn stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
         self.counts(queue, true).await
+    }
+
+    /// Counts every registered queue's jobs in every state, then the webhook deliveries as
+    /// queue [`WEBHOOKS_QUEUE`] (they are scheduled from their rows, shown like a queue).
+    pub async fn stats_of_all(&self) -> Result<Vec<(&'static str, QueueStats)>, QueueError> {
+        let mut all = Vec::new();
+        for queue in crate::workers::registry::queue_names() {
+            all.push((queue, self.stats(queue).await?));
+        }
+        let webhooks = store::webhooks::delivery_counts(&self.db).await?;
+        let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+        all.push((
+            WEBHOOKS_QUEUE,
+            QueueStats {
+                pending: n(webhooks.pending),
+                running: n(webhooks.running),
+                scheduled: n(webhooks.scheduled),
+                dead: n(webhooks.dead),
+                done: n(webhooks.done),
+                oldest_pending_at: webhooks
+                    .oldest_pending_run_at
+                    .and_then(|s| DateTime::from_timestamp(s, 0)),
+            },
+        ));
+        Ok(all)
+    }
+
+    /// Runs dead job `job_id` again with a fresh set of attempts; the job as queued.
+    pub async fn retry_dead(
+        &self,
+        job_id: uuid::Uuid,
+    ) -> Result<DeadJobAction<JobView>, QueueError> {
+        let dead = match store::jobs::find_dead(&self.db, job_id).await? {
+            Some(dead) if dead.discarded_at.is_none() => dead,
+            Some(_) => return Ok(DeadJobAction::Discarded),
+            None => return Ok(DeadJobAction::NotDead),
+        };
+        let mut view = dead_view(dead.clone());
+        // A retried job gets fresh attempts; its earlier attempts' ids are taken, so number on.
+        let attempt = (dead.attempts.max(0) as u32) + 1;
+        let job = super::NewJob {
+            job_id,
+            attempt,
+            retry_base: attempt - 1,
+            enqueued_at: view.enqueued_at,
+            args: view.args.clone(),
+            run_after: None,
+        };
+        self.enqueue(&dead.queue, vec![job]).await?;
+        store::jobs::delete_dead(&self.db, job_id).await?;
+        view.state = "pending";
+        view.attempt = attempt;
+        view.last_error = None;
+        Ok(DeadJobAction::Done(view))
     }
 
     /// Counts the unfinished jobs of `queue` (`done` left at 0): what the depth gauge needs,

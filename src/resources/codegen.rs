@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::workspace::Progress;
+use crate::domain::git_target::GitTarget;
 use crate::error::ApiError;
 use crate::outbox::{self, EventType};
 use crate::store::{self, codegen::CodegenJob};
-use crate::workers::codegen::git::GitTarget;
 use sea_orm::{ConnectionTrait, DbErr};
 
 pub use crate::store::codegen::{CodegenStatus, Engine};

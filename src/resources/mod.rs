@@ -4,5 +4,6 @@
 pub mod codegen;
 pub mod member;
 pub mod org;
+pub mod probe;
 pub mod project;
 pub mod workspace;

@@ -8,8 +8,8 @@ use crate::store;
 
 /// Queue name.
 pub const QUEUE: &str = Probe::QUEUE;
-/// The command event routed to this queue.
-pub const EVENT_TYPE: &str = EventType::ProbeRequested.as_str();
+/// The command event routed to this queue (written by a probe batch request).
+pub use crate::resources::probe::EVENT_TYPE;
 
 /// Arguments of a probe job (the event's data).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

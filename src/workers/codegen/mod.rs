@@ -123,6 +123,13 @@ impl CodegenRunError {
     }
 }
 
+impl From<CodegenRunError> for JobError {
+    /// Retryable unless the failure is permanent or out of attempts.
+    fn from(err: CodegenRunError) -> Self {
+        JobError::failed(!err.is_permanent(), err)
+    }
+}
+
 /// The part of a `codegen.requested` event's data the runner reads.
 #[derive(Debug, serde::Deserialize)]
 pub struct CodegenTargetJob {

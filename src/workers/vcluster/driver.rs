@@ -99,6 +99,13 @@ pub enum DriverError {
     Permanent(String),
 }
 
+impl From<DriverError> for crate::jobs::JobError {
+    /// Retryable when the driver says the failure is transient.
+    fn from(err: DriverError) -> Self {
+        crate::jobs::JobError::failed(matches!(err, DriverError::Transient(_)), err)
+    }
+}
+
 /// A host-cluster driver.
 #[async_trait::async_trait]
 pub trait KubeDriver: Send + Sync + 'static {

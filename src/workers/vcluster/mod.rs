@@ -241,7 +241,7 @@ impl Provisioner {
 }
 
 fn driver_error(err: DriverError) -> JobError {
-    JobError::Driver(err)
+    JobError::from(err)
 }
 
 /// Writes a transition with its event (if any) in one transaction.

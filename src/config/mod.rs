@@ -1,5 +1,13 @@
 //! The one typed configuration, loaded once from the environment (and `.env` if present).
 
+mod areas;
+mod env;
+
+pub use areas::{
+    CodegenConfig, JobsConfig, KubeDriverKind, LlmConfig, OutboxConfig, PlanConfig,
+    ProvisionerConfig, QueueConfig, WebhookConfig,
+};
+use env::{check_http_url, duration, number, parse_failures};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,170 +77,6 @@ pub struct Config {
     pub codegen: CodegenConfig,
 }
 
-/// Which host-cluster driver the provisioner uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KubeDriverKind {
-    /// kube-rs against a real (K3s) host cluster.
-    Kubernetes,
-    /// The same state machine with objects kept in the database (embedded mode).
-    Simulated,
-}
-
-/// The codegen runner's settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CodegenConfig {
-    /// The `llm` engine's endpoint; `None` when `GANTRY_LLM_BASE_URL` is unset (engine refused).
-    pub llm: Option<LlmConfig>,
-    /// `GANTRY_LLM_TIMEOUT`: one chat-completions request.
-    pub llm_timeout: Duration,
-    /// `GANTRY_LLM_MAX_ATTEMPTS`: answers that fail to parse before the job fails.
-    pub llm_max_attempts: u32,
-    /// `GANTRY_GIT_ALLOWED_SCHEMES`: URL schemes `target.git.url` may use.
-    pub git_allowed_schemes: Vec<String>,
-    /// `GANTRY_GIT_TIMEOUT`: one git command (clone, push).
-    pub git_timeout: Duration,
-}
-
-/// An OpenAI-compatible chat-completions endpoint.
-#[derive(Clone, PartialEq)]
-pub struct LlmConfig {
-    /// `GANTRY_LLM_BASE_URL`: up to `/v1` (the client appends `/chat/completions`).
-    pub base_url: String,
-    /// `GANTRY_LLM_API_KEY`: sent as a bearer token when set.
-    pub api_key: Option<String>,
-    /// `GANTRY_LLM_MODEL`.
-    pub model: String,
-}
-
-impl std::fmt::Debug for LlmConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The key never reaches a log line.
-        f.debug_struct("LlmConfig")
-            .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("model", &self.model)
-            .finish()
-    }
-}
-
-/// vCluster provisioner knobs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProvisionerConfig {
-    /// `GANTRY_KUBE_DRIVER`: `simulated` (default) or `kubernetes`.
-    pub driver: KubeDriverKind,
-    /// `GANTRY_SIMULATED_DELAY_MS`: how long each simulated step takes.
-    pub simulated_delay: Duration,
-    /// `GANTRY_SIMULATED_FAIL`: workspace names whose simulated provisioning fails, each
-    /// `name` (always) or `name:N` (the first N attempts).
-    pub simulated_failures: Vec<(String, Option<u32>)>,
-    /// `GANTRY_PROVISION_TIMEOUT`: how long a workspace may take to become ready (or go away).
-    pub timeout: Duration,
-    /// `GANTRY_KUBECONFIG_CLIENT_ID`: OIDC client id in generated kubeconfigs (default
-    /// `KEYCLOAK_AUDIENCE`).
-    pub kubeconfig_client_id: String,
-    /// `GANTRY_VCLUSTER_ENDPOINT`: how a vCluster's API is reached, with `{release}` and
-    /// `{namespace}` filled in (default `https://{release}.{namespace}.svc:443`).
-    pub vcluster_endpoint: Option<String>,
-    /// `GANTRY_VCLUSTER_CHART_VERSION`: version of the `vcluster` chart installed.
-    pub vcluster_chart_version: String,
-    /// Plans: `shared` and `dedicated`.
-    pub shared: PlanConfig,
-    /// The dedicated plan.
-    pub dedicated: PlanConfig,
-}
-
-/// A plan's resources (`GANTRY_PLAN_<PLAN>_…`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanConfig {
-    /// `…_CPU`: CPU limit of the workspace namespace.
-    pub cpu: String,
-    /// `…_MEMORY`: memory limit.
-    pub memory: String,
-    /// `…_PODS`: pod count limit.
-    pub pods: u32,
-    /// `…_STORAGE`: storage requests limit.
-    pub storage: String,
-    /// `GANTRY_PLAN_DEDICATED_POOL`: `key=value` node label (and toleration) of the dedicated
-    /// pool; `None` for shared.
-    pub pool: Option<String>,
-}
-
-/// Per-queue settings after defaults are applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueConfig {
-    /// Attempts before a failing job becomes dead.
-    pub max_attempts: u32,
-    /// Jobs run at once per process.
-    pub concurrency: usize,
-}
-
-/// Job-queue knobs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobsConfig {
-    /// `GANTRY_QUEUE_PREFIX`: prepended to every queue name in the backend (Redis keys, apalis
-    /// `job_type`), so several deployments can share one Redis.
-    pub prefix: String,
-    /// `GANTRY_JOB_BACKOFF_BASE`: first retry ceiling; doubles per attempt (full jitter).
-    pub backoff_base: Duration,
-    /// `GANTRY_JOB_BACKOFF_CAP`: largest retry ceiling.
-    pub backoff_cap: Duration,
-    /// `GANTRY_JOB_HEARTBEAT`: how often a worker proves it is alive (and polls when idle);
-    /// a dead worker's jobs are rescued after three missed heartbeats.
-    pub heartbeat: Duration,
-    /// `GANTRY_RECONCILE_INTERVAL`: how often the reconciler looks for work without a live job.
-    pub reconcile_interval: Duration,
-    /// `GANTRY_RECONCILE_AFTER`: how long routed work may stay unfinished before the reconciler
-    /// enqueues it again.
-    pub reconcile_after: Duration,
-    /// `GANTRY_JOB_RETENTION`: how long finished jobs are remembered by the queue backend (they
-    /// also guard against routing an event twice, so keep it well above `GANTRY_OUTBOX_LEASE`).
-    pub retention: Duration,
-    /// Per-queue settings (`GANTRY_JOB_MAX_ATTEMPTS` and `GANTRY_QUEUE_<NAME>_…`).
-    pub queues: std::collections::BTreeMap<&'static str, QueueConfig>,
-}
-
-impl JobsConfig {
-    /// Settings of `queue` (defaults for a queue not in `workers::registry::JOB_KINDS`).
-    pub fn queue(&self, queue: &str) -> QueueConfig {
-        self.queues.get(queue).cloned().unwrap_or(QueueConfig {
-            max_attempts: 5,
-            concurrency: 8,
-        })
-    }
-}
-
-/// Webhook delivery knobs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookConfig {
-    /// `GANTRY_WEBHOOK_MAX_ATTEMPTS`: attempts before a delivery is `failed`.
-    pub max_attempts: u32,
-    /// `GANTRY_WEBHOOK_TIMEOUT`: bound on one attempt.
-    pub timeout: Duration,
-    /// `GANTRY_WEBHOOK_BACKOFF_BASE`: first retry ceiling; it doubles per attempt (full jitter).
-    pub backoff_base: Duration,
-    /// `GANTRY_WEBHOOK_BACKOFF_CAP`: largest retry ceiling.
-    pub backoff_cap: Duration,
-    /// `GANTRY_WEBHOOK_CONCURRENCY`: attempts in flight per process.
-    pub concurrency: usize,
-}
-
-/// How the outbox publisher claims and routes events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxConfig {
-    /// `GANTRY_OUTBOX_POLL_INTERVAL`: wait between polls when idle (the only delay on SQLite;
-    /// on Postgres `LISTEN/NOTIFY` wakes the publisher at once).
-    pub poll_interval: Duration,
-    /// `GANTRY_OUTBOX_LEASE`: how long a claimed batch is held before another publisher may
-    /// re-claim it (a crashed publisher's events come back after this).
-    pub lease: Duration,
-    /// `GANTRY_OUTBOX_BATCH_SIZE`: events claimed at once.
-    pub batch_size: u64,
-    /// `GANTRY_EVENT_STREAM`: the Redis stream every event is appended to.
-    pub stream_key: String,
-    /// `GANTRY_EVENT_STREAM_MAXLEN`: approximate length the stream is trimmed to.
-    pub stream_maxlen: u64,
-}
-
 /// A configuration value that cannot be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {variable}: {reason}")]
@@ -243,6 +87,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// A [`ConfigError`] for `variable`.
 fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         variable,
@@ -546,84 +391,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-}
-
-/// `GANTRY_SIMULATED_FAIL`: `name` or `name:N`, comma-separated.
-fn parse_failures(value: &str) -> Result<Vec<(String, Option<u32>)>, ConfigError> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(|item| match item.split_once(':') {
-            None => Ok((item.to_owned(), None)),
-            Some((name, times)) => {
-                times
-                    .parse()
-                    .map(|n| (name.to_owned(), Some(n)))
-                    .map_err(|_| {
-                        invalid(
-                            "GANTRY_SIMULATED_FAIL",
-                            format!("{item:?}: expected name or name:N"),
-                        )
-                    })
-            }
-        })
-        .collect()
-}
-
-/// A duration variable: `500ms`, `30s`, `2m`, or a bare number of seconds.
-fn duration(
-    var: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match var(name) {
-        None => Ok(default),
-        Some(v) => humantime::parse_duration(&v)
-            .or_else(|_| v.parse::<u64>().map(Duration::from_secs))
-            .map_err(|_| {
-                invalid(
-                    name,
-                    format!("{v:?} is not a duration (e.g. 500ms, 30s, 2m)"),
-                )
-            }),
-    }
-}
-
-/// A whole-number variable within `range`.
-fn number(
-    var: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    match var(name) {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<u64>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| {
-                invalid(
-                    name,
-                    format!(
-                        "{v:?} is not a number in {}..={}",
-                        range.start(),
-                        range.end()
-                    ),
-                )
-            }),
-    }
-}
-
-fn check_http_url(variable: &'static str, value: &str) -> Result<(), ConfigError> {
-    match reqwest::Url::parse(value) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
-        _ => Err(invalid(
-            variable,
-            format!("{value:?} is not an http(s) URL"),
-        )),
     }
 }
 
