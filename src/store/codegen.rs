@@ -34,21 +34,10 @@ pub enum Engine {
     Llm,
 }
 
-impl Engine {
-    /// Stored (and wire) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Templates => "templates",
-            Engine::Llm => "llm",
-        }
-    }
-}
-
-impl std::fmt::Display for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+stored_names!(Engine {
+    Templates => "templates",
+    Llm => "llm",
+});
 
 /// Lifecycle of a codegen job.
 #[derive(
@@ -84,30 +73,21 @@ pub enum CodegenStatus {
     Cancelled,
 }
 
-impl CodegenStatus {
-    /// Stored (and wire) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CodegenStatus::Pending => "pending",
-            CodegenStatus::Running => "running",
-            CodegenStatus::Succeeded => "succeeded",
-            CodegenStatus::Failed => "failed",
-            CodegenStatus::Cancelled => "cancelled",
-        }
-    }
+stored_names!(CodegenStatus {
+    Pending => "pending",
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
 
+impl CodegenStatus {
     /// True once nothing will change the job any more.
     pub fn is_finished(self) -> bool {
         matches!(
             self,
             CodegenStatus::Succeeded | CodegenStatus::Failed | CodegenStatus::Cancelled
         )
-    }
-}
-
-impl std::fmt::Display for CodegenStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -165,6 +145,8 @@ pub mod entity {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+soft_deleted!(entity, org_owned);
 
 /// The `codegen_artifacts` table.
 pub mod artifact_entity {
@@ -252,11 +234,7 @@ pub async fn find_live(
     org_id: Uuid,
     id: Uuid,
 ) -> Result<Option<CodegenJob>, DbErr> {
-    entity::Entity::find_by_id(id)
-        .filter(entity::Column::OrgId.eq(org_id))
-        .filter(entity::Column::DeletedAt.is_null())
-        .one(db)
-        .await
+    super::find_live_in_org::<entity::Entity>(db, org_id, id).await
 }
 
 /// Any job by id (the worker acts on rows it did not load through an org).
@@ -295,9 +273,7 @@ pub async fn list(
     filter: &ListFilter,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<CodegenJob>, DbErr> {
-    let mut query = entity::Entity::find()
-        .filter(entity::Column::OrgId.eq(org_id))
-        .filter(entity::Column::DeletedAt.is_null());
+    let mut query = super::live_in_org::<entity::Entity>(org_id);
     if let Some(project_id) = filter.project_id {
         query = query.filter(entity::Column::ProjectId.eq(project_id));
     }

@@ -1,5 +1,44 @@
 //! The system of record: connecting, migrating, and one module of queries per entity.
 
+/// Implements `as_str` (the stored and wire name, the same as the `string_value` the enum's
+/// `DeriveActiveEnum` stores) and `Display` for a string-backed stored enum.
+macro_rules! stored_names {
+    ($enum:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $enum {
+            /// Stored (and wire) name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($enum::$variant => $name,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $enum {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// Implements [`SoftDeleted`] (and, with `org_owned`, [`OrgOwned`]) for the entity of the
+/// module `$entity`, whose table has `deleted_at` and `updated_at` (and `org_id`) columns.
+macro_rules! soft_deleted {
+    ($entity:ident) => {
+        impl $crate::store::SoftDeleted for $entity::Entity {
+            const DELETED_AT: $entity::Column = $entity::Column::DeletedAt;
+            const UPDATED_AT: $entity::Column = $entity::Column::UpdatedAt;
+        }
+    };
+    ($entity:ident, org_owned) => {
+        soft_deleted!($entity);
+
+        impl $crate::store::OrgOwned for $entity::Entity {
+            const ORG_ID: $entity::Column = $entity::Column::OrgId;
+        }
+    };
+}
+
 pub mod codegen;
 pub mod jobs;
 pub mod members;
@@ -18,9 +57,10 @@ use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, SqlErr, SqliteTransactionMode, Statement, TransactionOptions,
-    TransactionTrait,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database,
+    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    PrimaryKeyTrait, QueryFilter, Select, SqlErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
 };
 use std::time::Duration;
 
@@ -108,6 +148,61 @@ pub fn new_id() -> uuid::Uuid {
 /// True when `err` is a unique-constraint violation.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// A table whose rows are soft-deleted: `deleted_at` is `NULL` while a row is live.
+pub trait SoftDeleted: EntityTrait {
+    /// When the row was soft-deleted; `NULL` while live.
+    const DELETED_AT: Self::Column;
+    /// When the row last changed.
+    const UPDATED_AT: Self::Column;
+}
+
+/// A soft-deleted table whose rows each belong to one organization.
+pub trait OrgOwned: SoftDeleted {
+    /// The owning organization.
+    const ORG_ID: Self::Column;
+}
+
+/// Every live row of `E` (callers add filters, order or page).
+pub fn live<E: SoftDeleted>() -> Select<E> {
+    E::find().filter(E::DELETED_AT.is_null())
+}
+
+/// The organization's live rows of `E` (callers add filters, order or page).
+pub fn live_in_org<E: OrgOwned>(org_id: uuid::Uuid) -> Select<E> {
+    live::<E>().filter(E::ORG_ID.eq(org_id))
+}
+
+/// The live row `id` of `org_id`: `None` when it is gone or belongs to another organization.
+pub async fn find_live_in_org<E>(
+    db: &impl ConnectionTrait,
+    org_id: uuid::Uuid,
+    id: uuid::Uuid,
+) -> Result<Option<E::Model>, DbErr>
+where
+    E: OrgOwned,
+    <E::PrimaryKey as PrimaryKeyTrait>::ValueType: From<uuid::Uuid>,
+{
+    E::find_by_id(id)
+        .filter(E::ORG_ID.eq(org_id))
+        .filter(E::DELETED_AT.is_null())
+        .one(db)
+        .await
+}
+
+/// Soft-deletes `row` (sets `deleted_at` and `updated_at` to now) and returns it as stored.
+pub async fn soft_delete<E>(db: &impl ConnectionTrait, row: E::Model) -> Result<E::Model, DbErr>
+where
+    E: SoftDeleted,
+    E::Model: IntoActiveModel<E::ActiveModel>,
+    E::ActiveModel: ActiveModelBehavior + Send,
+{
+    let at = now();
+    let mut active = row.into_active_model();
+    active.set(E::DELETED_AT, Some(at).into());
+    active.set(E::UPDATED_AT, at.into());
+    active.update(db).await
 }
 
 #[cfg(test)]

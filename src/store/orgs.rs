@@ -35,6 +35,8 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+soft_deleted!(entity);
+
 pub use entity::Model as Org;
 
 /// Inserts a new organization.
@@ -65,7 +67,7 @@ pub async fn list_all(
     db: &impl ConnectionTrait,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<Org>, DbErr> {
-    let query = entity::Entity::find().filter(entity::Column::DeletedAt.is_null());
+    let query = super::live::<entity::Entity>();
     keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
@@ -76,16 +78,13 @@ pub async fn list_for_member(
     page: &PageRequest<Uuid>,
 ) -> Result<Page<Org>, DbErr> {
     let org_ids = members::org_ids_of(db, sub).await?;
-    let query = entity::Entity::find()
-        .filter(entity::Column::DeletedAt.is_null())
-        .filter(entity::Column::Id.is_in(org_ids));
+    let query = super::live::<entity::Entity>().filter(entity::Column::Id.is_in(org_ids));
     keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
 /// Every live organization whose id is in `ids`, ordered by id.
 pub async fn find_live_many(db: &impl ConnectionTrait, ids: Vec<Uuid>) -> Result<Vec<Org>, DbErr> {
-    entity::Entity::find()
-        .filter(entity::Column::DeletedAt.is_null())
+    super::live::<entity::Entity>()
         .filter(entity::Column::Id.is_in(ids))
         .order_by_asc(entity::Column::Id)
         .all(db)
@@ -112,11 +111,7 @@ pub async fn update(
 
 /// Soft-deletes the organization.
 pub async fn soft_delete(db: &impl ConnectionTrait, org: Org) -> Result<Org, DbErr> {
-    let now = super::now();
-    let mut row: entity::ActiveModel = org.into();
-    row.deleted_at = Set(Some(now));
-    row.updated_at = Set(now);
-    row.update(db).await
+    super::soft_delete::<entity::Entity>(db, org).await
 }
 
 /// The live organization, locked for the rest of the transaction (Postgres `FOR UPDATE`), so

@@ -276,21 +276,11 @@ pub async fn mark_published(
     if ids.is_empty() {
         return Ok(0);
     }
-    let result = entity::Entity::update_many()
+    let result = give_back_lease(owner, ids)
         .col_expr(
             entity::Column::PublishedAt,
             sea_orm::sea_query::Expr::value(now()),
         )
-        .col_expr(
-            entity::Column::LeaseOwner,
-            sea_orm::sea_query::Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            entity::Column::LeaseExpiresAt,
-            sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
-        )
-        .filter(entity::Column::Id.is_in(ids.iter().copied()))
-        .filter(entity::Column::LeaseOwner.eq(owner))
         .filter(entity::Column::PublishedAt.is_null())
         .exec(db)
         .await?;
@@ -302,6 +292,13 @@ pub async fn release(db: &impl ConnectionTrait, owner: &str, ids: &[i64]) -> Res
     if ids.is_empty() {
         return Ok(());
     }
+    give_back_lease(owner, ids).exec(db).await?;
+    Ok(())
+}
+
+/// The update that clears the lease on those of `ids` that `owner` still holds (a lease lost to
+/// another publisher is left alone).
+fn give_back_lease(owner: &str, ids: &[i64]) -> sea_orm::UpdateMany<entity::Entity> {
     entity::Entity::update_many()
         .col_expr(
             entity::Column::LeaseOwner,
@@ -313,9 +310,6 @@ pub async fn release(db: &impl ConnectionTrait, owner: &str, ids: &[i64]) -> Res
         )
         .filter(entity::Column::Id.is_in(ids.iter().copied()))
         .filter(entity::Column::LeaseOwner.eq(owner))
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 /// The unpublished backlog: how many events, and when the oldest was written.

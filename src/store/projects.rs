@@ -52,6 +52,8 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+soft_deleted!(entity, org_owned);
+
 /// A project's namespace state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
@@ -67,22 +69,11 @@ pub enum ProjectStatus {
     Failed,
 }
 
-impl ProjectStatus {
-    /// Stored (and wire) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProjectStatus::Pending => "pending",
-            ProjectStatus::Ready => "ready",
-            ProjectStatus::Failed => "failed",
-        }
-    }
-}
-
-impl std::fmt::Display for ProjectStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+stored_names!(ProjectStatus {
+    Pending => "pending",
+    Ready => "ready",
+    Failed => "failed",
+});
 
 /// The `project_graph_versions` table.
 pub mod version_entity {
@@ -177,11 +168,7 @@ pub async fn find_live(
     org_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Project>, DbErr> {
-    entity::Entity::find_by_id(id)
-        .filter(entity::Column::OrgId.eq(org_id))
-        .filter(entity::Column::DeletedAt.is_null())
-        .one(db)
-        .await
+    super::find_live_in_org::<entity::Entity>(db, org_id, id).await
 }
 
 /// A page of the organization's live projects, optionally of one workspace.
@@ -191,9 +178,7 @@ pub async fn list(
     workspace_id: Option<Uuid>,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<Project>, DbErr> {
-    let mut query = entity::Entity::find()
-        .filter(entity::Column::OrgId.eq(org_id))
-        .filter(entity::Column::DeletedAt.is_null());
+    let mut query = super::live_in_org::<entity::Entity>(org_id);
     if let Some(workspace_id) = workspace_id {
         query = query.filter(entity::Column::WorkspaceId.eq(workspace_id));
     }
@@ -214,11 +199,7 @@ pub async fn rename(
 
 /// Soft-deletes the project.
 pub async fn soft_delete(db: &impl ConnectionTrait, project: Project) -> Result<Project, DbErr> {
-    let now = super::now();
-    let mut row: entity::ActiveModel = project.into();
-    row.deleted_at = Set(Some(now));
-    row.updated_at = Set(now);
-    row.update(db).await
+    super::soft_delete::<entity::Entity>(db, project).await
 }
 
 /// Stores `graph` as the version after `expected_version`. Returns `None` when the project's

@@ -20,22 +20,11 @@ pub enum DeliveryStatus {
     Failed,
 }
 
-impl DeliveryStatus {
-    /// Stored (and wire) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
-}
-
-impl std::fmt::Display for DeliveryStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+stored_names!(DeliveryStatus {
+    Pending => "pending",
+    Delivered => "delivered",
+    Failed => "failed",
+});
 
 /// The `webhooks` table.
 pub mod entity {
@@ -75,6 +64,8 @@ pub mod entity {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+soft_deleted!(entity, org_owned);
 
 /// The `webhook_deliveries` table.
 pub mod delivery_entity {
@@ -168,11 +159,7 @@ pub async fn find_live(
     org_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Webhook>, DbErr> {
-    entity::Entity::find_by_id(id)
-        .filter(entity::Column::OrgId.eq(org_id))
-        .filter(entity::Column::DeletedAt.is_null())
-        .one(db)
-        .await
+    super::find_live_in_org::<entity::Entity>(db, org_id, id).await
 }
 
 /// A page of the organization's live webhooks.
@@ -181,9 +168,7 @@ pub async fn list(
     org_id: Uuid,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<Webhook>, DbErr> {
-    let query = entity::Entity::find()
-        .filter(entity::Column::OrgId.eq(org_id))
-        .filter(entity::Column::DeletedAt.is_null());
+    let query = super::live_in_org::<entity::Entity>(org_id);
     keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
@@ -192,11 +177,7 @@ pub async fn all_live_for_org(
     db: &impl ConnectionTrait,
     org_id: Uuid,
 ) -> Result<Vec<Webhook>, DbErr> {
-    entity::Entity::find()
-        .filter(entity::Column::OrgId.eq(org_id))
-        .filter(entity::Column::DeletedAt.is_null())
-        .all(db)
-        .await
+    super::live_in_org::<entity::Entity>(org_id).all(db).await
 }
 
 /// Changes url, events and/or description.
@@ -235,11 +216,7 @@ pub async fn set_secret(
 
 /// Soft-deletes the webhook.
 pub async fn soft_delete(db: &impl ConnectionTrait, webhook: Webhook) -> Result<Webhook, DbErr> {
-    let at = now();
-    let mut row: entity::ActiveModel = webhook.into();
-    row.deleted_at = Set(Some(at));
-    row.updated_at = Set(at);
-    row.update(db).await
+    super::soft_delete::<entity::Entity>(db, webhook).await
 }
 
 /// Records that `event_id` must be delivered to `webhook`; a second call for the same pair

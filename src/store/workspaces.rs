@@ -33,25 +33,14 @@ pub enum WorkspaceStatus {
     Deleted,
 }
 
-impl WorkspaceStatus {
-    /// Stored (and wire) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkspaceStatus::Pending => "pending",
-            WorkspaceStatus::Provisioning => "provisioning",
-            WorkspaceStatus::Ready => "ready",
-            WorkspaceStatus::Failed => "failed",
-            WorkspaceStatus::Deleting => "deleting",
-            WorkspaceStatus::Deleted => "deleted",
-        }
-    }
-}
-
-impl std::fmt::Display for WorkspaceStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+stored_names!(WorkspaceStatus {
+    Pending => "pending",
+    Provisioning => "provisioning",
+    Ready => "ready",
+    Failed => "failed",
+    Deleting => "deleting",
+    Deleted => "deleted",
+});
 
 /// Workspace plan: where and how big the virtual cluster is.
 #[derive(
@@ -78,21 +67,10 @@ pub enum Plan {
     Dedicated,
 }
 
-impl Plan {
-    /// Stored (and wire) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Plan::Shared => "shared",
-            Plan::Dedicated => "dedicated",
-        }
-    }
-}
-
-impl std::fmt::Display for Plan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+stored_names!(Plan {
+    Shared => "shared",
+    Dedicated => "dedicated",
+});
 
 /// The `workspaces` table.
 pub mod entity {
@@ -144,6 +122,8 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+soft_deleted!(entity, org_owned);
+
 pub use entity::Model as Workspace;
 
 /// Records a new workspace request (status `pending`).
@@ -180,11 +160,7 @@ pub async fn find_live(
     org_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Workspace>, DbErr> {
-    entity::Entity::find_by_id(id)
-        .filter(entity::Column::OrgId.eq(org_id))
-        .filter(entity::Column::DeletedAt.is_null())
-        .one(db)
-        .await
+    super::find_live_in_org::<entity::Entity>(db, org_id, id).await
 }
 
 /// A page of the organization's live workspaces.
@@ -193,9 +169,7 @@ pub async fn list(
     org_id: Uuid,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<Workspace>, DbErr> {
-    let query = entity::Entity::find()
-        .filter(entity::Column::OrgId.eq(org_id))
-        .filter(entity::Column::DeletedAt.is_null());
+    let query = super::live_in_org::<entity::Entity>(org_id);
     keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
@@ -212,9 +186,7 @@ pub async fn mark_deleting(
 
 /// How many of the organization's workspaces are neither deleting nor deleted.
 pub async fn count_active(db: &impl ConnectionTrait, org_id: Uuid) -> Result<u64, DbErr> {
-    entity::Entity::find()
-        .filter(entity::Column::OrgId.eq(org_id))
-        .filter(entity::Column::DeletedAt.is_null())
+    super::live_in_org::<entity::Entity>(org_id)
         .filter(
             entity::Column::Status.is_not_in([WorkspaceStatus::Deleting, WorkspaceStatus::Deleted]),
         )
