@@ -18,7 +18,7 @@ const LOWER_LAYERS: &[&str] = &[
     "webhooks",
     "state.rs",
     "error.rs",
-    "config.rs",
+    "config",
     "metrics.rs",
 ];
 
