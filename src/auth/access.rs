@@ -123,11 +123,7 @@ impl<'r, R: RequiredRole> FromRequest<'r> for OrgAccess<R> {
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
         // Authentication first: a bad token is 401 whatever the organization.
-        let caller = match authenticate(req).await {
-            Outcome::Success(caller) => caller,
-            Outcome::Error(err) => return Outcome::Error(err),
-            Outcome::Forward(status) => return Outcome::Forward(status),
-        };
+        let caller = rocket::outcome::try_outcome!(authenticate(req).await);
         if req.routed_segment(0) != Some("v1") || req.routed_segment(1) != Some("orgs") {
             return fail(
                 req,
@@ -181,11 +177,7 @@ impl<'r> FromRequest<'r> for PlatformAdmin {
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ApiError> {
         // Authentication first: a bad token is 401, a good one without the role 403.
-        let caller = match authenticate(req).await {
-            Outcome::Success(caller) => caller,
-            Outcome::Error(err) => return Outcome::Error(err),
-            Outcome::Forward(status) => return Outcome::Forward(status),
-        };
+        let caller = rocket::outcome::try_outcome!(authenticate(req).await);
         match Self::check(caller) {
             Ok(admin) => Outcome::Success(admin),
             Err(err) => fail(req, err),
