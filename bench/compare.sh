@@ -133,6 +133,16 @@ gantry_bench() { # BACKEND
   esac
   record "gantry-$b" "$out"
 }
+# The postgres run comes before the graphile-worker peer, which would otherwise be the one to
+# create BENCH_PG_URL's database: create it here when missing (a fresh machine has none).
+BENCH_PG_DB=${BENCH_PG_URL%%\?*}
+BENCH_PG_DB=${BENCH_PG_DB##*/}
+[[ $BENCH_PG_DB =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "BENCH_PG_URL names no plain database (got '$BENCH_PG_DB')"
+if [[ -z $(psql "$PG_ADMIN_URL" -qXtAc "SELECT 1 FROM pg_database WHERE datname = '$BENCH_PG_DB'") ]]; then
+  note "creating database $BENCH_PG_DB"
+  psql "$PG_ADMIN_URL" -qXc "CREATE DATABASE $BENCH_PG_DB" >/dev/null
+fi
+
 gantry_bench redis
 gantry_bench postgres
 gantry_bench sqlite
