@@ -227,7 +227,7 @@ async fn survives_kill_9(mode: Mode) {
         workers.push(scenario.worker().await);
     }
     let progress = scenario
-        .wait_for(&batch, Duration::from_secs(120), |p| completed(p) == TOTAL)
+        .wait_for(&batch, Duration::from_secs(60), |p| completed(p) == TOTAL)
         .await;
     assert_eq!(progress["total"], TOTAL);
     assert!(progress["executions"].as_u64().expect("executions") >= TOTAL);
@@ -532,7 +532,19 @@ async fn sigterm_releases_unfinished_jobs(mode: Mode) {
 async fn redis_flush_loses_no_work() {
     let test = "redis_flush_loses_no_work";
     // A Redis database of its own, so flushing it cannot disturb other tests.
-    let Some(scenario) = Scenario::start(Mode::Redis, test, 9, &[]).await else {
+    // The reconciler's age rule is set far beyond the test: the lost jobs must come back
+    // because the reconciler notices the flush, not because they grew old.
+    let Some(scenario) = Scenario::start(
+        Mode::Redis,
+        test,
+        9,
+        &[
+            ("GANTRY_RECONCILE_INTERVAL", "10m"),
+            ("GANTRY_RECONCILE_AFTER", "10m"),
+        ],
+    )
+    .await
+    else {
         return;
     };
     const TOTAL: u64 = 1_000;

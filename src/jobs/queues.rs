@@ -108,6 +108,46 @@ impl Queues {
         format!("{}{queue}", self.config.prefix)
     }
 
+    /// The Redis key whose absence means the queues lost their data (a `FLUSHALL`, or a Redis
+    /// restarted without persistence), since every job went with it.
+    fn sentinel_key(&self) -> String {
+        format!("{}queues-sentinel", self.config.prefix)
+    }
+
+    /// True while the Redis queues have lost their data since [`Self::claim_data_loss`] last
+    /// ran (the sentinel key is missing); always false on the SQL backends, whose queues live in
+    /// the system-of-record database.
+    pub async fn data_lost(&self) -> Result<bool, QueueError> {
+        match &self.backend {
+            Backend::Redis(conn) => {
+                let exists: bool = redis::cmd("EXISTS")
+                    .arg(self.sentinel_key())
+                    .query_async(&mut conn.clone())
+                    .await?;
+                Ok(!exists)
+            }
+            Backend::Postgres(_) | Backend::Sqlite(_) => Ok(false),
+        }
+    }
+
+    /// Sets the sentinel key if it is missing and says whether it was: true means the Redis
+    /// queues may have lost jobs (or this deployment's first start), so every unfinished
+    /// routed piece of work should be enqueued again now. Always false on the SQL backends.
+    pub async fn claim_data_loss(&self) -> Result<bool, QueueError> {
+        match &self.backend {
+            Backend::Redis(conn) => {
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(self.sentinel_key())
+                    .arg(chrono::Utc::now().to_rfc3339())
+                    .arg("NX")
+                    .query_async(&mut conn.clone())
+                    .await?;
+                Ok(set.is_some())
+            }
+            Backend::Postgres(_) | Backend::Sqlite(_) => Ok(false),
+        }
+    }
+
     /// Enqueues jobs on `queue`. A job whose attempt is already enqueued (or was, and ran) is
     /// skipped; returns how many were new.
     pub async fn enqueue(&self, queue: &str, jobs: Vec<NewJob>) -> Result<usize, QueueError> {

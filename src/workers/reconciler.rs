@@ -15,6 +15,8 @@ use crate::store;
 
 /// Advisory-lock key of the reconciler (ASCII "gantry-r").
 const RECONCILER_LOCK_KEY: i64 = 0x6761_6e74_7279_2d72;
+/// How often the reconciler checks that the Redis queues still hold their data.
+const DATA_LOSS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Jobs re-enqueued per round at most.
 const ROUND_LIMIT: u64 = 5_000;
 
@@ -64,6 +66,20 @@ impl PeriodicTask for Reconciler {
         })
     }
 
+    /// On Redis, checks every second that the queues still hold their data, so work lost to a
+    /// flush is enqueued again within seconds instead of after `GANTRY_RECONCILE_AFTER`.
+    async fn wake(&mut self) {
+        if self.ctx.queues.backend_name() != "redis" {
+            return std::future::pending::<()>().await;
+        }
+        loop {
+            tokio::time::sleep(DATA_LOSS_CHECK).await;
+            if let Ok(true) = self.ctx.queues.data_lost().await {
+                return;
+            }
+        }
+    }
+
     async fn round(&mut self) -> Result<Round, ReconcileError> {
         reconcile_once(&self.ctx, &self.driver).await?;
         Ok(Round::Idle)
@@ -75,9 +91,16 @@ pub async fn reconcile_once(
     ctx: &WorkerContext,
     driver: &DriverSlot,
 ) -> Result<usize, ReconcileError> {
-    let cutoff = store::now()
-        - chrono::Duration::from_std(ctx.config.jobs.reconcile_after)
-            .unwrap_or(chrono::Duration::seconds(120));
+    // After the queue backend lost its data every unfinished routed job is gone, however
+    // young: enqueue them all now rather than waiting out `GANTRY_RECONCILE_AFTER`.
+    let cutoff = if ctx.queues.claim_data_loss().await? {
+        tracing::warn!("the job queues lost their data (or this is their first start): re-enqueueing all unfinished routed work");
+        store::now()
+    } else {
+        store::now()
+            - chrono::Duration::from_std(ctx.config.jobs.reconcile_after)
+                .unwrap_or(chrono::Duration::seconds(120))
+    };
     let stranded =
         store::jobs::stranded_probe_events(&ctx.db, probe::EVENT_TYPE, cutoff, ROUND_LIMIT).await?;
     let jobs: Vec<NewJob> = stranded
