@@ -103,6 +103,11 @@ impl Queues {
         }
     }
 
+    /// True when the queues live in Redis (not in the system-of-record database).
+    pub fn is_redis(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
     /// The name `queue` has in the backend.
     pub fn backend_queue(&self, queue: &str) -> String {
         format!("{}{queue}", self.config.prefix)

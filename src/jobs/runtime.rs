@@ -83,10 +83,7 @@ impl Runner {
             .observe(started.elapsed().as_secs_f64());
         let outcome = match result {
             Ok(()) => "completed",
-            Err(reason)
-                if reason.is_retryable()
-                    && job.attempt.saturating_sub(job.retry_base) < self.max_attempts =>
-            {
+            Err(reason) if reason.is_retryable() && !job.is_last_attempt(self.max_attempts) => {
                 let config = &self.queues.config;
                 let delay = crate::workers::backoff::full_jitter(
                     config.backoff_base,

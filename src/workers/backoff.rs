@@ -14,13 +14,15 @@ pub fn ceiling(base: Duration, cap: Duration, attempt: u32) -> Duration {
 /// A random delay in `[0, ceiling(base, cap, attempt)]`.
 pub fn full_jitter(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let ceiling = ceiling(base, cap, attempt);
-    let mut bytes = [0u8; 8];
     // Without randomness, the ceiling is a safe (if less spread) delay.
-    if SystemRandom::new().fill(&mut bytes).is_err() {
-        return ceiling;
-    }
-    let fraction = u64::from_le_bytes(bytes) as f64 / u64::MAX as f64;
-    ceiling.mul_f64(fraction)
+    random_fraction().map_or(ceiling, |fraction| ceiling.mul_f64(fraction))
+}
+
+/// A uniformly random number in `[0, 1]` from the system's secure source, if it answers.
+pub fn random_fraction() -> Option<f64> {
+    let mut bytes = [0u8; 8];
+    SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(u64::from_le_bytes(bytes) as f64 / u64::MAX as f64)
 }
 
 #[cfg(test)]

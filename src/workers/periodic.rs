@@ -7,7 +7,6 @@
 //! A task is registered with one entry in [`super::registry::PERIODIC_TASKS`].
 
 use super::WorkerContext;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use sea_orm::{
     DatabaseBackend, DatabaseTransaction, DbErr, FromQueryResult, Statement, TransactionTrait,
 };
@@ -203,15 +202,8 @@ async fn take_lease(ctx: &WorkerContext, lease: Lease) -> Result<Held, DbErr> {
 
 /// A random duration in `[0, max]`.
 fn jitter(max: Duration) -> Duration {
-    if max.is_zero() {
-        return Duration::ZERO;
-    }
-    let mut bytes = [0u8; 8];
     // Without randomness, no jitter is a safe (if less spread) choice.
-    if SystemRandom::new().fill(&mut bytes).is_err() {
-        return Duration::ZERO;
-    }
-    max.mul_f64(u64::from_le_bytes(bytes) as f64 / u64::MAX as f64)
+    super::backoff::random_fraction().map_or(Duration::ZERO, |fraction| max.mul_f64(fraction))
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ impl PeriodicTask for Reconciler {
     /// On Redis, checks every second that the queues still hold their data, so work lost to a
     /// flush is enqueued again within seconds instead of after `GANTRY_RECONCILE_AFTER`.
     async fn wake(&mut self) {
-        if self.ctx.queues.backend_name() != "redis" {
+        if !self.ctx.queues.is_redis() {
             return std::future::pending::<()>().await;
         }
         loop {

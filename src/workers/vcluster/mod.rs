@@ -23,8 +23,6 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Queue name.
-pub const QUEUE: &str = Provisioner::QUEUE;
 /// Longest pause between readiness polls.
 const MAX_POLL: Duration = Duration::from_secs(10);
 /// Steps of provisioning, for progress.
@@ -127,7 +125,7 @@ async fn apply_project(
             Some(reason),
             EventType::ProjectFailed,
         ),
-        Err(err) => return Err(driver_error(err)),
+        Err(err) => return Err(err.into()),
     };
     let txn = store::begin_write(&ctx.db).await?;
     let updated = store::projects::set_status(&txn, project, new_status, error).await?;
@@ -164,7 +162,7 @@ async fn project_command(
         _ => driver
             .delete_project(&project_spec(ctx, &workspace, &project))
             .await
-            .map_err(driver_error),
+            .map_err(JobError::from),
     }
 }
 
@@ -176,12 +174,12 @@ pub async fn repair_drift(
     workspace: Workspace,
 ) -> Result<Vec<String>, JobError> {
     let spec = workspace_spec(ctx, &workspace);
-    let drift = driver.drift(&spec).await.map_err(driver_error)?;
+    let drift = driver.drift(&spec).await?;
     if drift.is_empty() {
         return Ok(drift);
     }
     tracing::warn!(workspace_id = %workspace.id, ?drift, "workspace drifted; re-applying");
-    driver.apply_workspace(&spec).await.map_err(driver_error)?;
+    driver.apply_workspace(&spec).await?;
     let message = format!("re-applied after drift: {}", drift.join("; "));
     let mut conditions: Vec<serde_json::Value> = workspace
         .conditions
@@ -236,12 +234,8 @@ impl Provisioner {
             .get_or_try_init(|| driver_from_config(ctx))
             .await
             .cloned()
-            .map_err(driver_error)
+            .map_err(JobError::from)
     }
-}
-
-fn driver_error(err: DriverError) -> JobError {
-    JobError::from(err)
 }
 
 /// Writes a transition with its event (if any) in one transaction.
@@ -289,18 +283,14 @@ async fn provision(
         Err(DriverError::Permanent(reason)) => {
             return fail(ctx, workspace, &format!("applying host objects: {reason}")).await
         }
-        Err(err) => return Err(driver_error(err)),
+        Err(err) => return Err(err.into()),
     }
     let started = workspace.provision_started_at.unwrap_or_else(store::now);
     let timeout = ctx.config.provisioner.timeout;
     let mut last_step = String::new();
     let mut pause = Duration::from_millis(200);
     loop {
-        match driver
-            .workspace_readiness(&spec)
-            .await
-            .map_err(driver_error)?
-        {
+        match driver.workspace_readiness(&spec).await? {
             Readiness::Ready { endpoint, ca_data } => {
                 let workspace = record(
                     ctx,
@@ -420,7 +410,7 @@ async fn tear_down(
     let spec = workspace_spec(ctx, &workspace);
     let started = Instant::now();
     let mut pause = Duration::from_millis(200);
-    while !driver.delete_workspace(&spec).await.map_err(driver_error)? {
+    while !driver.delete_workspace(&spec).await? {
         if started.elapsed() >= ctx.config.provisioner.timeout {
             // Deletion keeps being retried by the job runtime; the status stays `deleting`.
             return Err(JobError::Retryable(
