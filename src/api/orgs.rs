@@ -139,6 +139,7 @@ pub async fn update_org(
     }
     debug_assert_eq!(access.org.id, org_id);
     let txn = store::begin_write(&state.db).await?;
+    let access = access.recheck(&txn).await?;
     let org = store::orgs::update(&txn, access.org, name.flatten(), slug.flatten())
         .await
         .map_err(slug_taken)?;
@@ -158,6 +159,7 @@ pub async fn delete_org(
     org_id: Uuid,
 ) -> Result<NoContent, ApiError> {
     let txn = store::begin_write(&state.db).await?;
+    let access = access.recheck(&txn).await?;
     let active = store::workspaces::count_active(&txn, org_id).await?;
     if active > 0 {
         return Err(ApiError::Conflict(format!(

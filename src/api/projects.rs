@@ -163,6 +163,7 @@ pub async fn create_project(
         .unwrap_or_else(ProjectQuota::default_quota)
         .checked()?;
     let txn = store::begin_write(&state.db).await?;
+    access.recheck(&txn).await?;
     let view = project::create(
         &txn,
         org_id,

@@ -112,6 +112,7 @@ pub async fn put_secret(
 ) -> Result<NoContent, ApiError> {
     let value = body.0.value.0;
     let txn = store::begin_write(&state.db).await?;
+    access.recheck(&txn).await?;
     check_put(name, &value)?;
     store::secrets::put(&txn, org_id, name, &value, &access.caller.sub).await?;
     txn.commit().await?;

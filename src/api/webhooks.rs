@@ -226,7 +226,7 @@ async fn live_webhook(
 #[post("/v1/orgs/<org_id>/webhooks", data = "<body>")]
 pub async fn create_webhook(
     state: &State<AppState>,
-    _access: OrgAccess<Admin>,
+    access: OrgAccess<Admin>,
     org_id: Uuid,
     body: JsonBody<CreateWebhook>,
 ) -> Result<Created<WebhookWithSecret>, ApiError> {
@@ -238,6 +238,7 @@ pub async fn create_webhook(
     check_new_webhook(state, &url, &events, description.as_deref()).await?;
     let secret = new_secret()?;
     let txn = store::begin_write(&state.db).await?;
+    access.recheck(&txn).await?;
     let webhook =
         store::webhooks::insert(&txn, org_id, &url, &events, description, &secret).await?;
     txn.commit().await?;

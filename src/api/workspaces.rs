@@ -81,13 +81,14 @@ async fn transition(
 #[post("/v1/orgs/<org_id>/workspaces", data = "<body>")]
 pub async fn create_workspace(
     state: &State<AppState>,
-    _access: OrgAccess<Admin>,
+    access: OrgAccess<Admin>,
     org_id: Uuid,
     body: JsonBody<CreateWorkspace>,
 ) -> Result<Accepted<WorkspaceView>, ApiError> {
     let CreateWorkspace { name, plan } = body.0;
     let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
     let txn = store::begin_write(&state.db).await?;
+    access.recheck(&txn).await?;
     let workspace = store::workspaces::insert(&txn, org_id, name.as_str(), plan)
         .await
         .map_err(|err| {

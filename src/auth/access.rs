@@ -81,6 +81,12 @@ impl<R: RequiredRole> OrgAccess<R> {
         Self::admit(txn, self.caller.clone(), org).await
     }
 
+    /// Checks again inside `txn` (the guard read the organization before the transaction
+    /// began): a write must not land in an organization deleted, or left, in between.
+    pub async fn recheck(&self, txn: &impl ConnectionTrait) -> Result<Self, ApiError> {
+        Self::check(txn, self.caller.clone(), self.org.id).await
+    }
+
     /// 403 unless the caller's role also allows `required` (for a role that depends on the
     /// request, such as removing someone else rather than leaving).
     pub fn require(&self, required: Role) -> Result<(), ApiError> {

@@ -72,6 +72,7 @@ pub async fn create_codegen_job(
     body: JsonBody<CreateCodegenJob>,
 ) -> Result<Accepted<CodegenJobView>, ApiError> {
     let txn = store::begin_write(&state.db).await?;
+    access.recheck(&txn).await?;
     let view = submit::submit(state, &txn, org_id, &access.caller.sub, body.0).await?;
     txn.commit().await?;
     Ok(Accepted {
