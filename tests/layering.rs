@@ -40,28 +40,49 @@ fn rust_files(path: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The upper modules `line` names: as `crate::api…` or inside a `crate::{…}` group on it.
-fn upward_imports(line: &str) -> Vec<&'static str> {
+/// The upper modules `text` imports, each with the 1-based line it starts on: named directly
+/// (`crate::api…`) or anywhere inside a `crate::{…}` group, nested groups and groups that
+/// span lines (as rustfmt writes long imports) included.
+fn upward_imports(text: &str) -> Vec<(usize, &'static str)> {
+    let line_of = |at: usize| text[..at].matches('\n').count() + 1;
     let mut found = Vec::new();
     for upper in UPPER_MODULES {
         let direct = format!("crate::{upper}");
-        let named_directly = line.match_indices(&direct).any(|(at, _)| {
-            let rest = &line[at + direct.len()..];
-            !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
-        });
-        let named_in_group = line.split("crate::{").skip(1).any(|group| {
-            group
-                .split('}')
-                .next()
-                .unwrap_or_default()
-                .split([',', ' ', ':'])
-                .any(|word| word == *upper)
-        });
-        if named_directly || named_in_group {
-            found.push(*upper);
+        for (at, _) in text.match_indices(&direct) {
+            let rest = &text[at + direct.len()..];
+            if !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '{') {
+                found.push((line_of(at), *upper));
+            }
+        }
+    }
+    for (at, _) in text.match_indices("crate::{") {
+        let group = balanced_group(&text[at + "crate::".len()..]);
+        let words = group.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+        for word in words {
+            if let Some(upper) = UPPER_MODULES.iter().find(|upper| **upper == word) {
+                found.push((line_of(at), *upper));
+            }
         }
     }
     found
+}
+
+/// The `{…}` group `text` starts with, up to its matching brace (nested groups included).
+fn balanced_group(text: &str) -> &str {
+    let mut depth = 0usize;
+    for (at, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return &text[..=at];
+                }
+            }
+            _ => {}
+        }
+    }
+    text
 }
 
 #[test]
@@ -80,15 +101,11 @@ fn lower_layers_do_not_import_the_http_layer() {
     let mut violations = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("read a source file");
-        for (number, line) in text.lines().enumerate() {
-            for upper in upward_imports(line) {
-                violations.push(format!(
-                    "{}:{}: imports crate::{upper}: {}",
-                    file.strip_prefix(&src).unwrap_or(file).display(),
-                    number + 1,
-                    line.trim()
-                ));
-            }
+        for (line, upper) in upward_imports(&text) {
+            violations.push(format!(
+                "{}:{line}: imports crate::{upper}",
+                file.strip_prefix(&src).unwrap_or(file).display(),
+            ));
         }
     }
     assert!(
@@ -100,9 +117,15 @@ fn lower_layers_do_not_import_the_http_layer() {
 
 #[test]
 fn the_check_sees_both_spellings() {
-    assert_eq!(upward_imports("use crate::api::codegen::View;"), ["api"]);
-    assert_eq!(upward_imports("use crate::{app, store};"), ["app"]);
-    assert_eq!(upward_imports("use crate::{store, api::x};"), ["api"]);
-    assert!(upward_imports("use crate::apis::x; crate::application").is_empty());
-    assert!(upward_imports("use crate::{store, config};").is_empty());
+    let uppers = |text| -> Vec<&str> { upward_imports(text).into_iter().map(|(_, u)| u).collect() };
+    assert_eq!(uppers("use crate::api::codegen::View;"), ["api"]);
+    assert_eq!(uppers("use crate::{app, store};"), ["app"]);
+    assert_eq!(uppers("use crate::{store, api::x};"), ["api"]);
+    assert_eq!(uppers("use crate::{store::{a, b}, api::x};"), ["api"]);
+    assert_eq!(
+        upward_imports("use std::fmt;\nuse crate::{\n    store,\n    app::AppState,\n};"),
+        [(2, "app")]
+    );
+    assert!(uppers("use crate::apis::x; crate::application").is_empty());
+    assert!(uppers("use crate::{store, config};").is_empty());
 }
