@@ -1,8 +1,7 @@
 //! `JsonBody<T>`: a JSON request body whose syntax errors are 400 and whose shape errors are 422
 //! with a JSON Pointer, both as problem+json.
 
-use super::fail_data;
-use crate::error::{ApiError, FieldError};
+use crate::error::{fail_data, ApiError, FieldError};
 use rocket::data::{Data, FromData, Outcome, ToByteUnit};
 use rocket::request::Request;
 use rocket_okapi::gen::OpenApiGenerator;

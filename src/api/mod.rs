@@ -16,7 +16,6 @@ pub mod secrets;
 pub mod webhooks;
 pub mod workspaces;
 
-pub use crate::error::{fail, fail_data, CachedError};
 use rocket::Route;
 use rocket_okapi::okapi::merge::marge_spec_list;
 use rocket_okapi::okapi::openapi3::{Components, Info, OpenApi, Server, Tag};

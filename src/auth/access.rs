@@ -50,8 +50,6 @@ pub struct OrgAccess<R> {
     pub org: Org,
     /// The caller's effective role (platform admins act as owners).
     pub role: Role,
-    /// The caller's own role, if a member.
-    pub member_role: Option<Role>,
     required: PhantomData<R>,
 }
 
@@ -107,7 +105,6 @@ impl<R: RequiredRole> OrgAccess<R> {
             caller,
             org,
             role,
-            member_role,
             required: PhantomData,
         })
     }
