@@ -3,9 +3,13 @@
 # the pinned peers (BullMQ, graphile-worker) with the same workload, measures the
 # raw backend limits (redis-benchmark, pgbench), and prints one table.
 # The last line of output is always:
-#   ratio gantry/bullmq=<x> gantry/graphile-worker=<y>
+#   ratio gantry/bullmq=<x> gantry/graphile-worker=<y> sqlite_jobs_s=<z> outbox_p99_ms=<w>
 #
-# Env knobs: N (jobs, 5000), C (concurrency, 50), GANTRY_BIN
+# `bash bench/compare.sh --soak` instead runs the soak mode only: SOAK_JOBS (100000) no-op jobs
+# per gantry backend in ten rounds, printing the resident set after the first and the last.
+#
+# Env knobs: N (jobs, 5000), C (concurrency, 50), OUTBOX_RATE (1000 events/s), OUTBOX_SECONDS
+# (10), FAIRNESS_FLOOD (100000 jobs; 0 skips the fairness rows), SOAK_JOBS, GANTRY_BIN
 # (target/release/gantry), REDIS_URL (redis://127.0.0.1:6379), BENCH_PG_URL
 # (postgres://postgres@127.0.0.1:5432/gantry_bench_graphile),
 # ALLOW_MISSING_GANTRY=1 to report gantry rows as skipped when the binary is
@@ -16,6 +20,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 N=${N:-5000}
 C=${C:-50}
+OUTBOX_RATE=${OUTBOX_RATE:-1000}
+OUTBOX_SECONDS=${OUTBOX_SECONDS:-10}
+FAIRNESS_FLOOD=${FAIRNESS_FLOOD:-100000}
+SOAK_JOBS=${SOAK_JOBS:-100000}
+SOAK=0
+case ${1:-} in
+  --soak) SOAK=1 ;;
+  "") ;;
+  *) echo "usage: bench/compare.sh [--soak]" >&2; exit 2 ;;
+esac
 # Default: the release build of this checkout; a relative GANTRY_BIN with a
 # slash is taken relative to the caller's directory, as a shell would.
 GANTRY_BIN=${GANTRY_BIN:-$ROOT/target/release/gantry}
@@ -30,6 +44,10 @@ note() { echo "compare.sh: $*" >&2; }
 
 [[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer (got '$N')"
 [[ $C =~ ^[1-9][0-9]*$ ]] || die "C must be a positive integer (got '$C')"
+for knob in OUTBOX_RATE OUTBOX_SECONDS SOAK_JOBS; do
+  [[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer (got '${!knob}')"
+done
+[[ $FAIRNESS_FLOOD =~ ^[0-9]+$ ]] || die "FAIRNESS_FLOOD must be a non-negative integer (got '$FAIRNESS_FLOOD')"
 
 # --- URLs: parse and insist on loopback -------------------------------------
 # parse_url URL -> U_USER U_PASS U_HOST U_PORT
@@ -143,9 +161,53 @@ if [[ -z $(psql "$PG_ADMIN_URL" -qXtAc "SELECT 1 FROM pg_database WHERE datname 
   psql "$PG_ADMIN_URL" -qXc "CREATE DATABASE $BENCH_PG_DB" >/dev/null
 fi
 
+# Runs `gantry bench <args…>` against BACKEND's database (redis: queues in REDIS_URL).
+gantry_on() { # BACKEND ARGS...
+  local b=$1; shift
+  case $b in
+    redis)    "$GANTRY_BIN" bench "$@" ;;
+    postgres) DATABASE_URL="$BENCH_PG_URL" "$GANTRY_BIN" bench "$@" ;;
+    sqlite)   DATABASE_URL="sqlite://$WORK/gantry-bench-$RANDOM.db?mode=rwc" "$GANTRY_BIN" bench "$@" ;;
+  esac
+}
+
+if [[ $SOAK == 1 ]]; then
+  [[ $GANTRY_PRESENT == 1 ]] || die "--soak needs the gantry binary"
+  echo "soak: $SOAK_JOBS jobs per backend in ten rounds (C=$C); resident set after round 1 and at the end"
+  fmt='%-16s %12s %14s %12s %8s\n'
+  printf "$fmt" backend jobs/s "rss start KiB" "rss end KiB" growth
+  for b in redis postgres sqlite; do
+    note "soak: gantry bench queue --backend $b --jobs $SOAK_JOBS --soak"
+    line=$(gantry_on "$b" queue --backend "$b" --jobs "$SOAK_JOBS" --concurrency "$C" --soak | tail -n 1)
+    echo "$line" >&2
+    printf "$fmt" "gantry-$b" "$(field "$line" jobs_per_sec)" "$(field "$line" rss_start_kib)" \
+      "$(field "$line" rss_end_kib)" "$(field "$line" rss_growth_pct)%"
+  done
+  exit 0
+fi
+
 gantry_bench redis
 gantry_bench postgres
 gantry_bench sqlite
+
+# --- outbox publish lag and fairness (gantry only) -------------------------------
+declare -A OUTBOX_P50 OUTBOX_P99 FAIR_MS FAIR_LEFT
+for b in postgres sqlite; do
+  OUTBOX_P50[$b]=- OUTBOX_P99[$b]=n/a
+  [[ $GANTRY_PRESENT == 1 ]] || continue
+  note "running gantry bench outbox ($b, $OUTBOX_RATE events/s for ${OUTBOX_SECONDS}s)"
+  line=$(gantry_on "$b" outbox --rate "$OUTBOX_RATE" --seconds "$OUTBOX_SECONDS" | tail -n 1)
+  echo "$line"
+  OUTBOX_P50[$b]=$(field "$line" lag_p50_ms) OUTBOX_P99[$b]=$(field "$line" lag_p99_ms)
+done
+for b in redis postgres sqlite; do
+  FAIR_MS[$b]=- FAIR_LEFT[$b]=-
+  [[ $GANTRY_PRESENT == 1 && $FAIRNESS_FLOOD -gt 0 ]] || continue
+  note "running gantry bench fairness ($b, flood of $FAIRNESS_FLOOD)"
+  line=$(gantry_on "$b" fairness --backend "$b" --flood "$FAIRNESS_FLOOD" | tail -n 1)
+  echo "$line"
+  FAIR_MS[$b]=$(field "$line" start_ms) FAIR_LEFT[$b]=$(field "$line" flood_still_queued)
+done
 
 # --- peers --------------------------------------------------------------------
 if [[ ! -d bench/peers/node_modules ]]; then
@@ -205,4 +267,21 @@ printf "$fmt" "redis SET (limit)" "$SET_RPS" "${SET_P50:--}" - -
 printf "$fmt" "redis LPUSH (limit)" "$LPUSH_RPS" "${LPUSH_P50:--}" - -
 printf "$fmt" "pgbench -S (limit)" "$(printf '%.1f' "$PG_TPS")" - - -
 echo "(limit rows: requests/s or transactions/s of the raw backend, not jobs/s; N=$N C=$C, one run on $(nproc) cores)"
-echo "ratio gantry/bullmq=$(ratio "${JPS[gantry-redis]}" "$BULL") gantry/graphile-worker=$(ratio "${JPS[gantry-postgres]}" "${JPS[graphile-worker]}")"
+pct() { # A B -> 100*A/B with 0 decimals, or n/a
+  if is_num "$1" && is_num "$2" && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'
+  else
+    printf 'n/a'
+  fi
+}
+echo "gantry-redis = $(pct "${JPS[gantry-redis]}" "$LPUSH_RPS") of redis LPUSH; gantry-postgres = $(pct "${JPS[gantry-postgres]}" "$PG_TPS") of pgbench -S"
+echo
+fmt2='%-22s %14s %14s %16s %18s\n'
+printf "$fmt2" backend "outbox p50 ms" "outbox p99 ms" "fairness start" "flood still queued"
+for b in redis postgres sqlite; do
+  printf "$fmt2" "gantry-$b" "${OUTBOX_P50[$b]:--}" "${OUTBOX_P99[$b]:--}" "${FAIR_MS[$b]} ms" "${FAIR_LEFT[$b]}"
+done
+echo "(outbox: $OUTBOX_RATE events/s for ${OUTBOX_SECONDS}s, commit -> published; Redis keeps no outbox. fairness: one job behind a flood of $FAIRNESS_FLOOD queued jobs on another queue)"
+SQLITE_JPS=${JPS[gantry-sqlite]}
+is_num "$SQLITE_JPS" || SQLITE_JPS=n/a
+echo "ratio gantry/bullmq=$(ratio "${JPS[gantry-redis]}" "$BULL") gantry/graphile-worker=$(ratio "${JPS[gantry-postgres]}" "${JPS[graphile-worker]}") sqlite_jobs_s=$SQLITE_JPS outbox_p99_ms=${OUTBOX_P99[postgres]}"

@@ -40,11 +40,11 @@ pub enum BenchError {
 /// Which queue backend `bench queue` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum QueueBackend {
-    /// apalis-redis on `REDIS_URL`.
+    /// The Redis backend on `REDIS_URL`.
     Redis,
-    /// apalis-postgres on `DATABASE_URL` (must be `postgres://…`).
+    /// The Postgres backend on `DATABASE_URL` (must be `postgres://…`).
     Postgres,
-    /// apalis-sqlite on a temporary file.
+    /// The SQLite backend on a temporary file.
     Sqlite,
 }
 
@@ -157,20 +157,12 @@ fn sqlite_url() -> Result<(String, TempGuard), BenchError> {
     Ok((url, Some(dir)))
 }
 
-/// Enqueues `jobs` no-op jobs with `concurrency` workers consuming them; prints jobs/s and
-/// enqueue→done latency.
-pub async fn queue(
+/// A worker context on `backend` with a fresh queue prefix (SQLite on a temporary file).
+async fn backend_context(
     base: &Config,
     backend: QueueBackend,
-    jobs: u64,
-    concurrency: usize,
-) -> Result<String, BenchError> {
-    if jobs == 0 || concurrency == 0 {
-        return Err(BenchError::Setup(
-            "--jobs and --concurrency must be at least 1".into(),
-        ));
-    }
-    let (database_url, redis_url, _guard) = match backend {
+) -> Result<(WorkerContext, TempGuard), BenchError> {
+    let (database_url, redis_url, guard) = match backend {
         QueueBackend::Redis => {
             let redis = base
                 .redis_url
@@ -192,7 +184,167 @@ pub async fn queue(
             (url, None, guard)
         }
     };
-    let mut ctx = bench_context(base, database_url, redis_url).await?;
+    let ctx = bench_context(base, database_url, redis_url).await?;
+    Ok((ctx, guard))
+}
+
+/// Enqueues a flood of `flood` jobs on one queue (handlers taking 5 ms each, 50 at once), then
+/// one job on another queue; prints how long that job waited to start and how many flood jobs
+/// were still queued when it did.
+pub async fn fairness(
+    base: &Config,
+    backend: QueueBackend,
+    flood: u64,
+) -> Result<String, BenchError> {
+    if flood == 0 {
+        return Err(BenchError::Setup("--flood must be at least 1".into()));
+    }
+    let (mut ctx, _guard) = backend_context(base, backend).await?;
+    let mut config = (*ctx.config).clone();
+    for (queue, concurrency) in [(BENCH_QUEUE, 50), (URGENT_QUEUE, 1)] {
+        config.jobs.queues.insert(
+            queue,
+            QueueConfig {
+                max_attempts: 1,
+                concurrency,
+            },
+        );
+    }
+    ctx.config = Arc::new(config);
+    let handler = Arc::new(NoOp {
+        done: AtomicU64::new(0),
+        latencies_ms: Mutex::new(Vec::new()),
+        last_done: Mutex::new(None),
+        all_done: Notify::new(),
+        total: flood,
+    });
+    let urgent = Arc::new(Notify::new());
+    // Enqueue the whole flood before any worker runs: "queued", as in the case.
+    let mut enqueued = 0;
+    while enqueued < flood {
+        let n = (flood - enqueued).min(ENQUEUE_BATCH as u64);
+        ctx.queues.enqueue(BENCH_QUEUE, no_op_jobs(n)).await?;
+        enqueued += n;
+    }
+    let (stop, shutdown) = watch::channel(false);
+    let workers = tokio::spawn(crate::jobs::run_workers(
+        ctx.clone(),
+        ctx.queues.clone(),
+        vec![
+            crate::jobs::kind(SlowBenchJob(handler.clone())),
+            crate::jobs::kind(UrgentJob(urgent.clone())),
+        ],
+        shutdown,
+    ));
+    // Let the flood get going, then submit the one job.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started_wait = urgent.notified();
+    tokio::pin!(started_wait);
+    started_wait.as_mut().enable();
+    let submitted = Instant::now();
+    ctx.queues.enqueue(URGENT_QUEUE, no_op_jobs(1)).await?;
+    let waited = tokio::time::timeout(Duration::from_secs(120), started_wait)
+        .await
+        .map(|()| submitted.elapsed());
+    let flood_done = handler.done.load(Ordering::SeqCst);
+    let _ = stop.send(true);
+    let _ = workers.await;
+    if let Some(url) = &ctx.config.redis_url {
+        delete_keys(url, &ctx.config.jobs.prefix).await;
+    }
+    let waited = waited.map_err(|_| {
+        BenchError::Setup("the job behind the flood did not start within 120 s".into())
+    })?;
+    Ok(format!(
+        "bench=fairness backend=gantry-{} flood={flood} start_ms={:.1} flood_still_queued={}",
+        backend_name(backend),
+        waited.as_secs_f64() * 1000.0,
+        flood.saturating_sub(flood_done),
+    ))
+}
+
+/// `redis`, `postgres` or `sqlite`.
+fn backend_name(backend: QueueBackend) -> &'static str {
+    match backend {
+        QueueBackend::Redis => "redis",
+        QueueBackend::Postgres => "postgres",
+        QueueBackend::Sqlite => "sqlite",
+    }
+}
+
+/// Queue of the fairness benchmark's single job.
+const URGENT_QUEUE: &str = "bench-urgent";
+
+/// The fairness flood's job kind: 5 ms of (simulated) work, then counted.
+struct SlowBenchJob(Arc<NoOp>);
+
+#[async_trait::async_trait]
+impl Job for SlowBenchJob {
+    const QUEUE: &'static str = BENCH_QUEUE;
+    const EVENT_TYPES: &'static [crate::outbox::EventType] = &[];
+    const DEFAULT_CONCURRENCY: usize = 50;
+    type Args = serde::de::IgnoredAny;
+
+    async fn run(
+        &self,
+        _: &WorkerContext,
+        _: Self::Args,
+        job: &JobEnvelope,
+    ) -> Result<(), JobError> {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.0.done_one(job)
+    }
+}
+
+/// The fairness benchmark's single job: says when it started.
+struct UrgentJob(Arc<Notify>);
+
+#[async_trait::async_trait]
+impl Job for UrgentJob {
+    const QUEUE: &'static str = URGENT_QUEUE;
+    const EVENT_TYPES: &'static [crate::outbox::EventType] = &[];
+    const DEFAULT_CONCURRENCY: usize = 1;
+    type Args = serde::de::IgnoredAny;
+
+    async fn run(&self, _: &WorkerContext, _: Self::Args, _: &JobEnvelope) -> Result<(), JobError> {
+        self.0.notify_one();
+        Ok(())
+    }
+}
+
+/// Rounds of a soak run; the resident set is read after the first and after the last.
+const SOAK_ROUNDS: u64 = 10;
+
+/// The process's resident set size in KiB (`VmRSS` of `/proc/self/status`; 0 where absent).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Enqueues `jobs` no-op jobs with `concurrency` workers consuming them; prints jobs/s and
+/// enqueue→done latency. With `soak`, the jobs go in [`SOAK_ROUNDS`] rounds, each enqueued once
+/// the previous one is done, and the line adds the resident set after the first round and at the
+/// end (a leak shows as growth between them).
+pub async fn queue(
+    base: &Config,
+    backend: QueueBackend,
+    jobs: u64,
+    concurrency: usize,
+    soak: bool,
+) -> Result<String, BenchError> {
+    if jobs == 0 || concurrency == 0 {
+        return Err(BenchError::Setup(
+            "--jobs and --concurrency must be at least 1".into(),
+        ));
+    }
+    let (mut ctx, _guard) = backend_context(base, backend).await?;
     let mut config = (*ctx.config).clone();
     config.jobs.queues.insert(
         BENCH_QUEUE,
@@ -220,40 +372,24 @@ pub async fn queue(
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let started = Instant::now();
-    let mut remaining = jobs;
-    while remaining > 0 {
-        let n = remaining.min(ENQUEUE_BATCH as u64);
-        let now = chrono::Utc::now();
-        let batch = (0..n)
-            .map(|_| NewJob {
-                job_id: uuid::Uuid::new_v4(),
-                attempt: 1,
-                retry_base: 0,
-                enqueued_at: now,
-                args: serde_json::Value::Null,
-                run_after: None,
-            })
-            .collect();
-        ctx.queues.enqueue(BENCH_QUEUE, batch).await?;
-        remaining -= n;
-    }
-    let timeout = Duration::from_secs(600);
-    if tokio::time::timeout(timeout, async {
-        while handler.done.load(Ordering::SeqCst) < jobs {
-            tokio::select! {
-                _ = handler.all_done.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
+    let rounds = if soak { SOAK_ROUNDS.min(jobs) } else { 1 };
+    let mut enqueued = 0;
+    let mut rss_start = 0;
+    for round in 0..rounds {
+        // Round r enqueues up to the r-th share of the jobs, then waits for all of them.
+        let target = jobs * (round + 1) / rounds;
+        while enqueued < target {
+            let n = (target - enqueued).min(ENQUEUE_BATCH as u64);
+            let batch = no_op_jobs(n);
+            ctx.queues.enqueue(BENCH_QUEUE, batch).await?;
+            enqueued += n;
         }
-    })
-    .await
-    .is_err()
-    {
-        return Err(BenchError::Setup(format!(
-            "only {} of {jobs} jobs finished within {timeout:?}",
-            handler.done.load(Ordering::SeqCst)
-        )));
+        wait_done(&handler, target).await?;
+        if round == 0 {
+            rss_start = rss_kib();
+        }
     }
+    let rss_end = rss_kib();
     let finished = handler
         .last_done
         .lock()
@@ -272,17 +408,61 @@ pub async fn queue(
     if let Some(url) = &ctx.config.redis_url {
         delete_keys(url, &ctx.config.jobs.prefix).await;
     }
-    let name = match backend {
-        QueueBackend::Redis => "redis",
-        QueueBackend::Postgres => "postgres",
-        QueueBackend::Sqlite => "sqlite",
-    };
-    Ok(format!(
+    let name = backend_name(backend);
+    let mut line = format!(
         "backend=gantry-{name} jobs={jobs} concurrency={concurrency} jobs_per_sec={:.1} p50_ms={:.2} p99_ms={:.2}",
         jobs as f64 / elapsed,
         percentile(&latencies, 50.0),
         percentile(&latencies, 99.0),
-    ))
+    );
+    if soak {
+        let growth = if rss_start > 0 {
+            (rss_end as f64 - rss_start as f64) / rss_start as f64 * 100.0
+        } else {
+            0.0
+        };
+        line.push_str(&format!(
+            " soak_rounds={rounds} rss_start_kib={rss_start} rss_end_kib={rss_end} rss_growth_pct={growth:.1}"
+        ));
+    }
+    Ok(line)
+}
+
+/// `n` no-op jobs enqueued now.
+fn no_op_jobs(n: u64) -> Vec<NewJob> {
+    let now = chrono::Utc::now();
+    (0..n)
+        .map(|_| NewJob {
+            job_id: uuid::Uuid::new_v4(),
+            attempt: 1,
+            retry_base: 0,
+            enqueued_at: now,
+            args: serde_json::Value::Null,
+            run_after: None,
+        })
+        .collect()
+}
+
+/// Waits until `handler` has run `target` jobs (at most ten minutes).
+async fn wait_done(handler: &NoOp, target: u64) -> Result<(), BenchError> {
+    let timeout = Duration::from_secs(600);
+    if tokio::time::timeout(timeout, async {
+        while handler.done.load(Ordering::SeqCst) < target {
+            tokio::select! {
+                _ = handler.all_done.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })
+    .await
+    .is_err()
+    {
+        return Err(BenchError::Setup(format!(
+            "only {} of {target} jobs finished within {timeout:?}",
+            handler.done.load(Ordering::SeqCst)
+        )));
+    }
+    Ok(())
 }
 
 /// Writes `rate` events per second for `seconds` seconds while one publisher runs; prints the

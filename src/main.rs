@@ -67,6 +67,20 @@ enum BenchKind {
         /// Jobs run at once.
         #[arg(long, default_value_t = 50)]
         concurrency: usize,
+        /// Soak run: the jobs in ten rounds; also prints the resident set after the first
+        /// round and at the end.
+        #[arg(long)]
+        soak: bool,
+    },
+    /// Fairness: a flood of jobs queued on one queue, then one job on another; prints how
+    /// long that one waited to start and how much of the flood was still queued.
+    Fairness {
+        /// Queue backend (as for `queue`).
+        #[arg(long, value_enum)]
+        backend: gantry::bench::QueueBackend,
+        /// Jobs in the flood.
+        #[arg(long, default_value_t = 100_000)]
+        flood: u64,
     },
     /// Events written at a fixed rate while a publisher runs: prints publish lag p50/p99.
     Outbox {
@@ -142,7 +156,11 @@ async fn main() -> ExitCode {
                     backend,
                     jobs,
                     concurrency,
-                } => gantry::bench::queue(&config, backend, jobs, concurrency).await,
+                    soak,
+                } => gantry::bench::queue(&config, backend, jobs, concurrency, soak).await,
+                BenchKind::Fairness { backend, flood } => {
+                    gantry::bench::fairness(&config, backend, flood).await
+                }
                 BenchKind::Outbox { rate, seconds } => {
                     gantry::bench::outbox(&config, rate, seconds).await
                 }

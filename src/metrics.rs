@@ -23,6 +23,9 @@ pub struct Metrics {
     pub webhook_deliveries_total: IntCounterVec,
     /// `gantry_jobs_total{queue,outcome}`: job runs by outcome (`completed`, `retried`, `dead`).
     pub jobs_total: IntCounterVec,
+    /// `gantry_reconciler_requeued_total{queue}`: jobs the reconciler enqueued again (routed
+    /// work with no live job: lost to a queue data loss, or stranded).
+    pub reconciler_requeued_total: IntCounterVec,
     /// `gantry_job_duration_seconds{queue}`: handler run time.
     pub job_duration_seconds: HistogramVec,
     /// `gantry_queue_depth{queue,state}`: jobs per state, refreshed by running workers.
@@ -197,8 +200,18 @@ impl Metrics {
             }
             periodic_round_duration_seconds.with_label_values(&[task.name]);
         }
+        let reconciler_requeued_total = IntCounterVec::new(
+            Opts::new(
+                "gantry_reconciler_requeued_total",
+                "Jobs the reconciler enqueued again because they had no live job (lost to a \
+                 queue data loss, or stranded), by queue.",
+            ),
+            &["queue"],
+        )?;
+        registry.register(Box::new(reconciler_requeued_total.clone()))?;
         let metrics = Self {
             registry,
+            reconciler_requeued_total,
             codegen_objects_total,
             workspaces,
             workspace_oldest_unready_age_seconds,
@@ -227,6 +240,7 @@ impl Metrics {
             self.jobs_total.with_label_values(&[queue, outcome]);
         }
         self.job_duration_seconds.with_label_values(&[queue]);
+        self.reconciler_requeued_total.with_label_values(&[queue]);
         self.worker_busy.with_label_values(&[queue]);
         for state in ["pending", "running", "scheduled", "dead"] {
             self.queue_depth.with_label_values(&[queue, state]);

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 enum Mode {
     /// Embedded: SQLite holds the data and the queues.
     Sqlite,
-    /// Postgres holds the data and the queues (apalis-postgres).
+    /// Postgres holds the data and the queues (table `job_queue`).
     Postgres,
-    /// Postgres holds the data, Redis the queues (apalis-redis).
+    /// Postgres holds the data, Redis the queues.
     Redis,
 }
 
@@ -78,6 +78,16 @@ impl Scenario {
         } else {
             None
         };
+        Self::start_on(mode, test, redis_url, extra).await
+    }
+
+    /// Like [`Scenario::start`], with the queues in the Redis at `redis_url` (Redis mode).
+    async fn start_on(
+        mode: Mode,
+        test: &str,
+        redis_url: Option<String>,
+        extra: &[(&'static str, &str)],
+    ) -> Option<Self> {
         let prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
         let mut env: Vec<(&'static str, String)> = vec![
             ("GANTRY_JOB_HEARTBEAT", "1s".into()),
@@ -241,15 +251,10 @@ async fn survives_kill_9(mode: Mode) {
             .await
             .expect("db");
         use sea_orm::ConnectionTrait;
-        let table = if mode == Mode::Postgres {
-            "apalis.jobs"
-        } else {
-            "Jobs"
-        };
         let row = db
             .query_one_raw(sea_orm::Statement::from_string(
                 db.get_database_backend(),
-                format!("SELECT COUNT(*) AS n FROM {table}"),
+                "SELECT COUNT(*) AS n FROM job_queue",
             ))
             .await
             .expect("count")
@@ -527,34 +532,76 @@ async fn sigterm_releases_unfinished_jobs(mode: Mode) {
     stop(successor);
 }
 
-/// Redis loses every key mid-run; the reconciler re-enqueues what was lost from the outbox.
+/// Probe jobs of the fault scenarios: slow enough (4 at once, 10 ms each) that a fault lands
+/// while most of them are still queued.
+const FAULT_ENV: [(&str, &str); 3] = [
+    ("GANTRY_QUEUE_PROBE_CONCURRENCY", "4"),
+    // The reconciler's age rule is set far beyond the test: lost jobs must come back because
+    // the loss is noticed, not because they grew old.
+    ("GANTRY_RECONCILE_INTERVAL", "10m"),
+    ("GANTRY_RECONCILE_AFTER", "10m"),
+];
+/// Probe jobs in a fault scenario.
+const FAULT_TOTAL: u64 = 2_000;
+/// Re-runs a fault may cause: attempts held by the worker when it struck (4 running; the probe
+/// queue prefetches nothing at this concurrency) whose completion could not be recorded.
+const FAULT_RERUNS: u64 = 8;
+
+/// The probe queue's counts from the admin API.
+async fn probe_queue(scenario: &Scenario) -> Value {
+    let queues = scenario.app.get("/v1/admin/queues", &scenario.admin).await;
+    queues.assert_status(200);
+    queues.body["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .find(|q| q["queue"] == "probe")
+        .expect("probe queue")
+        .clone()
+}
+
+/// `gantry_reconciler_requeued_total{queue="probe"}` of a worker.
+async fn requeued(worker: &Worker) -> f64 {
+    let (_, text) = http_get(worker.port, "/metrics").await.expect("metrics");
+    text.lines()
+        .find(|line| line.starts_with("gantry_reconciler_requeued_total{queue=\"probe\"}"))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Every probe completed exactly once in effect: one row per event, and no more re-runs than
+/// the fault can explain.
+fn assert_each_once(progress: &Value) {
+    assert_eq!(completed(progress), FAULT_TOTAL);
+    let executions = progress["executions"].as_u64().expect("executions");
+    assert!(
+        executions <= FAULT_TOTAL + FAULT_RERUNS,
+        "{executions} runs of {FAULT_TOTAL} probes: more re-runs than the fault explains"
+    );
+}
+
+/// Redis loses every key while most of the work is queued; the reconciler notices (the
+/// sentinel key is gone) and re-enqueues what was lost from the outbox, long before
+/// `GANTRY_RECONCILE_AFTER`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_flush_loses_no_work() {
     let test = "redis_flush_loses_no_work";
     // A Redis database of its own, so flushing it cannot disturb other tests.
-    // The reconciler's age rule is set far beyond the test: the lost jobs must come back
-    // because the reconciler notices the flush, not because they grew old.
-    let Some(scenario) = Scenario::start(
-        Mode::Redis,
-        test,
-        9,
-        &[
-            ("GANTRY_RECONCILE_INTERVAL", "10m"),
-            ("GANTRY_RECONCILE_AFTER", "10m"),
-        ],
-    )
-    .await
-    else {
+    let Some(scenario) = Scenario::start(Mode::Redis, test, 9, &FAULT_ENV).await else {
         return;
     };
-    const TOTAL: u64 = 1_000;
     let batch = scenario
-        .probes(json!({"count": TOTAL, "delay_ms": 5}))
+        .probes(json!({"count": FAULT_TOTAL, "delay_ms": 10}))
         .await;
     let worker = scenario.worker().await;
     scenario
-        .wait_for(&batch, Duration::from_secs(60), |p| completed(p) >= 100)
+        .wait_for(&batch, Duration::from_secs(60), |p| completed(p) >= 50)
         .await;
+    let before = probe_queue(&scenario).await;
+    assert!(
+        before["pending"].as_u64().expect("pending") > 500,
+        "the flush must land while work is queued: {before}"
+    );
     let client = redis::Client::open(scenario.redis_url.clone().expect("redis url")).expect("url");
     let mut conn = client
         .get_multiplexed_async_connection()
@@ -565,9 +612,180 @@ async fn redis_flush_loses_no_work() {
         .await
         .expect("FLUSHDB");
     let progress = scenario
-        .wait_for(&batch, Duration::from_secs(120), |p| completed(p) == TOTAL)
+        .wait_for(&batch, Duration::from_secs(120), |p| {
+            completed(p) == FAULT_TOTAL
+        })
         .await;
-    assert!(progress["executions"].as_u64().expect("executions") >= TOTAL);
+    assert_each_once(&progress);
+    // The queued work was lost and came back through the reconciler.
+    assert!(
+        requeued(&worker).await >= 500.0,
+        "the reconciler re-enqueued nothing"
+    );
+    stop(worker);
+}
+
+/// A redis-server of the test's own on `port`, keeping nothing on disk.
+fn spawn_redis(port: u16) -> Child {
+    std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args(["--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (install Redis to run this test)")
+}
+
+/// Redis dies (`kill -9`) mid-run and comes back empty on the same port: the worker stays up,
+/// says not ready while Redis is away and ready again after, and every probe completes
+/// (re-enqueued by the reconciler), none applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_without_data_resumes_all_work() {
+    let test = "redis_restart_without_data_resumes_all_work";
+    if test_redis_url(test).is_none() {
+        return;
+    }
+    let port = common::process::free_port();
+    let mut redis = spawn_redis(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let Some(scenario) = Scenario::start_on(Mode::Redis, test, Some(url), &FAULT_ENV).await
+    else {
+        let _ = redis.kill();
+        return;
+    };
+    let batch = scenario
+        .probes(json!({"count": FAULT_TOTAL, "delay_ms": 10}))
+        .await;
+    let mut worker = scenario.worker().await;
+    scenario
+        .wait_for(&batch, Duration::from_secs(60), |p| completed(p) >= 50)
+        .await;
+    redis.kill().expect("kill redis");
+    redis.wait().expect("reap redis");
+    eventually(Duration::from_secs(30), || async {
+        match http_get(worker.port, "/health/ready").await {
+            Some((503, _)) => Ok(()),
+            other => Err(format!("ready while Redis is down: {other:?}")),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        worker.child.try_wait().expect("try_wait").is_none(),
+        "the worker exited while Redis was down"
+    );
+    let mut redis = spawn_redis(port);
+    wait_ready(&worker).await;
+    let progress = scenario
+        .wait_for(&batch, Duration::from_secs(120), |p| {
+            completed(p) == FAULT_TOTAL
+        })
+        .await;
+    assert_each_once(&progress);
+    assert!(requeued(&worker).await > 0.0, "the reconciler re-enqueued nothing");
+    stop(worker);
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
+
+/// A TCP proxy on loopback whose connections can be cut (all closed, new ones refused) and
+/// restored: Postgres going away and coming back, for one process only.
+struct CuttableProxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl CuttableProxy {
+    async fn start(target: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
+            Default::default();
+        let (accept_cut, accept_links) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if accept_cut.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                accept_links.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        Self { port, cut, links }
+    }
+
+    /// Closes every connection and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Postgres (queues and data) goes away for one worker process mid-run and comes back: the
+/// worker stays up, says not ready meanwhile, reconnects by itself, and every probe completes,
+/// none applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_resumes_all_work() {
+    let test = "postgres_outage_resumes_all_work";
+    let Some(mut scenario) = Scenario::start(Mode::Postgres, test, 0, &FAULT_ENV).await else {
+        return;
+    };
+    // The worker reaches Postgres through the proxy; the API (in this process) directly.
+    let url = scenario.app.database_url.clone();
+    let (head, tail) = url.rsplit_once('/').expect("database url");
+    let (host, target) = head.rsplit_once(':').expect("database url with a port");
+    let proxy = CuttableProxy::start(target.parse().expect("port")).await;
+    for (name, value) in scenario.env.iter_mut() {
+        if *name == "DATABASE_URL" {
+            *value = format!("{host}:{}/{tail}", proxy.port);
+        }
+    }
+    let batch = scenario
+        .probes(json!({"count": FAULT_TOTAL, "delay_ms": 10}))
+        .await;
+    let mut worker = scenario.worker().await;
+    scenario
+        .wait_for(&batch, Duration::from_secs(60), |p| completed(p) >= 50)
+        .await;
+    proxy.cut();
+    eventually(Duration::from_secs(30), || async {
+        match http_get(worker.port, "/health/ready").await {
+            Some((503, _)) => Ok(()),
+            other => Err(format!("ready while Postgres is away: {other:?}")),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        worker.child.try_wait().expect("try_wait").is_none(),
+        "the worker exited while Postgres was away"
+    );
+    proxy.restore();
+    wait_ready(&worker).await;
+    let progress = scenario
+        .wait_for(&batch, Duration::from_secs(120), |p| {
+            completed(p) == FAULT_TOTAL
+        })
+        .await;
+    assert_each_once(&progress);
     stop(worker);
 }
 

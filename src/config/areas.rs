@@ -102,8 +102,8 @@ pub struct QueueConfig {
 /// Job-queue knobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobsConfig {
-    /// `GANTRY_QUEUE_PREFIX`: prepended to every queue name in the backend (Redis keys, apalis
-    /// `job_type`), so several deployments can share one Redis.
+    /// `GANTRY_QUEUE_PREFIX`: prepended to every queue name in the backend (Redis keys,
+    /// `job_queue.queue`), so several deployments can share one Redis.
     pub prefix: String,
     /// `GANTRY_JOB_BACKOFF_BASE`: first retry ceiling; doubles per attempt (full jitter).
     pub backoff_base: Duration,

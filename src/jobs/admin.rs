@@ -1,5 +1,7 @@
 //! Counts and listings of queued jobs for the admin API and the `gantry_queue_depth` gauge.
 
+use super::queues::now_ms;
+use super::redis_queue::Keys;
 use super::{Backend, JobEnvelope, QueueError, Queues};
 use crate::store;
 use chrono::{DateTime, Utc};
@@ -8,9 +10,6 @@ use redis::AsyncCommands;
 /// The name webhook deliveries have beside the job queues: they are scheduled from their rows
 /// (not a job queue), and their `failed` deliveries are listed like dead jobs.
 pub const WEBHOOKS_QUEUE: &str = "webhooks";
-
-/// Ids the Redis done set may hold before it is cleared.
-const DONE_SET_LIMIT: u64 = 100_000;
 
 /// Jobs per state in one queue.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -131,47 +130,49 @@ impl Queues {
 
     async fn counts(&self, queue: &str, include_done: bool) -> Result<QueueStats, QueueError> {
         let name = self.backend_queue(queue);
-        let our_dead = store::jobs::count_dead(&self.db, queue).await?;
+        let dead = store::jobs::count_dead(&self.db, queue).await?;
         match &self.backend {
             Backend::Redis(conn) => {
-                let mut conn = conn.clone();
-                let pending: u64 = conn.llen(format!("{name}:active")).await?;
-                let scheduled = cardinality(&mut conn, &format!("{name}:scheduled")).await?;
-                let done = if include_done {
-                    cardinality(&mut conn, &format!("{name}:done")).await?
-                } else {
-                    0
-                };
-                let dead = cardinality(&mut conn, &format!("{name}:dead")).await?;
-                let workers: Vec<String> = conn.zrange(format!("{name}:workers"), 0, -1).await?;
-                let mut running = 0u64;
-                for worker in workers {
-                    let n = cardinality(&mut conn, &format!("{name}:inflight:{worker}")).await?;
-                    running += n;
-                }
+                let keys = Keys::of(&name);
+                let now = now_ms();
+                let mut pipe = redis::pipe();
+                pipe.llen(&keys.pending)
+                    .zcount(&keys.scheduled, "-inf", now)
+                    .zcard(&keys.scheduled)
+                    .zcard(&keys.running)
+                    .zcard(&keys.done)
+                    .lindex(&keys.pending, 0);
+                let (pending, due, scheduled, running, done, head): (
+                    u64,
+                    u64,
+                    u64,
+                    u64,
+                    u64,
+                    Option<String>,
+                ) = pipe.query_async(&mut conn.clone()).await?;
                 // The ready list is appended at its tail, so its head is the oldest ready job.
-                let head: Option<String> = conn.lindex(format!("{name}:active"), 0).await?;
                 let oldest_pending_at = match head {
                     Some(id) => {
-                        let data: Option<Vec<u8>> = conn.hget(format!("{name}:data"), id).await?;
-                        data.and_then(|d| serde_json::from_slice::<JobEnvelope>(&d).ok())
+                        let data: Option<String> = conn.clone().hget(&keys.data, id).await?;
+                        data.and_then(|d| serde_json::from_str::<JobEnvelope>(&d).ok())
                             .map(|job| job.enqueued_at)
                     }
                     None => None,
                 };
                 Ok(QueueStats {
-                    pending,
+                    // Due scheduled jobs are ready; the next claim moves them to the list.
+                    pending: pending + due,
                     running,
-                    scheduled,
-                    dead: dead + our_dead,
-                    done,
+                    scheduled: scheduled - due.min(scheduled),
+                    dead,
+                    done: if include_done { done } else { 0 },
                     oldest_pending_at,
                 })
             }
-            Backend::Postgres(_) | Backend::Sqlite(_) => {
-                let counts = store::jobs::sql_queue_counts(&self.db, &name).await?;
+            Backend::Postgres(db) | Backend::Sqlite(db) => {
+                let counts = store::jobs::queue_counts(db, &name, now_ms()).await?;
                 let done = if include_done {
-                    store::jobs::count_done(&self.db, &name).await?
+                    store::jobs::count_done(db, &name).await?
                 } else {
                     0
                 };
@@ -180,19 +181,18 @@ impl Queues {
                     pending: n(counts.pending),
                     running: n(counts.running),
                     scheduled: n(counts.scheduled),
-                    dead: n(counts.dead) + our_dead,
+                    dead,
                     done,
                     oldest_pending_at: counts
                         .oldest_pending_run_at
-                        .and_then(|s| DateTime::from_timestamp(s, 0)),
+                        .and_then(DateTime::from_timestamp_millis),
                 })
             }
         }
     }
 
     /// Lists jobs of `queue` in `state`, after `cursor`, at most `limit` (+ whether more follow).
-    /// Dead jobs come from `dead_jobs` on every backend; live jobs are listed from the SQL job
-    /// tables (on Redis only dead jobs can be listed).
+    /// Dead jobs come from `dead_jobs` on every backend; live ones from the queue backend.
     pub async fn list(
         &self,
         queue: &str,
@@ -212,25 +212,21 @@ impl Queues {
         }
         match &self.backend {
             Backend::Redis(conn) => self.list_redis(conn, queue, state, cursor, limit).await,
-            Backend::Postgres(_) | Backend::Sqlite(_) => {
-                let rows = store::jobs::sql_jobs(
-                    &self.db,
-                    &self.backend_queue(queue),
-                    state,
-                    cursor,
-                    limit,
-                )
-                .await?;
+            Backend::Postgres(db) | Backend::Sqlite(db) => {
+                let name = self.backend_queue(queue);
+                let rows =
+                    store::jobs::list_queue(db, &name, state, cursor, limit, now_ms()).await?;
                 let (rows, more) = store::split_page(rows, limit);
                 let views = rows
                     .into_iter()
                     .filter_map(|row| {
-                        let job: JobEnvelope = serde_json::from_slice(&row.job).ok()?;
+                        let job: JobEnvelope = serde_json::from_str(&row.payload).ok()?;
+                        let state = sql_state(&row.state, row.run_at);
                         Some(view(
                             queue,
                             job,
-                            sql_state(&row.status, row.run_at),
-                            DateTime::from_timestamp(row.run_at, 0),
+                            state,
+                            DateTime::from_timestamp_millis(row.run_at),
                             row.id,
                         ))
                     })
@@ -240,8 +236,7 @@ impl Queues {
         }
     }
 
-    /// Redis keeps ready jobs in a list, scheduled ones in a sorted set, running ones in
-    /// per-worker sets and finished ids in a set; pages are offsets into those.
+    /// Redis keeps ready jobs in a list and the others in sorted sets; pages are offsets.
     async fn list_redis(
         &self,
         conn: &redis::aio::ConnectionManager,
@@ -250,158 +245,115 @@ impl Queues {
         cursor: Option<&str>,
         limit: u64,
     ) -> Result<(Vec<JobView>, bool), QueueError> {
-        let name = self.backend_queue(queue);
+        let keys = Keys::of(&self.backend_queue(queue));
         let mut conn = conn.clone();
-        let offset: isize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let offset: isize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0).max(0);
         let end = offset + limit as isize; // one extra, to know whether more follow
-        let ids: Vec<String> = match state {
-            "pending" => conn.lrange(format!("{name}:active"), offset, end).await?,
-            "scheduled" => {
-                conn.zrange(format!("{name}:scheduled"), offset, end)
-                    .await?
+        let ids: Vec<(String, Option<f64>)> = match state {
+            "pending" => {
+                let ids: Vec<String> = conn.lrange(&keys.pending, offset, end).await?;
+                ids.into_iter().map(|id| (id, None)).collect()
             }
-            "running" | "done" => {
-                let mut ids: Vec<String> = if state == "done" {
-                    conn.smembers(format!("{name}:done")).await?
-                } else {
-                    let workers: Vec<String> =
-                        conn.zrange(format!("{name}:workers"), 0, -1).await?;
-                    let mut ids = Vec::new();
-                    for worker in workers {
-                        let members: Vec<String> =
-                            conn.smembers(format!("{name}:inflight:{worker}")).await?;
-                        ids.extend(members);
-                    }
-                    ids
-                };
-                ids.sort();
-                ids.into_iter()
-                    .skip(offset.max(0) as usize)
-                    .take(limit as usize + 1)
-                    .collect()
-            }
-            _ => Vec::new(),
+            "scheduled" => conn.zrange_withscores(&keys.scheduled, offset, end).await?,
+            "running" => conn.zrange_withscores(&keys.running, offset, end).await?,
+            _ => conn.zrange_withscores(&keys.done, offset, end).await?,
         };
         let more = ids.len() as u64 > limit;
-        let mut views = Vec::new();
-        for (index, id) in ids.into_iter().take(limit as usize).enumerate() {
-            let data: Option<Vec<u8>> = conn.hget(format!("{name}:data"), &id).await?;
-            let Some(job) = data.and_then(|d| serde_json::from_slice::<JobEnvelope>(&d).ok())
-            else {
-                continue;
-            };
-            let next = (offset + index as isize + 1).to_string();
-            let mut job_view = view(queue, job, redis_state(state), None, next);
-            if state == "scheduled" {
-                let score: Option<f64> = conn.zscore(format!("{name}:scheduled"), &id).await?;
-                job_view.run_at = score.and_then(|s| DateTime::from_timestamp(s as i64, 0));
-            }
-            views.push(job_view);
+        let ids: Vec<_> = ids.into_iter().take(limit as usize).collect();
+        if ids.is_empty() {
+            return Ok((Vec::new(), false));
         }
+        let bodies: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&keys.data)
+            .arg(ids.iter().map(|(id, _)| id).collect::<Vec<_>>())
+            .query_async(&mut conn)
+            .await?;
+        let state = live_state(state);
+        let views = ids
+            .into_iter()
+            .zip(bodies)
+            .enumerate()
+            .filter_map(|(index, ((_, score), body))| {
+                let job = serde_json::from_str::<JobEnvelope>(&body?).ok()?;
+                let next = (offset + index as isize + 1).to_string();
+                let run_at = match state {
+                    "scheduled" => score.and_then(|ms| DateTime::from_timestamp_millis(ms as i64)),
+                    _ => None,
+                };
+                Some(view(queue, job, state, run_at, next))
+            })
+            .collect();
         Ok((views, more))
     }
 
-    /// A live (not dead) job by id, in whichever queue and attempt it is.
+    /// A live (not dead) job by id: its latest attempt, in whichever queue.
     pub async fn find(&self, job_id: uuid::Uuid) -> Result<Option<JobView>, QueueError> {
         // Attempts beyond the limits only happen after operator retries; 200 covers them.
         let task_ids: Vec<String> = (1..=MAX_ATTEMPT_LOOKUP)
-            .map(|attempt| super::task_id(job_id, attempt).to_string())
+            .map(|attempt| super::task_id(job_id, attempt))
             .collect();
-        for queue in crate::workers::registry::queue_names() {
-            let name = self.backend_queue(queue);
-            let mut best: Option<JobView> = None;
-            match &self.backend {
-                Backend::Redis(conn) => {
-                    let mut conn = conn.clone();
-                    let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-                        .arg(format!("{name}:data"))
+        match &self.backend {
+            Backend::Postgres(db) | Backend::Sqlite(db) => {
+                let Some(row) = store::jobs::latest_attempt(db, &task_ids).await? else {
+                    return Ok(None);
+                };
+                let Some(queue) = row.queue.strip_prefix(self.config.prefix.as_str()) else {
+                    return Ok(None);
+                };
+                let Ok(job) = serde_json::from_str::<JobEnvelope>(&row.payload) else {
+                    return Ok(None);
+                };
+                let state = sql_state(&row.state, row.run_at);
+                let run_at = DateTime::from_timestamp_millis(row.run_at);
+                Ok(Some(view(queue, job, state, run_at, row.id)))
+            }
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                for queue in crate::workers::registry::queue_names() {
+                    let keys = Keys::of(&self.backend_queue(queue));
+                    let bodies: Vec<Option<String>> = redis::cmd("HMGET")
+                        .arg(&keys.data)
                         .arg(&task_ids)
                         .query_async(&mut conn)
                         .await?;
-                    for (task_id, value) in task_ids.iter().zip(values) {
-                        let Some(job) =
-                            value.and_then(|v| serde_json::from_slice::<JobEnvelope>(&v).ok())
-                        else {
-                            continue;
-                        };
-                        let status: Option<String> = conn
-                            .hget(format!("{name}:meta:{task_id}"), "status")
-                            .await?;
-                        let state = match status.as_deref() {
-                            Some("Running") => "running",
-                            Some("Done") => "done",
-                            Some("Failed") | Some("Killed") => "dead",
-                            _ => {
-                                let scheduled: Option<f64> =
-                                    conn.zscore(format!("{name}:scheduled"), task_id).await?;
-                                if scheduled.is_some() {
-                                    "scheduled"
-                                } else {
-                                    "pending"
-                                }
-                            }
-                        };
-                        if best.as_ref().is_none_or(|b| b.attempt < job.attempt) {
-                            best = Some(view(queue, job, state, None, task_id.clone()));
-                        }
-                    }
+                    let Some((task_id, body)) = task_ids
+                        .iter()
+                        .zip(bodies)
+                        .filter_map(|(id, body)| Some((id, body?)))
+                        .last()
+                    else {
+                        continue;
+                    };
+                    let Ok(job) = serde_json::from_str::<JobEnvelope>(&body) else {
+                        continue;
+                    };
+                    let mut pipe = redis::pipe();
+                    pipe.zscore(&keys.running, task_id)
+                        .zscore(&keys.done, task_id)
+                        .zscore(&keys.scheduled, task_id);
+                    let (running, done, scheduled): (Option<f64>, Option<f64>, Option<f64>) =
+                        pipe.query_async(&mut conn).await?;
+                    let (state, run_at) = match (running, done, scheduled) {
+                        (Some(_), _, _) => ("running", None),
+                        (_, Some(_), _) => ("done", None),
+                        (_, _, Some(at)) if at as i64 > now_ms() => (
+                            "scheduled",
+                            DateTime::from_timestamp_millis(at as i64),
+                        ),
+                        _ => ("pending", None),
+                    };
+                    return Ok(Some(view(queue, job, state, run_at, task_id.clone())));
                 }
-                Backend::Postgres(_) | Backend::Sqlite(_) => {
-                    for row in store::jobs::sql_jobs_by_ids(&self.db, &name, &task_ids).await? {
-                        let Ok(job) = serde_json::from_slice::<JobEnvelope>(&row.job) else {
-                            continue;
-                        };
-                        if best.as_ref().is_none_or(|b| b.attempt < job.attempt) {
-                            let state = sql_state(&row.status, row.run_at);
-                            let run_at = DateTime::from_timestamp(row.run_at, 0);
-                            best = Some(view(queue, job, state, run_at, row.id));
-                        }
-                    }
-                }
-            }
-            if best.is_some() {
-                return Ok(best);
+                Ok(None)
             }
         }
-        Ok(None)
     }
 
     /// Forgets jobs of `queues` that finished more than `GANTRY_JOB_RETENTION` ago, so the
     /// backend does not grow without bound.
     pub async fn forget_finished(&self, queues: &[&str]) {
-        let retention = self.config.retention;
         for queue in queues {
-            let name = self.backend_queue(queue);
-            let result = match &self.backend {
-                Backend::Redis(conn) => {
-                    let mut storage = apalis_redis::RedisStorage::<JobEnvelope>::new(conn.clone())
-                        .with_config(self.redis_config(&name));
-                    let vacuumed =
-                        apalis_core::backend::Vacuum::vacuum_before(&mut storage, retention)
-                            .await
-                            .map(|n| n as u64)
-                            .map_err(|e| QueueError::Storage(e.to_string()));
-                    // The done set holds bare ids; bound it rather than let it grow forever.
-                    let mut conn = conn.clone();
-                    let done_key = format!("{name}:done");
-                    match cardinality(&mut conn, &done_key).await {
-                        Ok(n) if n > DONE_SET_LIMIT => {
-                            let _: Result<(), _> = conn.del(&done_key).await;
-                        }
-                        _ => {}
-                    }
-                    vacuumed
-                }
-                Backend::Postgres(_) | Backend::Sqlite(_) => {
-                    let cutoff = Utc::now()
-                        - chrono::Duration::from_std(retention)
-                            .unwrap_or(chrono::Duration::days(1));
-                    store::jobs::delete_finished_before(&self.db, &name, cutoff)
-                        .await
-                        .map_err(QueueError::from)
-                }
-            };
-            match result {
+            match self.forget_before(queue, self.config.retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(queue, forgotten = n, "forgot finished jobs"),
                 Err(err) => tracing::warn!(queue, %err, "could not forget finished jobs"),
@@ -432,19 +384,6 @@ impl Queues {
     }
 }
 
-/// Members of a Redis set or sorted set (apalis-redis uses both), 0 when the key is absent.
-async fn cardinality(
-    conn: &mut redis::aio::ConnectionManager,
-    key: &str,
-) -> Result<u64, redis::RedisError> {
-    let kind: String = redis::cmd("TYPE").arg(key).query_async(conn).await?;
-    match kind.as_str() {
-        "set" => conn.scard(key).await,
-        "zset" => conn.zcard(key).await,
-        "list" => conn.llen(key).await,
-        _ => Ok(0),
-    }
-}
 
 /// Highest attempt number looked up when finding a job by id.
 const MAX_ATTEMPT_LOOKUP: u32 = 200;
@@ -469,19 +408,18 @@ fn view(
     }
 }
 
-/// Our state name for an apalis SQL status.
-fn sql_state(status: &str, run_at: i64) -> &'static str {
-    match status {
-        "Running" => "running",
-        "Done" => "done",
-        "Killed" => "dead",
-        "Failed" => "pending",
-        _ if run_at > Utc::now().timestamp() => "scheduled",
+/// The admin state of a `job_queue` row.
+fn sql_state(state: &str, run_at_ms: i64) -> &'static str {
+    match state {
+        "running" => "running",
+        "done" => "done",
+        _ if run_at_ms > now_ms() => "scheduled",
         _ => "pending",
     }
 }
 
-fn redis_state(state: &str) -> &'static str {
+/// The admin state name for a listed live state.
+fn live_state(state: &str) -> &'static str {
     match state {
         "pending" => "pending",
         "scheduled" => "scheduled",

@@ -1,13 +1,12 @@
 //! What a job is on the wire: the stored envelope, command arguments, a job to enqueue, and
 //! the task id derived from the job id.
 
-use apalis::prelude::TaskId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// What apalis stores for every job: our id, the attempt number and the kind's arguments.
+/// What the queue stores for every job: our id, the attempt number and the kind's arguments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobEnvelope {
     /// Logical job id: the id of the event that caused it, the same across retries.
@@ -64,9 +63,9 @@ pub struct NewJob {
     pub run_after: Option<Duration>,
 }
 
-/// The apalis task id of a job's attempt: derived from the job id, so enqueueing the same
-/// attempt twice is refused by the backend (or by our pre-check) instead of running twice.
-pub fn task_id(job_id: Uuid, attempt: u32) -> TaskId {
+/// The task id of a job's attempt (a ULID string): derived from the job id, so enqueueing the
+/// same attempt twice is refused by the backend instead of running twice.
+pub fn task_id(job_id: Uuid, attempt: u32) -> String {
     let bits = job_id.as_u128() ^ u128::from(attempt.saturating_sub(1));
-    TaskId::from_ulid(ulid::Ulid::from(bits))
+    ulid::Ulid::from(bits).to_string()
 }

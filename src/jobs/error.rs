@@ -71,7 +71,7 @@ pub enum QueueError {
     /// Redis failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// The apalis storage refused.
+    /// The queue storage refused (e.g. a job that cannot be encoded).
     #[error("job storage: {0}")]
     Storage(String),
 }

@@ -20,7 +20,7 @@ pub trait Job: Send + Sync + 'static {
     /// that do not parse make the job dead at once ([`JobError::BadArgs`]).
     type Args: DeserializeOwned + Send;
 
-    /// Runs one attempt. Must be idempotent: apalis delivers at least once.
+    /// Runs one attempt. Must be idempotent: delivery is at least once.
     async fn run(
         &self,
         ctx: &WorkerContext,

@@ -1,30 +1,31 @@
-//! [`Queues`]: the configured backend (Redis, Postgres or SQLite through apalis), connecting to
-//! it and enqueueing jobs.
+//! [`Queues`]: the configured backend (Redis, Postgres or SQLite), connecting to it and the
+//! batch operations the runtime and the admin API use: push, claim, complete, extend leases,
+//! release, rescue and forget.
+//!
+//! Why not apalis' own storages: see the README ("Job queues: storage"). In short, every
+//! operation here is one round trip per batch (a push of 500, a claim of up to 100, an
+//! acknowledgement of everything finished since the last one), and SQLite's queue writes go
+//! through one connection, so the embedded mode never contends for its write lock.
 
+use super::redis_queue::{self, Keys};
 use super::{task_id, JobEnvelope, NewJob, QueueError};
 use crate::config::{Config, JobsConfig};
 use crate::store;
-use apalis::prelude::{TaskBuilder, TaskSink};
-use apalis_postgres::{PgPool, PostgresStorage};
-use apalis_redis::RedisStorage;
-use apalis_sqlite::{SqlitePool, SqliteStorage};
 use sea_orm::{DatabaseBackend, DatabaseConnection};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// How long Redis remembers an enqueued job id, so a re-routed event cannot enqueue it twice.
-const REDIS_DEDUPE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Jobs per push to the backend.
-const PUSH_CHUNK: usize = 500;
-/// Jobs fetched per poll.
-const FETCH_BATCH: usize = 32;
+use tokio::sync::Notify;
 
 /// The backend the queues live on.
 #[derive(Clone)]
 pub(super) enum Backend {
+    /// Redis (`REDIS_URL` set).
     Redis(redis::aio::ConnectionManager),
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
+    /// The Postgres system-of-record database.
+    Postgres(DatabaseConnection),
+    /// The SQLite database, through a pool of one connection: the queue's single writer.
+    Sqlite(DatabaseConnection),
 }
 
 /// The job queues of this deployment: enqueueing, running workers, and counts.
@@ -33,10 +34,18 @@ pub struct Queues {
     pub(super) backend: Backend,
     pub(super) db: DatabaseConnection,
     pub(super) config: Arc<JobsConfig>,
+    /// Per queue: woken when this process enqueues, so a local worker claims at once instead
+    /// of at its next poll.
+    wakers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+/// Now, in Unix milliseconds (the queues' clock on every backend).
+pub(super) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 impl Queues {
-    /// Connects to the configured backend and installs apalis' tables (SQL backends).
+    /// Connects to the configured backend (the SQL backends' table comes with the migrations).
     pub async fn connect(config: &Config, db: &DatabaseConnection) -> Result<Self, QueueError> {
         let backend = match &config.redis_url {
             // Lazy: a process starts (and reports Redis in /health/ready) while Redis is down;
@@ -48,49 +57,15 @@ impl Queues {
                     .set_response_timeout(Some(Duration::from_secs(10))),
             )?),
             None => match db.get_database_backend() {
-                DatabaseBackend::Postgres => {
-                    let pool = db.get_postgres_connection_pool().clone();
-                    PostgresStorage::setup(&pool)
-                        .await
-                        .map_err(|e| QueueError::Storage(e.to_string()))?;
-                    store::jobs::ensure_status_index(db).await?;
-                    Backend::Postgres(pool)
-                }
-                _ => {
-                    // apalis tunes its pool's connections (synchronous = off); keep that away
-                    // from the system-of-record pool.
-                    let options: apalis_sqlite::SqliteConnectOptions = config
-                        .database_url
-                        .parse()
-                        .map_err(|e: sea_orm::sqlx::Error| QueueError::Storage(e.to_string()))?;
-                    let pool = apalis_sqlite::SqlitePoolOptions::new()
-                        .max_connections(4)
-                        .connect_with(
-                            options
-                                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                                .busy_timeout(Duration::from_secs(10)),
-                        )
-                        .await
-                        .map_err(|e| QueueError::Storage(e.to_string()))?;
-                    // apalis' migrator takes no lock on SQLite: a process starting beside
-                    // another can lose the race once; the second try finds the tables there.
-                    let mut tries = 0;
-                    while let Err(err) = SqliteStorage::setup(&pool).await {
-                        tries += 1;
-                        if tries >= 5 {
-                            return Err(QueueError::Storage(err.to_string()));
-                        }
-                        tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-                    }
-                    store::jobs::ensure_status_index(db).await?;
-                    Backend::Sqlite(pool)
-                }
+                DatabaseBackend::Postgres => Backend::Postgres(db.clone()),
+                _ => Backend::Sqlite(store::connect_single_writer(&config.database_url).await?),
             },
         };
         Ok(Self {
             backend,
             db: db.clone(),
             config: Arc::new(config.jobs.clone()),
+            wakers: Arc::default(),
         })
     }
 
@@ -111,6 +86,20 @@ impl Queues {
     /// The name `queue` has in the backend.
     pub fn backend_queue(&self, queue: &str) -> String {
         format!("{}{queue}", self.config.prefix)
+    }
+
+    /// How long a claim lasts without a heartbeat: three missed heartbeats.
+    pub(super) fn lease(&self) -> Duration {
+        self.config.heartbeat * 3
+    }
+
+    /// The in-process wake-up of `queue`.
+    pub(super) fn waker(&self, queue: &str) -> Arc<Notify> {
+        let mut wakers = match self.wakers.lock() {
+            Ok(wakers) => wakers,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        wakers.entry(queue.to_owned()).or_default().clone()
     }
 
     /// The Redis key whose absence means the queues lost their data (a `FLUSHALL`, or a Redis
@@ -153,119 +142,167 @@ impl Queues {
         }
     }
 
-    /// Enqueues jobs on `queue`. A job whose attempt is already enqueued (or was, and ran) is
-    /// skipped; returns how many were new.
+    /// Enqueues jobs on `queue`. A job whose attempt is already enqueued (or was, and ran, and
+    /// is still remembered) is skipped; returns how many were new.
     pub async fn enqueue(&self, queue: &str, jobs: Vec<NewJob>) -> Result<usize, QueueError> {
         if jobs.is_empty() {
             return Ok(0);
         }
         let name = self.backend_queue(queue);
-        let jobs = match &self.backend {
-            Backend::Redis(_) => jobs,
-            Backend::Postgres(_) | Backend::Sqlite(_) => {
-                let ids: Vec<String> = jobs
-                    .iter()
-                    .map(|j| task_id(j.job_id, j.attempt).to_string())
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let run_at = now
+                + job
+                    .run_after
+                    .map_or(0, |delay| delay.as_millis().min(i64::MAX as u128) as i64);
+            let id = task_id(job.job_id, job.attempt);
+            let envelope = JobEnvelope {
+                job_id: job.job_id,
+                attempt: job.attempt,
+                retry_base: job.retry_base,
+                enqueued_at: job.enqueued_at,
+                args: job.args,
+            };
+            let payload = serde_json::to_string(&envelope)
+                .map_err(|e| QueueError::Storage(format!("cannot encode a job: {e}")))?;
+            rows.push(store::jobs::QueuedJob {
+                id,
+                queue: name.clone(),
+                job_id: envelope.job_id,
+                attempt: envelope.attempt.min(i32::MAX as u32) as i32,
+                run_at,
+                payload,
+            });
+        }
+        let new = match &self.backend {
+            Backend::Redis(conn) => {
+                let jobs: Vec<_> = rows
+                    .into_iter()
+                    .map(|row| (row.id, row.run_at, row.payload))
                     .collect();
-                let existing = store::jobs::existing_task_ids(&self.db, &ids).await?;
-                jobs.into_iter()
-                    .zip(ids)
-                    .filter(|(_, id)| !existing.contains(id))
-                    .map(|(job, _)| job)
+                redis_queue::push(conn, &Keys::of(&name), &jobs, now).await?
+            }
+            Backend::Postgres(db) | Backend::Sqlite(db) => store::jobs::push_jobs(db, &rows).await?,
+        };
+        if new > 0 {
+            self.waker(queue).notify_waiters();
+        }
+        Ok(new as usize)
+    }
+
+    /// Leases up to `limit` due jobs of `queue` to `holder`: `(task id, encoded envelope)`.
+    pub(super) async fn claim(
+        &self,
+        queue: &str,
+        holder: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, QueueError> {
+        let name = self.backend_queue(queue);
+        let now = now_ms();
+        let until = now + self.lease().as_millis() as i64;
+        Ok(match &self.backend {
+            Backend::Redis(conn) => {
+                redis_queue::claim(conn, &Keys::of(&name), limit, now, until).await?
+            }
+            Backend::Postgres(db) | Backend::Sqlite(db) => {
+                store::jobs::claim_jobs(db, &name, holder, limit, now, until)
+                    .await?
+                    .into_iter()
+                    .map(|job| (job.id, job.payload))
                     .collect()
             }
-        };
-        let count = jobs.len();
-        if count == 0 {
-            return Ok(0);
-        }
-        let redis = matches!(self.backend, Backend::Redis(_));
-        let tasks: Vec<_> = jobs
-            .into_iter()
-            .map(|job| {
-                let mut builder = TaskBuilder::new(JobEnvelope {
-                    job_id: job.job_id,
-                    attempt: job.attempt,
-                    retry_base: job.retry_base,
-                    enqueued_at: job.enqueued_at,
-                    args: job.args,
-                })
-                .task_id(task_id(job.job_id, job.attempt));
-                if redis {
-                    builder = builder.idempotency_key(format!("{}:{}", job.job_id, job.attempt));
-                }
-                if let Some(delay) = job.run_after {
-                    builder = builder.run_after(delay);
-                }
-                builder.build()
-            })
-            .collect();
-        // Bounded pushes: apalis-redis passes a push as one script call (7 arguments per job).
-        for chunk in tasks.chunks(PUSH_CHUNK) {
-            self.push(&name, chunk.to_vec()).await?;
-        }
-        Ok(count)
+        })
     }
 
-    async fn push(
-        &self,
-        name: &str,
-        tasks: Vec<apalis::prelude::Task<JobEnvelope>>,
-    ) -> Result<(), QueueError> {
-        let mut stream = futures::stream::iter(tasks);
-        let result = match &self.backend {
+    /// Settles finished attempts of `queue`.
+    pub(super) async fn complete(&self, queue: &str, ids: &[String]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let name = self.backend_queue(queue);
+        match &self.backend {
             Backend::Redis(conn) => {
-                let mut storage = RedisStorage::<JobEnvelope>::new(conn.clone())
-                    .with_config(self.redis_config(name));
-                storage
-                    .push_all(&mut stream)
-                    .await
-                    .map_err(|e| e.to_string())
+                redis_queue::complete(conn, &Keys::of(&name), ids, now_ms()).await?
             }
-            Backend::Postgres(pool) => {
-                let mut storage =
-                    PostgresStorage::<JobEnvelope>::new(pool).with_config(self.pg_config(name));
-                storage
-                    .push_all(&mut stream)
-                    .await
-                    .map_err(|e| e.to_string())
+            Backend::Postgres(db) | Backend::Sqlite(db) => {
+                store::jobs::complete_jobs(db, ids, now_ms()).await?
             }
-            Backend::Sqlite(pool) => {
-                let mut storage =
-                    SqliteStorage::<JobEnvelope>::new(pool).with_config(self.sqlite_config(name));
-                storage
-                    .push_all(&mut stream)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        };
-        result.map_err(QueueError::Storage)
+        }
+        Ok(())
     }
 
-    pub(crate) fn redis_config(&self, name: &str) -> apalis_redis::Config {
-        apalis_redis::Config::default()
-            .queue(name)
-            .heartbeat_interval(self.config.heartbeat)
-            .missed_heartbeats(3)
-            .batch_size(FETCH_BATCH)
-            .idempotency_ttl(Some(REDIS_DEDUPE_TTL))
+    /// Extends the leases `holder` has on `queue` (`ids`: what it holds, for Redis).
+    pub(super) async fn extend(
+        &self,
+        queue: &str,
+        holder: &str,
+        ids: &[String],
+    ) -> Result<(), QueueError> {
+        let until = now_ms() + self.lease().as_millis() as i64;
+        match &self.backend {
+            Backend::Redis(conn) => {
+                let keys = Keys::of(&self.backend_queue(queue));
+                redis_queue::extend(conn, &keys, ids, until).await?
+            }
+            Backend::Postgres(db) | Backend::Sqlite(db) => {
+                store::jobs::extend_leases(db, holder, until).await?;
+            }
+        }
+        Ok(())
     }
 
-    /// apalis-postgres settings for backend queue `name`.
-    pub(super) fn pg_config(&self, name: &str) -> apalis_postgres::Config {
-        apalis_postgres::Config::default()
-            .queue(name)
-            .heartbeat_interval(self.config.heartbeat)
-            .missed_heartbeats(3)
-            .batch_size(FETCH_BATCH)
+    /// Gives back what `holder` still leases on `queue`: ready again at once.
+    pub(super) async fn release(
+        &self,
+        queue: &str,
+        holder: &str,
+        ids: &[String],
+    ) -> Result<u64, QueueError> {
+        Ok(match &self.backend {
+            Backend::Redis(conn) => {
+                let keys = Keys::of(&self.backend_queue(queue));
+                redis_queue::release(conn, &keys, ids).await?
+            }
+            Backend::Postgres(db) | Backend::Sqlite(db) => {
+                store::jobs::release_jobs(db, holder).await?
+            }
+        })
     }
 
-    /// apalis-sqlite settings for backend queue `name`.
-    pub(super) fn sqlite_config(&self, name: &str) -> apalis_sqlite::Config {
-        apalis_sqlite::Config::default()
-            .queue(name)
-            .heartbeat_interval(self.config.heartbeat)
-            .missed_heartbeats(3)
-            .batch_size(FETCH_BATCH)
+    /// Makes jobs of `queues` whose lease ran out (their worker died or lost its backend)
+    /// ready again; returns how many.
+    pub async fn rescue_expired(&self, queues: &[&str]) -> Result<u64, QueueError> {
+        let now = now_ms();
+        match &self.backend {
+            Backend::Redis(conn) => {
+                let mut rescued = 0;
+                for queue in queues {
+                    let keys = Keys::of(&self.backend_queue(queue));
+                    rescued += redis_queue::rescue(conn, &keys, now).await?;
+                }
+                Ok(rescued)
+            }
+            // One statement covers every queue of the table.
+            Backend::Postgres(db) | Backend::Sqlite(db) => {
+                Ok(store::jobs::rescue_expired(db, now).await?)
+            }
+        }
+    }
+
+    /// Forgets attempts of `queue` settled more than `retention` ago; returns how many.
+    pub(super) async fn forget_before(
+        &self,
+        queue: &str,
+        retention: Duration,
+    ) -> Result<u64, QueueError> {
+        let cutoff = now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
+        let name = self.backend_queue(queue);
+        Ok(match &self.backend {
+            Backend::Redis(conn) => redis_queue::forget(conn, &Keys::of(&name), cutoff).await?,
+            Backend::Postgres(db) | Backend::Sqlite(db) => {
+                store::jobs::delete_finished_before(db, &name, cutoff).await?
+            }
+        })
     }
 }

@@ -1,5 +1,5 @@
-//! `dead_jobs`, the probe job kind's `probe_batches` / `probe_runs`, and read-only views of the
-//! apalis job tables (Postgres `apalis.jobs`, SQLite `Jobs`) for the admin API.
+//! `job_queue` (the SQL queue backend: every job attempt, claimed and settled in batches),
+//! `dead_jobs`, and the probe job kind's `probe_batches` / `probe_runs`.
 
 use super::now;
 use super::paging::{keyset, KeyOrder, Page, PageRequest};
@@ -252,6 +252,8 @@ pub async fn probe_stats(db: &impl ConnectionTrait, batch_id: Uuid) -> Result<Pr
 /// A routed probe event that has no completed run and no dead job: work the reconciler owes.
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct StrandedEvent {
+    /// The outbox row id (the page key).
+    pub id: i64,
     /// The event (and job) id.
     pub event_id: Uuid,
     /// The event data (the job's arguments).
@@ -259,36 +261,28 @@ pub struct StrandedEvent {
 }
 
 /// Published `event_type` events older than `published_before` without a completed probe run
-/// or a dead job.
+/// or a dead job, after outbox row `after_id`, oldest first, at most `limit`.
 pub async fn stranded_probe_events(
     db: &impl ConnectionTrait,
     event_type: &str,
     published_before: DateTime<Utc>,
+    after_id: i64,
     limit: u64,
 ) -> Result<Vec<StrandedEvent>, DbErr> {
     let backend = db.get_database_backend();
-    let sql = match backend {
-        DatabaseBackend::Postgres => {
-            "SELECT o.event_id, o.payload FROM outbox_events o \
-             WHERE o.event_type = $1 AND o.published_at IS NOT NULL AND o.published_at < $2 \
-             AND NOT EXISTS (SELECT 1 FROM probe_runs r WHERE r.event_id = o.event_id) \
-             AND NOT EXISTS (SELECT 1 FROM dead_jobs d WHERE d.id = o.event_id) \
-             ORDER BY o.id LIMIT $3"
-        }
-        _ => {
-            "SELECT o.event_id, o.payload FROM outbox_events o \
-             WHERE o.event_type = ?1 AND o.published_at IS NOT NULL AND o.published_at < ?2 \
-             AND NOT EXISTS (SELECT 1 FROM probe_runs r WHERE r.event_id = o.event_id) \
-             AND NOT EXISTS (SELECT 1 FROM dead_jobs d WHERE d.id = o.event_id) \
-             ORDER BY o.id LIMIT ?3"
-        }
-    };
+    let sql = "SELECT o.id, o.event_id, o.payload FROM outbox_events o \
+         WHERE o.event_type = $1 AND o.published_at IS NOT NULL AND o.published_at < $2 \
+         AND o.id > $3 \
+         AND NOT EXISTS (SELECT 1 FROM probe_runs r WHERE r.event_id = o.event_id) \
+         AND NOT EXISTS (SELECT 1 FROM dead_jobs d WHERE d.id = o.event_id) \
+         ORDER BY o.id LIMIT $4";
     StrandedEvent::find_by_statement(Statement::from_sql_and_values(
         backend,
-        sql,
+        queue_sql(backend, sql),
         [
             event_type.into(),
             published_before.into(),
+            after_id.into(),
             (limit as i64).into(),
         ],
     ))
@@ -296,7 +290,201 @@ pub async fn stranded_probe_events(
     .await
 }
 
-/// Job counts of one queue as the SQL job backends store them.
+// --- job_queue: the SQL queue backend (Postgres and SQLite) ---------------------------------
+//
+// One row per attempt, `id` = the attempt's task id. States: `pending` (due at `run_at`, which
+// may lie ahead: scheduled), `running` (leased by `lock_by` until `locked_until`), `done`
+// (settled: completed, retried as a new row, or dead). Times are Unix milliseconds. Claims,
+// completions and inserts are one statement per batch; the queries are written with `$n`
+// placeholders and rewritten to `?n` for SQLite.
+
+/// Rows per multi-row statement (7 parameters each stays far below both backends' limits).
+const QUEUE_CHUNK: usize = 500;
+
+/// `sql` with its `$n` placeholders as `backend` spells them.
+fn queue_sql(backend: DatabaseBackend, sql: &str) -> String {
+    match backend {
+        DatabaseBackend::Postgres => sql.to_owned(),
+        _ => sql.replace('$', "?"),
+    }
+}
+
+/// `$from, $from+1, …` for `count` values (an `IN (…)` list).
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One attempt to insert into `job_queue`.
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    /// Task id of the attempt (primary key: inserting it twice is a no-op).
+    pub id: String,
+    /// Prefixed queue name.
+    pub queue: String,
+    /// Logical job id.
+    pub job_id: Uuid,
+    /// Attempt number.
+    pub attempt: i32,
+    /// Unix ms it may run at.
+    pub run_at: i64,
+    /// The encoded envelope (JSON).
+    pub payload: String,
+}
+
+/// Inserts attempts that are not there yet (an attempt already queued or finished is skipped);
+/// returns how many were new.
+pub async fn push_jobs(db: &impl ConnectionTrait, jobs: &[QueuedJob]) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let mut inserted = 0;
+    for chunk in jobs.chunks(QUEUE_CHUNK) {
+        let rows = (0..chunk.len())
+            .map(|i| format!("({},'pending')", placeholders(i * 6 + 1, 6)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "INSERT INTO job_queue (id, queue, job_id, attempt, run_at, payload, state) \
+             VALUES {rows} ON CONFLICT (id) DO NOTHING"
+        );
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 6);
+        for job in chunk {
+            values.extend([
+                job.id.clone().into(),
+                job.queue.clone().into(),
+                job.job_id.to_string().into(),
+                job.attempt.into(),
+                job.run_at.into(),
+                job.payload.clone().into(),
+            ]);
+        }
+        let statement =
+            Statement::from_sql_and_values(backend, queue_sql(backend, &sql), values);
+        inserted += db.execute_raw(statement).await?.rows_affected();
+    }
+    Ok(inserted)
+}
+
+/// A claimed attempt: its task id and encoded envelope.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct ClaimedJob {
+    /// Task id.
+    pub id: String,
+    /// The encoded envelope.
+    pub payload: String,
+}
+
+/// Leases up to `limit` due jobs of `queue` to `holder` until `lease_until` (oldest first);
+/// concurrent claimers skip each other's rows on Postgres.
+pub async fn claim_jobs(
+    db: &impl ConnectionTrait,
+    queue: &str,
+    holder: &str,
+    limit: usize,
+    now_ms: i64,
+    lease_until: i64,
+) -> Result<Vec<ClaimedJob>, DbErr> {
+    let backend = db.get_database_backend();
+    let lock = if backend == DatabaseBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE job_queue SET state = 'running', lock_by = $1, locked_until = $2 \
+         WHERE id IN (SELECT id FROM job_queue WHERE queue = $3 AND state = 'pending' \
+         AND run_at <= $4 ORDER BY run_at, id LIMIT $5{lock}) RETURNING id, payload"
+    );
+    ClaimedJob::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        queue_sql(backend, &sql),
+        [
+            holder.into(),
+            lease_until.into(),
+            queue.into(),
+            now_ms.into(),
+            (limit as i64).into(),
+        ],
+    ))
+    .all(db)
+    .await
+}
+
+/// Marks running attempts settled (`done`).
+pub async fn complete_jobs(
+    db: &impl ConnectionTrait,
+    ids: &[String],
+    now_ms: i64,
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    for chunk in ids.chunks(QUEUE_CHUNK) {
+        let sql = format!(
+            "UPDATE job_queue SET state = 'done', done_at = $1, lock_by = NULL, \
+             locked_until = NULL WHERE state = 'running' AND id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut values: Vec<sea_orm::Value> = vec![now_ms.into()];
+        values.extend(chunk.iter().map(|id| id.clone().into()));
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            queue_sql(backend, &sql),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Extends the leases `holder` has (its heartbeat).
+pub async fn extend_leases(
+    db: &impl ConnectionTrait,
+    holder: &str,
+    lease_until: i64,
+) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = "UPDATE job_queue SET locked_until = $1 WHERE state = 'running' AND lock_by = $2";
+    Ok(db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            queue_sql(backend, sql),
+            [lease_until.into(), holder.into()],
+        ))
+        .await?
+        .rows_affected())
+}
+
+/// Gives back what `holder` still leases (a stopping worker): ready again at once.
+pub async fn release_jobs(db: &impl ConnectionTrait, holder: &str) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = "UPDATE job_queue SET state = 'pending', lock_by = NULL, locked_until = NULL \
+               WHERE state = 'running' AND lock_by = $1";
+    Ok(db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            queue_sql(backend, sql),
+            [holder.into()],
+        ))
+        .await?
+        .rows_affected())
+}
+
+/// Makes running jobs whose lease ran out (their worker died) ready again; returns how many.
+pub async fn rescue_expired(db: &impl ConnectionTrait, now_ms: i64) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = "UPDATE job_queue SET state = 'pending', lock_by = NULL, locked_until = NULL \
+               WHERE state = 'running' AND locked_until < $1";
+    Ok(db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            queue_sql(backend, sql),
+            [now_ms.into()],
+        ))
+        .await?
+        .rows_affected())
+}
+
+/// Job counts of one queue in the SQL queue backend.
 #[derive(Debug, Clone, Default, FromQueryResult)]
 pub struct QueueCounts {
     /// Ready to run now.
@@ -305,84 +493,28 @@ pub struct QueueCounts {
     pub scheduled: Option<i64>,
     /// Held by a worker.
     pub running: Option<i64>,
-    /// Finished (kept until vacuumed).
-    pub done: Option<i64>,
-    /// Failed at the backend level with no attempts left (our layer records its own dead jobs).
-    pub dead: Option<i64>,
-    /// Unix seconds of the oldest ready job.
+    /// Unix ms of the oldest ready job.
     pub oldest_pending_run_at: Option<i64>,
 }
 
-const COUNTS_POSTGRES: &str = "SELECT \
-    SUM(CASE WHEN (status IN ('Pending','Queued') OR (status = 'Failed' AND attempts < max_attempts)) AND run_at <= now() THEN 1 ELSE 0 END) AS pending, \
-    SUM(CASE WHEN (status IN ('Pending','Queued') OR (status = 'Failed' AND attempts < max_attempts)) AND run_at > now() THEN 1 ELSE 0 END) AS scheduled, \
-    SUM(CASE WHEN status = 'Running' THEN 1 ELSE 0 END) AS running, \
-    CAST(NULL AS BIGINT) AS done, \
-    SUM(CASE WHEN status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts) THEN 1 ELSE 0 END) AS dead, \
-    CAST(EXTRACT(EPOCH FROM MIN(CASE WHEN status IN ('Pending','Queued') AND run_at <= now() THEN run_at END)) AS BIGINT) AS oldest_pending_run_at \
-    FROM apalis.jobs WHERE job_type = $1 AND status IN ('Pending','Queued','Running','Failed','Killed')";
-
-const COUNTS_SQLITE: &str = "SELECT \
-    SUM(CASE WHEN (status IN ('Pending','Queued') OR (status = 'Failed' AND attempts < max_attempts)) AND run_at <= strftime('%s','now') THEN 1 ELSE 0 END) AS pending, \
-    SUM(CASE WHEN (status IN ('Pending','Queued') OR (status = 'Failed' AND attempts < max_attempts)) AND run_at > strftime('%s','now') THEN 1 ELSE 0 END) AS scheduled, \
-    SUM(CASE WHEN status = 'Running' THEN 1 ELSE 0 END) AS running, \
-    CAST(NULL AS INTEGER) AS done, \
-    SUM(CASE WHEN status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts) THEN 1 ELSE 0 END) AS dead, \
-    MIN(CASE WHEN status IN ('Pending','Queued') AND run_at <= strftime('%s','now') THEN run_at END) AS oldest_pending_run_at \
-    FROM Jobs WHERE job_type = ?1 AND status IN ('Pending','Queued','Running','Failed','Killed')";
-
-/// Index that keeps the per-state counts below from reading finished jobs (created after
-/// apalis' own tables exist).
-pub async fn ensure_status_index(db: &impl ConnectionTrait) -> Result<(), DbErr> {
-    let sql = match db.get_database_backend() {
-        DatabaseBackend::Postgres => {
-            "CREATE INDEX IF NOT EXISTS gantry_jobs_type_status ON apalis.jobs (job_type, status)"
-        }
-        _ => "CREATE INDEX IF NOT EXISTS gantry_jobs_type_status ON Jobs (job_type, status)",
-    };
-    db.execute_unprepared(sql).await?;
-    Ok(())
-}
-
-/// Finished (`Done`) apalis jobs of `job_type` still remembered.
-pub async fn count_done(db: &impl ConnectionTrait, job_type: &str) -> Result<u64, DbErr> {
-    #[derive(FromQueryResult)]
-    struct Row {
-        n: i64,
-    }
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DatabaseBackend::Postgres => {
-            "SELECT COUNT(*) AS n FROM apalis.jobs WHERE job_type = $1 AND status = 'Done'"
-        }
-        _ => "SELECT COUNT(*) AS n FROM Jobs WHERE job_type = ?1 AND status = 'Done'",
-    };
-    let row = Row::find_by_statement(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [job_type.into()],
-    ))
-    .one(db)
-    .await?;
-    Ok(row.map_or(0, |r| r.n.max(0) as u64))
-}
-
-/// Counts of the unfinished apalis jobs of `job_type` (the prefixed queue name); `done` is
-/// left out (see [`count_done`]) because it is the one state that grows with traffic.
-pub async fn sql_queue_counts(
+/// Counts the unfinished jobs of `queue` (finished ones: [`count_done`]).
+pub async fn queue_counts(
     db: &impl ConnectionTrait,
-    job_type: &str,
+    queue: &str,
+    now_ms: i64,
 ) -> Result<QueueCounts, DbErr> {
     let backend = db.get_database_backend();
-    let sql = match backend {
-        DatabaseBackend::Postgres => COUNTS_POSTGRES,
-        _ => COUNTS_SQLITE,
-    };
+    let sql = "SELECT \
+        CAST(SUM(CASE WHEN state = 'pending' AND run_at <= $2 THEN 1 ELSE 0 END) AS BIGINT) AS pending, \
+        CAST(SUM(CASE WHEN state = 'pending' AND run_at > $2 THEN 1 ELSE 0 END) AS BIGINT) AS scheduled, \
+        CAST(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS BIGINT) AS running, \
+        MIN(CASE WHEN state = 'pending' AND run_at <= $2 THEN run_at END) AS oldest_pending_run_at \
+        FROM job_queue WHERE queue = $1 AND state IN ('pending', 'running')";
     Ok(
         QueueCounts::find_by_statement(Statement::from_sql_and_values(
             backend,
-            sql,
-            [job_type.into()],
+            queue_sql(backend, sql),
+            [queue.into(), now_ms.into()],
         ))
         .one(db)
         .await?
@@ -390,159 +522,109 @@ pub async fn sql_queue_counts(
     )
 }
 
-/// Which of `ids` (apalis task ids) already exist in the SQL job table.
-pub async fn existing_task_ids(
-    db: &impl ConnectionTrait,
-    ids: &[String],
-) -> Result<std::collections::HashSet<String>, DbErr> {
+/// Finished attempts of `queue` still remembered.
+pub async fn count_done(db: &impl ConnectionTrait, queue: &str) -> Result<u64, DbErr> {
     #[derive(FromQueryResult)]
     struct Row {
-        id: String,
+        n: i64,
     }
     let backend = db.get_database_backend();
-    let mut found = std::collections::HashSet::new();
-    for chunk in ids.chunks(500) {
-        let sql = match backend {
-            DatabaseBackend::Postgres => "SELECT id FROM apalis.jobs WHERE id = ANY($1)".to_owned(),
-            _ => format!(
-                "SELECT id FROM Jobs WHERE id IN ({})",
-                (1..=chunk.len())
-                    .map(|i| format!("?{i}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        };
-        let values: Vec<sea_orm::Value> = match backend {
-            DatabaseBackend::Postgres => vec![chunk.to_vec().into()],
-            _ => chunk.iter().map(|id| id.clone().into()).collect(),
-        };
-        let rows = Row::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
-            .all(db)
-            .await?;
-        found.extend(rows.into_iter().map(|r| r.id));
-    }
-    Ok(found)
+    let sql = "SELECT COUNT(*) AS n FROM job_queue WHERE queue = $1 AND state = 'done'";
+    let row = Row::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        queue_sql(backend, sql),
+        [queue.into()],
+    ))
+    .one(db)
+    .await?;
+    Ok(row.map_or(0, |r| r.n.max(0) as u64))
 }
 
-/// One apalis job row, for the admin API.
+/// One `job_queue` row, for the admin API.
 #[derive(Debug, Clone, FromQueryResult)]
-pub struct SqlJobRow {
-    /// apalis task id.
+pub struct QueueRow {
+    /// Task id.
     pub id: String,
     /// Prefixed queue name.
-    pub job_type: String,
-    /// apalis status (`Pending`, `Running`, `Done`, `Failed`, `Killed`, …).
-    pub status: String,
-    /// Attempts apalis made.
-    pub attempts: i32,
-    /// Unix seconds it may run at.
+    pub queue: String,
+    /// `pending`, `running` or `done`.
+    pub state: String,
+    /// Unix ms it may run at.
     pub run_at: i64,
-    /// The encoded job (JSON bytes).
-    pub job: Vec<u8>,
+    /// The encoded envelope.
+    pub payload: String,
 }
 
-/// Job rows of `job_type` in a state (`pending`, `scheduled`, `running`, `done`), after
-/// `after` (task id order), at most `limit + 1`.
-pub async fn sql_jobs(
+/// Rows of `queue` in an admin state (`pending`, `scheduled`, `running`, `done`) after task id
+/// `after`, at most `limit + 1` (to tell whether more follow).
+pub async fn list_queue(
     db: &impl ConnectionTrait,
-    job_type: &str,
+    queue: &str,
     state: &str,
     after: Option<&str>,
     limit: u64,
-) -> Result<Vec<SqlJobRow>, DbErr> {
+    now_ms: i64,
+) -> Result<Vec<QueueRow>, DbErr> {
     let backend = db.get_database_backend();
-    let (table, run_at, now_expr, p) = match backend {
-        DatabaseBackend::Postgres => (
-            "apalis.jobs",
-            "CAST(EXTRACT(EPOCH FROM run_at) AS BIGINT)",
-            "now()",
-            ["$1", "$2", "$3"],
-        ),
-        _ => ("Jobs", "run_at", "strftime('%s','now')", ["?1", "?2", "?3"]),
-    };
     let condition = match state {
-        "pending" => format!("status IN ('Pending','Queued') AND run_at <= {now_expr}"),
-        "scheduled" => format!("status IN ('Pending','Queued') AND run_at > {now_expr}"),
-        "running" => "status = 'Running'".to_owned(),
-        _ => "status = 'Done'".to_owned(),
-    };
-    let job_column = if backend == DatabaseBackend::Postgres {
-        "job"
-    } else {
-        "CAST(job AS BLOB)"
+        "pending" => "state = 'pending' AND run_at <= $4",
+        "scheduled" => "state = 'pending' AND run_at > $4",
+        "running" => "state = 'running' AND $4 = $4",
+        _ => "state = 'done' AND $4 = $4",
     };
     let sql = format!(
-        "SELECT id, job_type, status, attempts, {run_at} AS run_at, {job_column} AS job FROM {table} \
-         WHERE job_type = {} AND {condition} AND id > {} ORDER BY id LIMIT {}",
-        p[0], p[1], p[2]
+        "SELECT id, queue, state, run_at, payload FROM job_queue \
+         WHERE queue = $1 AND {condition} AND id > $2 ORDER BY id LIMIT $3"
     );
-    SqlJobRow::find_by_statement(Statement::from_sql_and_values(
+    QueueRow::find_by_statement(Statement::from_sql_and_values(
         backend,
-        sql,
+        queue_sql(backend, &sql),
         [
-            job_type.into(),
+            queue.into(),
             after.unwrap_or("").into(),
             ((limit + 1) as i64).into(),
+            now_ms.into(),
         ],
     ))
     .all(db)
     .await
 }
 
-/// Deletes finished (`Done`) apalis jobs of `job_type` that finished before `cutoff`; returns
-/// how many.
-pub async fn delete_finished_before(
+/// The latest attempt among task ids `ids` (a job's possible attempts), in whichever queue.
+pub async fn latest_attempt(
     db: &impl ConnectionTrait,
-    job_type: &str,
-    cutoff: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+    ids: &[String],
+) -> Result<Option<QueueRow>, DbErr> {
     let backend = db.get_database_backend();
-    let statement = match backend {
-        DatabaseBackend::Postgres => Statement::from_sql_and_values(
-            backend,
-            "DELETE FROM apalis.jobs WHERE job_type = $1 AND status = 'Done' AND done_at < $2",
-            [job_type.into(), cutoff.into()],
-        ),
-        _ => Statement::from_sql_and_values(
-            backend,
-            "DELETE FROM Jobs WHERE job_type = ?1 AND status = 'Done' AND done_at < ?2",
-            [job_type.into(), cutoff.timestamp().into()],
-        ),
-    };
-    Ok(db.execute_raw(statement).await?.rows_affected())
+    let sql = format!(
+        "SELECT id, queue, state, run_at, payload FROM job_queue WHERE id IN ({}) \
+         ORDER BY attempt DESC LIMIT 1",
+        placeholders(1, ids.len())
+    );
+    let values: Vec<sea_orm::Value> = ids.iter().map(|id| id.clone().into()).collect();
+    QueueRow::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        queue_sql(backend, &sql),
+        values,
+    ))
+    .one(db)
+    .await
 }
 
-/// Job rows of `job_type` among the task `ids`.
-pub async fn sql_jobs_by_ids(
+/// Deletes finished attempts of `queue` settled before `cutoff_ms`; returns how many.
+pub async fn delete_finished_before(
     db: &impl ConnectionTrait,
-    job_type: &str,
-    ids: &[String],
-) -> Result<Vec<SqlJobRow>, DbErr> {
+    queue: &str,
+    cutoff_ms: i64,
+) -> Result<u64, DbErr> {
     let backend = db.get_database_backend();
-    let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
-        DatabaseBackend::Postgres => (
-            "SELECT id, job_type, status, attempts, CAST(EXTRACT(EPOCH FROM run_at) AS BIGINT) AS run_at, job \
-             FROM apalis.jobs WHERE job_type = $1 AND id = ANY($2)"
-                .to_owned(),
-            vec![job_type.into(), ids.to_vec().into()],
-        ),
-        _ => {
-            let placeholders = (2..ids.len() + 2)
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            let mut values: Vec<sea_orm::Value> = vec![job_type.into()];
-            values.extend(ids.iter().map(|id| id.clone().into()));
-            (
-                format!(
-                    "SELECT id, job_type, status, attempts, run_at, CAST(job AS BLOB) AS job \
-                     FROM Jobs WHERE job_type = ?1 AND id IN ({placeholders})"
-                ),
-                values,
-            )
-        }
-    };
-    SqlJobRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
-        .all(db)
-        .await
+    let sql = "DELETE FROM job_queue WHERE queue = $1 AND state = 'done' AND done_at < $2";
+    Ok(db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            queue_sql(backend, sql),
+            [queue.into(), cutoff_ms.into()],
+        ))
+        .await?
+        .rows_affected())
 }

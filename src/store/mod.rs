@@ -55,7 +55,7 @@ pub use paging::{split_page, PageRequest};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database,
     DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
@@ -77,14 +77,41 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     if database_url.starts_with("sqlite:") {
         // WAL lets readers run beside the single writer; the busy timeout makes concurrent
         // writers wait instead of failing with SQLITE_BUSY.
-        options.max_connections(8).map_sqlx_sqlite_opts(|opts| {
-            opts.journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-        });
+        options
+            .max_connections(8)
+            .map_sqlx_sqlite_opts(sqlite_options)
+            .map_sqlx_sqlite_pool_opts(|pool| {
+                pool.after_connect(|conn, _| Box::pin(outbox::watch_commits(conn)))
+            });
     } else {
         options.max_connections(20);
     }
+    Database::connect(options).await
+}
+
+/// WAL lets readers run beside the single writer; `synchronous = NORMAL` is WAL's usual
+/// pairing (no fsync per commit, still never a corrupt database); the busy timeout makes
+/// concurrent writers wait instead of failing with `SQLITE_BUSY`.
+fn sqlite_options(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+}
+
+/// A pool of exactly one connection to SQLite database `database_url`: the job queue's
+/// writer. Every queue statement of the process goes through it in turn, so queue traffic never
+/// contends with itself for SQLite's one write lock (other writers wait on the busy timeout).
+pub async fn connect_single_writer(database_url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(database_url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .min_connections(1)
+        .max_connections(1)
+        .map_sqlx_sqlite_opts(sqlite_options);
     Database::connect(options).await
 }
 

@@ -354,3 +354,38 @@ pub async fn latest_for_aggregate(
         .one(db)
         .await
 }
+
+/// Signalled after a transaction that inserted outbox rows commits on SQLite, so an outbox
+/// publisher in this process publishes at once instead of at its next poll (Postgres has
+/// `NOTIFY` for this, across processes).
+pub fn committed() -> &'static tokio::sync::Notify {
+    static COMMITTED: std::sync::LazyLock<tokio::sync::Notify> =
+        std::sync::LazyLock::new(tokio::sync::Notify::new);
+    &COMMITTED
+}
+
+/// Installs [`committed`]'s hooks on a new SQLite connection: the update hook notes an insert
+/// into `outbox_events`, the commit hook (which runs as the commit is about to land) signals.
+pub(super) async fn watch_commits(
+    conn: &mut sea_orm::sqlx::SqliteConnection,
+) -> Result<(), sea_orm::sqlx::Error> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let wrote = Arc::new(AtomicBool::new(false));
+    let mut handle = conn.lock_handle().await?;
+    let noted = wrote.clone();
+    handle.set_update_hook(move |change| {
+        if change.table == "outbox_events" {
+            noted.store(true, Ordering::Relaxed);
+        }
+    });
+    let rolled_back = wrote.clone();
+    handle.set_commit_hook(move || {
+        if wrote.swap(false, Ordering::Relaxed) {
+            committed().notify_one();
+        }
+        true
+    });
+    handle.set_rollback_hook(move || rolled_back.store(false, Ordering::Relaxed));
+    Ok(())
+}

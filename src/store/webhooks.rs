@@ -419,10 +419,27 @@ pub async fn find_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Webh
     entity::Entity::find_by_id(id).one(db).await
 }
 
+/// Deliveries per state (see [`delivery_counts`]).
+#[derive(Debug, Clone, Default, sea_orm::FromQueryResult)]
+pub struct DeliveryCounts {
+    /// Ready to be attempted now.
+    pub pending: Option<i64>,
+    /// Waiting for a retry.
+    pub scheduled: Option<i64>,
+    /// Being attempted (leased).
+    pub running: Option<i64>,
+    /// Delivered.
+    pub done: Option<i64>,
+    /// Failed for good.
+    pub dead: Option<i64>,
+    /// Unix seconds at which the oldest ready delivery became due.
+    pub oldest_pending_run_at: Option<i64>,
+}
+
 /// Deliveries per state, shaped like a job queue's counts for the admin API: ready now,
 /// waiting for a retry, being attempted (leased), failed for good, delivered; plus when the
 /// oldest ready one became due.
-pub async fn delivery_counts(db: &impl ConnectionTrait) -> Result<super::jobs::QueueCounts, DbErr> {
+pub async fn delivery_counts(db: &impl ConnectionTrait) -> Result<DeliveryCounts, DbErr> {
     let backend = db.get_database_backend();
     let (p, epoch_of) = match backend {
         DatabaseBackend::Postgres => ("$1", "CAST(EXTRACT(EPOCH FROM {}) AS BIGINT)"),
@@ -451,7 +468,7 @@ pub async fn delivery_counts(db: &impl ConnectionTrait) -> Result<super::jobs::Q
     );
     use sea_orm::FromQueryResult;
     Ok(
-        super::jobs::QueueCounts::find_by_statement(Statement::from_sql_and_values(
+        DeliveryCounts::find_by_statement(Statement::from_sql_and_values(
             backend,
             sql,
             [now().into()],

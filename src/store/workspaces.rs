@@ -238,6 +238,21 @@ pub async fn find_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Work
     entity::Entity::find_by_id(id).one(db).await
 }
 
+/// Any workspace by id, locked for the rest of the transaction on Postgres (SQLite write
+/// transactions are serialized already), so a provisioner's status change and an API
+/// `DELETE` never overwrite each other.
+pub async fn find_for_update(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<Workspace>, DbErr> {
+    let query = entity::Entity::find_by_id(id);
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        query.lock_exclusive().one(db).await
+    } else {
+        query.one(db).await
+    }
+}
+
 /// The provisioner's view of a workspace's state change.
 #[derive(Debug, Clone, Default)]
 pub struct Transition {

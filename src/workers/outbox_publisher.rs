@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 /// Postgres channel the outbox trigger notifies on commit.
 pub const NOTIFY_CHANNEL: &str = "gantry_outbox";
+/// Pause between an in-process commit signal (SQLite) and the round it wakes.
+const COMMIT_SETTLE: Duration = Duration::from_millis(1);
 /// How often the backlog gauge is refreshed while busy.
 const BACKLOG_REFRESH: Duration = Duration::from_secs(1);
 /// Pause after a failed round (database or Redis down) before trying again.
@@ -267,9 +269,17 @@ impl PeriodicTask for OutboxPublisher {
         tracing::info!(owner = %self.owner, notify = self.listener.is_some(), "outbox publisher started");
     }
 
-    /// Woken by `NOTIFY` on commit (Postgres); otherwise the poll interval decides.
+    /// Woken by `NOTIFY` on commit (Postgres) or by a commit in this process (SQLite's commit
+    /// hook); otherwise the poll interval decides.
     async fn wake(&mut self) {
         let Some(listener) = self.listener.as_mut() else {
+            if self.ctx.db.get_database_backend() == DatabaseBackend::Sqlite {
+                outbox_store::committed().notified().await;
+                // The hook runs just before the commit lands; a moment later it is visible,
+                // and a burst of commits is published in one round.
+                tokio::time::sleep(COMMIT_SETTLE).await;
+                return;
+            }
             return std::future::pending().await;
         };
         if let Err(err) = listener.recv().await {

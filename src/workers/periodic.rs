@@ -7,9 +7,7 @@
 //! A task is registered with one entry in [`super::registry::PERIODIC_TASKS`].
 
 use super::WorkerContext;
-use sea_orm::{
-    DatabaseBackend, DatabaseTransaction, DbErr, FromQueryResult, Statement, TransactionTrait,
-};
+use sea_orm::{DatabaseBackend, DbErr};
 use std::fmt::Display;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -45,8 +43,9 @@ pub enum Round {
     Again,
 }
 
-/// A fleet-wide singleton lease: on Postgres each round runs under a transaction-scoped
-/// advisory lock that only one process can hold (a process that cannot take it skips the
+/// A fleet-wide singleton lease: on Postgres each round runs under a session-level advisory
+/// lock (on a connection held for the round, with no transaction open) that only one process
+/// can hold (a process that cannot take it skips the
 /// round); SQLite deployments are single-node, so no lock is taken there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
@@ -152,6 +151,7 @@ async fn one_round<T: PeriodicTask>(
     ctx: &WorkerContext,
     task: &mut T,
 ) -> Result<Option<Round>, RoundError<T::Error>> {
+    let key = task.lease().map_or(0, |lease| lease.key);
     let lease = match task.lease() {
         Some(lease) => match take_lease(ctx, lease).await.map_err(RoundError::Lease)? {
             Held::Elsewhere => return Ok(None),
@@ -159,17 +159,18 @@ async fn one_round<T: PeriodicTask>(
         },
         None => Held::NotNeeded,
     };
-    let round = task.round().await.map_err(RoundError::Task)?;
-    if let Held::Here(txn) = lease {
-        txn.commit().await.map_err(RoundError::Lease)?;
+    let round = task.round().await;
+    if let Held::Here(conn) = lease {
+        release_lease(conn, key).await.map_err(RoundError::Lease)?;
     }
-    Ok(Some(round))
+    round.map(Some).map_err(RoundError::Task)
 }
 
 /// The state of a task's lease for one round.
 enum Held {
-    /// Taken: the lock lives as long as this transaction.
-    Here(DatabaseTransaction),
+    /// Taken: a session-level advisory lock on this pooled connection, kept out of the pool
+    /// for the round. No transaction stays open meanwhile (a round makes network calls).
+    Here(sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>),
     /// Another process holds it.
     Elsewhere,
     /// No lock is needed (SQLite, or no lease).
@@ -180,24 +181,41 @@ async fn take_lease(ctx: &WorkerContext, lease: Lease) -> Result<Held, DbErr> {
     if ctx.db.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(Held::NotNeeded);
     }
-    #[derive(FromQueryResult)]
-    struct Locked {
-        locked: bool,
-    }
-    let txn = ctx.db.begin().await?;
-    let locked = Locked::find_by_statement(Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        "SELECT pg_try_advisory_xact_lock($1) AS locked",
-        [lease.key.into()],
-    ))
-    .one(&txn)
-    .await?
-    .is_some_and(|row| row.locked);
+    let mut conn = ctx
+        .db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))?;
+    let locked: bool = sea_orm::sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(lease.key)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))?;
     Ok(if locked {
-        Held::Here(txn)
+        Held::Here(conn)
     } else {
         Held::Elsewhere
     })
+}
+
+/// Releases a lease taken by [`take_lease`]. If the unlock fails, the connection is closed
+/// instead of returned to the pool, which ends its session and so releases the lock anyway.
+async fn release_lease(
+    mut conn: sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>,
+    key: i64,
+) -> Result<(), DbErr> {
+    let unlocked = sea_orm::sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await;
+    match unlocked {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let _ = sea_orm::sqlx::Connection::close(conn.detach()).await;
+            Err(DbErr::Query(sea_orm::RuntimeErr::SqlxError(err.into())))
+        }
+    }
 }
 
 /// A random duration in `[0, max]`.

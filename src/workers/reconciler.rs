@@ -17,7 +17,7 @@ use crate::store;
 const RECONCILER_LOCK_KEY: i64 = 0x6761_6e74_7279_2d72;
 /// How often the reconciler checks that the Redis queues still hold their data.
 const DATA_LOSS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
-/// Jobs re-enqueued per round at most.
+/// Stranded probe events read per query.
 const ROUND_LIMIT: u64 = 5_000;
 
 /// Why a round failed.
@@ -101,20 +101,42 @@ pub async fn reconcile_once(
             - chrono::Duration::from_std(ctx.config.jobs.reconcile_after)
                 .unwrap_or(chrono::Duration::seconds(120))
     };
-    let stranded =
-        store::jobs::stranded_probe_events(&ctx.db, probe::EVENT_TYPE, cutoff, ROUND_LIMIT).await?;
-    let jobs: Vec<NewJob> = stranded
-        .into_iter()
-        .map(|event| NewJob {
-            job_id: event.event_id,
-            attempt: 1,
-            retry_base: 0,
-            enqueued_at: store::now(),
-            args: crate::jobs::command_args(probe::EVENT_TYPE, event.payload),
-            run_after: None,
-        })
-        .collect();
-    let mut enqueued = ctx.queues.enqueue(probe::QUEUE, jobs).await?;
+    // Page through every stranded probe event (after a data loss that can be many rounds'
+    // worth; a merely slow job re-enqueued again is a no-op).
+    let mut enqueued = 0;
+    let mut after = 0;
+    loop {
+        let stranded = store::jobs::stranded_probe_events(
+            &ctx.db,
+            probe::EVENT_TYPE,
+            cutoff,
+            after,
+            ROUND_LIMIT,
+        )
+        .await?;
+        let full = stranded.len() as u64 >= ROUND_LIMIT;
+        after = stranded.last().map_or(after, |event| event.id);
+        let jobs: Vec<NewJob> = stranded
+            .into_iter()
+            .map(|event| NewJob {
+                job_id: event.event_id,
+                attempt: 1,
+                retry_base: 0,
+                enqueued_at: store::now(),
+                args: crate::jobs::command_args(probe::EVENT_TYPE, event.payload),
+                run_after: None,
+            })
+            .collect();
+        let new = ctx.queues.enqueue(probe::QUEUE, jobs).await?;
+        ctx.metrics
+            .reconciler_requeued_total
+            .with_label_values(&[probe::QUEUE])
+            .inc_by(new as u64);
+        enqueued += new;
+        if !full {
+            break;
+        }
+    }
     enqueued += stranded_workspaces(ctx, cutoff).await?;
     enqueued += stranded_codegen_jobs(ctx, cutoff).await?;
     // Under the same lease: only one process repairs a drifted workspace.
@@ -197,7 +219,12 @@ async fn requeue_commands(
     }
     let mut enqueued = 0;
     for (queue, jobs) in by_queue {
-        enqueued += ctx.queues.enqueue(queue, jobs).await?;
+        let new = ctx.queues.enqueue(queue, jobs).await?;
+        ctx.metrics
+            .reconciler_requeued_total
+            .with_label_values(&[queue])
+            .inc_by(new as u64);
+        enqueued += new;
     }
     Ok(enqueued)
 }

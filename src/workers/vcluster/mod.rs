@@ -238,21 +238,30 @@ impl Provisioner {
     }
 }
 
-/// Writes a transition with its event (if any) in one transaction.
+/// Writes a transition with its event (if any) in one transaction, on the row as it is now
+/// (locked): if its status or deletion changed since `workspace` was read (an API `DELETE`
+/// during provisioning), nothing is written and `None` says the job was superseded.
 async fn record(
     ctx: &WorkerContext,
     workspace: Workspace,
     change: Transition,
     event: Option<EventType>,
-) -> Result<Workspace, JobError> {
+) -> Result<Option<Workspace>, JobError> {
     let txn = store::begin_write(&ctx.db).await?;
-    let updated = ws_store::transition(&txn, workspace, change).await?;
+    let Some(current) = ws_store::find_for_update(&txn, workspace.id).await? else {
+        return Ok(None);
+    };
+    if current.status != workspace.status || current.deleted_at != workspace.deleted_at {
+        tracing::info!(workspace_id = %workspace.id, was = %workspace.status.as_str(), now = %current.status.as_str(), "workspace changed under the provisioner; leaving it to the newer request");
+        return Ok(None);
+    }
+    let updated = ws_store::transition(&txn, current, change).await?;
     if let Some(event) = event {
         let view = crate::resources::workspace::WorkspaceView::from(updated.clone());
         outbox::record(&txn, event, updated.org_id, updated.id, &view).await?;
     }
     txn.commit().await?;
-    Ok(updated)
+    Ok(Some(updated))
 }
 
 async fn provision(
@@ -261,7 +270,7 @@ async fn provision(
     mut workspace: Workspace,
 ) -> Result<(), JobError> {
     if workspace.status == WorkspaceStatus::Pending {
-        workspace = record(
+        let Some(updated) = record(
             ctx,
             workspace,
             Transition {
@@ -272,7 +281,11 @@ async fn provision(
             },
             Some(EventType::WorkspaceProvisioning),
         )
-        .await?;
+        .await?
+        else {
+            return Ok(());
+        };
+        workspace = updated;
     } else if workspace.status != WorkspaceStatus::Provisioning {
         // Ready, failed, deleting or deleted: nothing to do (a re-delivered job).
         return Ok(());
@@ -292,7 +305,7 @@ async fn provision(
     loop {
         match driver.workspace_readiness(&spec).await? {
             Readiness::Ready { endpoint, ca_data } => {
-                let workspace = record(
+                let Some(workspace) = record(
                     ctx,
                     workspace,
                     Transition {
@@ -308,7 +321,10 @@ async fn provision(
                     },
                     Some(EventType::WorkspaceReady),
                 )
-                .await?;
+                .await?
+                else {
+                    return Ok(());
+                };
                 // Projects created while it was coming up get their namespaces now.
                 let pending = store::projects::in_workspace_with_status(
                     &ctx.db,
@@ -341,7 +357,7 @@ async fn provision(
                         s if s.contains("StatefulSet") => 2,
                         _ => 3,
                     };
-                    workspace = record(
+                    let Some(updated) = record(
                         ctx,
                         workspace,
                         Transition {
@@ -356,7 +372,11 @@ async fn provision(
                         },
                         None,
                     )
-                    .await?;
+                    .await?
+                    else {
+                        return Ok(());
+                    };
+                    workspace = updated;
                     last_step = step;
                 }
                 tokio::time::sleep(pause).await;
@@ -397,7 +417,7 @@ async fn tear_down(
     if workspace.status != WorkspaceStatus::Deleting {
         return Ok(());
     }
-    workspace = record(
+    let Some(updated) = record(
         ctx,
         workspace,
         Transition {
@@ -406,7 +426,11 @@ async fn tear_down(
         },
         None,
     )
-    .await?;
+    .await?
+    else {
+        return Ok(());
+    };
+    workspace = updated;
     let spec = workspace_spec(ctx, &workspace);
     let started = Instant::now();
     let mut pause = Duration::from_millis(200);
@@ -422,9 +446,15 @@ async fn tear_down(
     }
     // A workspace's projects go with it.
     let txn = store::begin_write(&ctx.db).await?;
+    let Some(current) = ws_store::find_for_update(&txn, workspace.id).await? else {
+        return Ok(());
+    };
+    if current.status != WorkspaceStatus::Deleting {
+        return Ok(());
+    }
     let updated = ws_store::transition(
         &txn,
-        workspace,
+        current,
         Transition {
             status: Some(WorkspaceStatus::Deleted),
             progress: Some(json!({"step": "deleted", "done": 2, "total": 2})),
@@ -484,5 +514,78 @@ impl Job for Provisioner {
             }
             other => Err(JobError::Permanent(format!("vcluster queue got {other}"))),
         }
+    }
+
+    /// A job that died (attempts exhausted, or a permanent error) records its failure on the
+    /// row it was for, so nothing stays `provisioning` / `pending` forever.
+    async fn on_dead(&self, ctx: &WorkerContext, attempt: &JobEnvelope, error: &JobError) {
+        use serde::Deserialize;
+        let Ok(args) = Command::<Target>::deserialize(&attempt.args) else {
+            return;
+        };
+        let reason = format!("gave up after attempt {}: {error}", attempt.attempt);
+        if let Err(err) = record_death(ctx, args.event_type, args.data.id, &reason).await {
+            tracing::warn!(id = %args.data.id, %err, "could not record a dead vcluster job on its row");
+        }
+    }
+}
+
+/// Records a dead job's final failure: a workspace still being provisioned fails, a deletion
+/// keeps `deleting` with the error shown, a pending project fails.
+async fn record_death(
+    ctx: &WorkerContext,
+    event_type: EventType,
+    id: uuid::Uuid,
+    reason: &str,
+) -> Result<(), JobError> {
+    match event_type {
+        EventType::WorkspaceRequested | EventType::WorkspaceDeletionRequested => {
+            let Some(workspace) = ws_store::find_any(&ctx.db, id).await? else {
+                return Ok(());
+            };
+            match workspace.status {
+                WorkspaceStatus::Pending | WorkspaceStatus::Provisioning
+                    if event_type == EventType::WorkspaceRequested =>
+                {
+                    fail(ctx, workspace, reason).await
+                }
+                WorkspaceStatus::Deleting if event_type == EventType::WorkspaceDeletionRequested => {
+                    record(
+                        ctx,
+                        workspace,
+                        Transition {
+                            error: Some(Some(reason.to_owned())),
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                    .await?;
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        }
+        EventType::ProjectCreated => {
+            let Some(project) = store::projects::find_any(&ctx.db, id).await? else {
+                return Ok(());
+            };
+            if project.status != ProjectStatus::Pending || project.deleted_at.is_some() {
+                return Ok(());
+            }
+            let txn = store::begin_write(&ctx.db).await?;
+            let updated = store::projects::set_status(
+                &txn,
+                project,
+                ProjectStatus::Failed,
+                Some(reason.to_owned()),
+            )
+            .await?;
+            let view = crate::resources::project::ProjectView::from(updated.clone());
+            outbox::record(&txn, EventType::ProjectFailed, updated.org_id, updated.id, &view)
+                .await?;
+            txn.commit().await?;
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
