@@ -62,7 +62,10 @@ async fn set_mode(server: &MockServer, mode: Mode) {
             .set_body_json(json!({"status": "ok"}))
             .set_delay(Duration::from_millis(1500)),
     };
-    Mock::given(any()).respond_with(response).mount(server).await;
+    Mock::given(any())
+        .respond_with(response)
+        .mount(server)
+        .await;
 }
 
 async fn target(mode: Mode) -> MockServer {
@@ -108,7 +111,9 @@ impl Org {
     }
 
     async fn create_check(&self, app: &TestApp, body: Value) -> String {
-        let response = app.post(&self.path("health-checks"), &self.token, body).await;
+        let response = app
+            .post(&self.path("health-checks"), &self.token, body)
+            .await;
         response.assert_status(201);
         response.id()
     }
@@ -141,7 +146,10 @@ impl Org {
             )
             .await;
         response.assert_status(200);
-        response.body["items"].as_array().cloned().unwrap_or_default()
+        response.body["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     async fn incidents(&self, app: &TestApp, query: &str) -> Vec<Value> {
@@ -149,12 +157,18 @@ impl Org {
             .get(&self.path(&format!("incidents{query}")), &self.token)
             .await;
         response.assert_status(200);
-        response.body["items"].as_array().cloned().unwrap_or_default()
+        response.body["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     async fn event_types(&self, app: &TestApp) -> Vec<String> {
         let response = app
-            .get(&self.path("events?type=health.*,incident.*&limit=200"), &self.token)
+            .get(
+                &self.path("events?type=health.*,incident.*&limit=200"),
+                &self.token,
+            )
             .await;
         response.assert_status(200);
         response.body["items"]
@@ -410,7 +424,8 @@ async fn tcp_dns_tls_checks(backend: Backend) {
     let tcp_addr = listener.local_addr().unwrap();
     let dns = dns_server().await;
     let tls = tls_server().await;
-    let base = json!({"interval": "1s", "timeout": "1s", "failure_threshold": 1, "success_threshold": 1});
+    let base =
+        json!({"interval": "1s", "timeout": "1s", "failure_threshold": 1, "success_threshold": 1});
     let with = |extra: Value| {
         let mut body = base.clone();
         body.as_object_mut()
@@ -421,8 +436,10 @@ async fn tcp_dns_tls_checks(backend: Backend) {
     let tcp = org
         .create_check(
             &app,
-            with(json!({"name": "tcp", "kind": "tcp", "target": tcp_addr.to_string(),
-                        "conditions": ["connected", "response_time < 1s"]})),
+            with(
+                json!({"name": "tcp", "kind": "tcp", "target": tcp_addr.to_string(),
+                        "conditions": ["connected", "response_time < 1s"]}),
+            ),
         )
         .await;
     let dns_ok = org
@@ -444,8 +461,10 @@ async fn tcp_dns_tls_checks(backend: Backend) {
     let tls_check = org
         .create_check(
             &app,
-            with(json!({"name": "tls", "kind": "tls", "target": format!("localhost:{}", tls.port()),
-                        "conditions": ["certificate_expiry > 14d", "hostname_valid"]})),
+            with(
+                json!({"name": "tls", "kind": "tls", "target": format!("localhost:{}", tls.port()),
+                        "conditions": ["certificate_expiry > 14d", "hostname_valid"]}),
+            ),
         )
         .await;
     let bad_cert = org
@@ -463,7 +482,10 @@ async fn tcp_dns_tls_checks(backend: Backend) {
     let missing = org.wait_status(&app, &dns_missing, "degraded").await;
     assert_eq!(missing["kind"], "dns");
     let results = org.results(&app, &dns_missing).await;
-    assert_eq!(results[0]["conditions"][0]["actual"], "NXDOMAIN", "{results:?}");
+    assert_eq!(
+        results[0]["conditions"][0]["actual"], "NXDOMAIN",
+        "{results:?}"
+    );
     // The self-signed certificate: the handshake works, the name does not verify.
     org.wait_status(&app, &tls_check, "degraded").await;
     let results = org.results(&app, &tls_check).await;
@@ -475,7 +497,9 @@ async fn tcp_dns_tls_checks(backend: Backend) {
     assert_eq!(failed["status"], "down");
     let results = org.results(&app, &bad_cert).await;
     assert!(
-        results[0]["error"].as_str().is_some_and(|e| e.contains("certificate")),
+        results[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate")),
         "{results:?}"
     );
 
@@ -538,7 +562,9 @@ async fn refusals(backend: Backend) {
             "/kind",
         ),
     ] {
-        let response = strict.post(&org.path("health-checks"), &org.token, body.clone()).await;
+        let response = strict
+            .post(&org.path("health-checks"), &org.token, body.clone())
+            .await;
         response.assert_problem(422);
         let pointers: Vec<&str> = response.body["errors"]
             .as_array()
@@ -581,7 +607,11 @@ async fn refusals(backend: Backend) {
         "{results:?}"
     );
     assert!(
-        server.received_requests().await.unwrap_or_default().is_empty(),
+        server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty(),
         "the refused target was contacted"
     );
 }
@@ -735,8 +765,11 @@ async fn group_wait_and_no_resolved(backend: Backend) {
     let mut ids = Vec::new();
     for n in 0..3 {
         ids.push(
-            org.create_check(&app, http_check(&format!("c{n}"), &format!("{}/c{n}", server.uri())))
-                .await,
+            org.create_check(
+                &app,
+                http_check(&format!("c{n}"), &format!("{}/c{n}", server.uri())),
+            )
+            .await,
         );
     }
     let _poller = start_poller(&app, dir.path(), true);
@@ -858,7 +891,9 @@ async fn channel_tests(backend: Backend) {
             "pagerduty",
         ),
     ] {
-        let created = app.post(&org.path("alert-channels"), &org.token, body).await;
+        let created = app
+            .post(&org.path("alert-channels"), &org.token, body)
+            .await;
         created.assert_status(201);
         let tested = app
             .post(
@@ -881,7 +916,35 @@ async fn channel_tests(backend: Backend) {
     assert!(events[0]["dedup_key"].is_string());
 }
 
+/// The status stream (kept out of the isolation tables because it never ends) answers an
+/// outsider 404 like every org route, and a viewer an event stream.
+async fn status_stream_is_org_scoped(backend: Backend) {
+    let Some(app) = spawn(backend, "status_stream_is_org_scoped").await else {
+        return;
+    };
+    let org = Org::new(&app, "acme").await;
+    let outsider = app.token("mallory");
+    let path = org.path("status/stream");
+    app.get(&path, &outsider).await.assert_problem(404);
+    app.add_member(&org.token, &org.id, "vic", "viewer").await;
+    let response = app
+        .client
+        .get(path)
+        .header(rocket::http::Header::new(
+            "Authorization",
+            format!("Bearer {}", app.token("vic")),
+        ))
+        .dispatch()
+        .await;
+    assert_eq!(response.status().code, 200);
+    assert_eq!(
+        response.content_type().map(|c| c.to_string()),
+        Some("text/event-stream".to_owned())
+    );
+}
+
 on_each_backend!(
+    status_stream_is_org_scoped,
     http_check_lifecycle,
     tcp_dns_tls_checks,
     refusals,

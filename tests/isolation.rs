@@ -25,7 +25,13 @@ macro_rules! spawn {
     ($backend:expr, $name:expr) => {
         // Loopback is allowed so the alert channels' test sends reach a closed local port
         // (nothing here ever leaves the machine).
-        match TestApp::spawn_with($backend, $name, &[("GANTRY_OUTBOUND_ALLOW_CIDRS", "127.0.0.0/8")]).await {
+        match TestApp::spawn_with(
+            $backend,
+            $name,
+            &[("GANTRY_OUTBOUND_ALLOW_CIDRS", "127.0.0.0/8")],
+        )
+        .await
+        {
             Some(app) => app,
             None => return,
         }
@@ -347,7 +353,10 @@ fn org_level(ids: &Ids) -> Vec<Call> {
             json!({"labels": {"team": "web"}, "channels": [ids.channel]}),
         ),
         Call::get(format!("{org}/alert-rules")),
-        Call::post(format!("{org}/maintenance-windows"), window_body("intruder")),
+        Call::post(
+            format!("{org}/maintenance-windows"),
+            window_body("intruder"),
+        ),
         Call::get(format!("{org}/maintenance-windows")),
         Call::get(format!("{org}/status")),
         // Creates or replaces, so it is allowed with any name: no child lookup to refuse.
@@ -1016,7 +1025,10 @@ fn write_rules() -> Vec<WriteRule> {
             )
         }),
         rule(FreshOrg, [403, 200, 200, 200], |f| {
-            Call::patch(f.ids.check_path(), json!({"name": format!("renamed-{}", f.n)}))
+            Call::patch(
+                f.ids.check_path(),
+                json!({"name": format!("renamed-{}", f.n)}),
+            )
         }),
         rule(FreshOrg, [403, 204, 204, 204], |f| {
             Call::delete(f.ids.check_path())
@@ -1025,7 +1037,11 @@ fn write_rules() -> Vec<WriteRule> {
         rule(FreshOrg, [403, 404, 404, 404], |f| {
             Call::new(
                 "POST",
-                format!("{}/incidents/{}/acknowledge", f.ids.org_path(), f.ids.incident),
+                format!(
+                    "{}/incidents/{}/acknowledge",
+                    f.ids.org_path(),
+                    f.ids.incident
+                ),
                 None,
             )
         }),
@@ -1098,8 +1114,7 @@ async fn fixture(
             app.add_member(alice, shared_org, &member, "viewer").await;
             let webhook = create_webhook(app, alice, shared_org).await;
             let job = create_job(app, alice, shared_org, &project).await;
-            let [check, channel, rule, window] =
-                create_monitoring(app, alice, shared_org, n).await;
+            let [check, channel, rule, window] = create_monitoring(app, alice, shared_org, n).await;
             Ids {
                 org: shared_org.to_owned(),
                 ws,

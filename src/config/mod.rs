@@ -392,14 +392,21 @@ impl Config {
                 "GANTRY_NOTIFY_BACKOFF_BASE",
                 Duration::from_secs(10),
             )?,
-            notify_backoff_cap: duration(&var, "GANTRY_NOTIFY_BACKOFF_CAP", Duration::from_secs(600))?,
+            notify_backoff_cap: duration(
+                &var,
+                "GANTRY_NOTIFY_BACKOFF_CAP",
+                Duration::from_secs(600),
+            )?,
             notify_timeout: duration(&var, "GANTRY_NOTIFY_TIMEOUT", Duration::from_secs(10))?,
         };
         if health.min_interval < Duration::from_secs(1) {
             return Err(invalid("GANTRY_HEALTH_MIN_INTERVAL", "must be at least 1s"));
         }
         if health.poll_interval.is_zero() {
-            return Err(invalid("GANTRY_HEALTH_POLL_INTERVAL", "must be more than 0"));
+            return Err(invalid(
+                "GANTRY_HEALTH_POLL_INTERVAL",
+                "must be more than 0",
+            ));
         }
         if let Some(url) = &health.smtp_url {
             if !url.starts_with("smtp://") {

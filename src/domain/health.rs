@@ -356,7 +356,10 @@ fn format_duration(ms: f64) -> String {
 pub fn evaluate(condition: &Condition, seen: &Observation) -> Verdict {
     let (success, actual) = match (&condition.subject, &condition.operand) {
         (Subject::Status, Operand::Number(n)) => match seen.status {
-            Some(s) => (compare_f64(f64::from(s), condition.op, *n), Some(s.to_string())),
+            Some(s) => (
+                compare_f64(f64::from(s), condition.op, *n),
+                Some(s.to_string()),
+            ),
             None => (false, None),
         },
         (Subject::ResponseTime, Operand::Duration(d)) => {
@@ -403,7 +406,11 @@ pub fn evaluate(condition: &Condition, seen: &Observation) -> Verdict {
         },
         (Subject::Rcode, Operand::Text(t)) => match &seen.rcode {
             Some(rcode) => (
-                compare_text(&rcode.to_ascii_uppercase(), condition.op, &t.to_ascii_uppercase()),
+                compare_text(
+                    &rcode.to_ascii_uppercase(),
+                    condition.op,
+                    &t.to_ascii_uppercase(),
+                ),
                 Some(rcode.clone()),
             ),
             None => (false, None),
@@ -644,7 +651,10 @@ mod tests {
     fn runs_are_judged() {
         let conditions = vec![parse_condition("status == 200", CheckKind::Http).expect("ok")];
         assert_eq!(judge(&conditions, &seen_http(200, "", 1)).0, Outcome::Up);
-        assert_eq!(judge(&conditions, &seen_http(503, "", 1)).0, Outcome::Degraded);
+        assert_eq!(
+            judge(&conditions, &seen_http(503, "", 1)).0,
+            Outcome::Degraded
+        );
         assert_eq!(judge(&conditions, &Observation::default()).0, Outcome::Down);
     }
 

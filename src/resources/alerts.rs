@@ -64,10 +64,8 @@ impl ChannelInput {
                 Some(to) if !to.is_empty() => {
                     for (i, address) in to.iter().enumerate() {
                         if address.parse::<lettre::Address>().is_err() {
-                            errors.push(FieldError::new(
-                                format!("/to/{i}"),
-                                "not an email address",
-                            ));
+                            errors
+                                .push(FieldError::new(format!("/to/{i}"), "not an email address"));
                         }
                     }
                 }
@@ -172,14 +170,15 @@ impl RuleInput {
         if self.channels.is_empty() {
             errors.push(FieldError::new("/channels", "needs at least one channel"));
         }
-        let mut seconds = |input: &Option<DurationInput>, default: u64, pointer: &str| {
-            match input.as_ref().map(DurationInput::parse) {
-                None => default as i32,
-                Some(Some(d)) if d <= Duration::from_secs(7 * 24 * 3600) => d.as_secs() as i32,
-                Some(_) => {
-                    errors.push(FieldError::new(pointer, "must be a duration up to 7d"));
-                    0
-                }
+        let mut seconds = |input: &Option<DurationInput>, default: u64, pointer: &str| match input
+            .as_ref()
+            .map(DurationInput::parse)
+        {
+            None => default as i32,
+            Some(Some(d)) if d <= Duration::from_secs(7 * 24 * 3600) => d.as_secs() as i32,
+            Some(_) => {
+                errors.push(FieldError::new(pointer, "must be a duration up to 7d"));
+                0
             }
         };
         let repeat_interval_secs = seconds(&self.repeat_interval, 4 * 3600, "/repeat_interval");
@@ -265,9 +264,10 @@ impl WindowInput {
             errors.push(FieldError::new("/name", "must be 1–200 characters"));
         }
         let duration = match (&self.ends_at, &self.duration) {
-            (Some(end), None) if *end > self.starts_at => {
-                (*end - self.starts_at).num_seconds().min(i64::from(i32::MAX)) as i32
-            }
+            (Some(end), None) if *end > self.starts_at => (*end - self.starts_at)
+                .num_seconds()
+                .min(i64::from(i32::MAX))
+                as i32,
             (Some(_), None) => {
                 errors.push(FieldError::new("/ends_at", "must be after starts_at"));
                 0
@@ -359,7 +359,10 @@ impl WindowView {
                 .check_ids
                 .clone()
                 .and_then(|v| serde_json::from_value(v).ok()),
-            labels: w.labels.clone().and_then(|v| serde_json::from_value(v).ok()),
+            labels: w
+                .labels
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok()),
             active: window_active(w, now),
             created_at: w.created_at,
         }

@@ -203,18 +203,10 @@ impl CheckInput {
                 ));
             }
         }
-        let failure_threshold = check_threshold(
-            self.failure_threshold,
-            3,
-            "/failure_threshold",
-            &mut errors,
-        );
-        let success_threshold = check_threshold(
-            self.success_threshold,
-            2,
-            "/success_threshold",
-            &mut errors,
-        );
+        let failure_threshold =
+            check_threshold(self.failure_threshold, 3, "/failure_threshold", &mut errors);
+        let success_threshold =
+            check_threshold(self.success_threshold, 2, "/success_threshold", &mut errors);
         if self.conditions.len() > MAX_CONDITIONS {
             errors.push(FieldError::new(
                 "/conditions",
@@ -383,10 +375,7 @@ async fn check_target(
             }
             if let Some(resolver) = &dns.resolver {
                 match resolver.parse::<std::net::SocketAddr>() {
-                    Err(_) => errors.push(FieldError::new(
-                        "/target/resolver",
-                        "must be ip:port",
-                    )),
+                    Err(_) => errors.push(FieldError::new("/target/resolver", "must be ip:port")),
                     Ok(addr) => {
                         if let Err(e) = policy.check_host(&addr.ip().to_string(), addr.port()).await
                         {

@@ -7,6 +7,6 @@ pub mod health;
 pub mod member;
 pub mod org;
 pub mod probe;
-pub mod status;
 pub mod project;
+pub mod status;
 pub mod workspace;

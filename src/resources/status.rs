@@ -73,25 +73,24 @@ pub async fn overview(db: &impl ConnectionTrait, org_id: Uuid) -> Result<StatusV
     let windows = store::alerts::all_windows(db, org_id).await?;
     let mut checks = Vec::new();
     for check in store::health_checks::all_live(db, org_id).await? {
-        let raw = store::health_checks::results_since(db, check.id, now - Duration::days(30))
-            .await?;
+        let raw =
+            store::health_checks::results_since(db, check.id, now - Duration::days(30)).await?;
         let (rolled_total, rolled_ok) =
             store::health_checks::rollup_totals(db, check.id, now - Duration::days(30), now)
                 .await?;
         // Raw results carry their own time only through `results_since`, so each period
         // is fetched on its own (the 30-day set includes the shorter ones).
-        let day = store::health_checks::results_since(db, check.id, now - Duration::days(1))
-            .await?;
-        let week = store::health_checks::results_since(db, check.id, now - Duration::days(7))
-            .await?;
+        let day =
+            store::health_checks::results_since(db, check.id, now - Duration::days(1)).await?;
+        let week =
+            store::health_checks::results_since(db, check.id, now - Duration::days(7)).await?;
         let share = |rows: &[(bool, i32)], extra: (i64, i64)| -> Option<f64> {
             let total = rows.len() as i64 + extra.0;
             let ok = rows.iter().filter(|(s, _)| *s).count() as i64 + extra.1;
             (total > 0).then(|| (ok as f64 * 10_000.0 / total as f64).round() / 100.0)
         };
         let week_rollups =
-            store::health_checks::rollup_totals(db, check.id, now - Duration::days(7), now)
-                .await?;
+            store::health_checks::rollup_totals(db, check.id, now - Duration::days(7), now).await?;
         let mut latencies: Vec<i32> = day.iter().map(|(_, ms)| *ms).collect();
         latencies.sort_unstable();
         let in_window = windows

@@ -268,7 +268,14 @@ pub async fn list_rules(
     page: &PageRequest<Uuid>,
 ) -> Result<Page<Rule>, DbErr> {
     let query = super::live_in_org::<rule_entity::Entity>(org_id);
-    keyset(db, query, rule_entity::Column::Id, KeyOrder::Ascending, page).await
+    keyset(
+        db,
+        query,
+        rule_entity::Column::Id,
+        KeyOrder::Ascending,
+        page,
+    )
+    .await
 }
 
 /// Every live rule of the organization (matched against a check by the poller).

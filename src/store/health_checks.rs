@@ -329,10 +329,7 @@ pub async fn claim_due(
             )
         }
     };
-    entity::Entity::find()
-        .from_raw_sql(statement)
-        .all(db)
-        .await
+    entity::Entity::find().from_raw_sql(statement).all(db).await
 }
 
 /// What one run changes on its check.

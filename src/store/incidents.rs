@@ -162,10 +162,7 @@ pub async fn open_for_check(
 }
 
 /// Every open incident of the organization.
-pub async fn open_for_org(
-    db: &impl ConnectionTrait,
-    org_id: Uuid,
-) -> Result<Vec<Incident>, DbErr> {
+pub async fn open_for_org(db: &impl ConnectionTrait, org_id: Uuid) -> Result<Vec<Incident>, DbErr> {
     entity::Entity::find()
         .filter(entity::Column::OrgId.eq(org_id))
         .filter(entity::Column::Status.eq(OPEN))

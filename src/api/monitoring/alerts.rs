@@ -45,9 +45,15 @@ pub async fn create_channel(
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("no randomness for a secret")))?;
     let txn = store::begin_write(&state.db).await?;
     access.recheck(&txn).await?;
-    let channel =
-        store::alerts::insert_channel(&txn, org_id, input.name.trim(), &input.kind, config, secret.clone())
-            .await?;
+    let channel = store::alerts::insert_channel(
+        &txn,
+        org_id,
+        input.name.trim(),
+        &input.kind,
+        config,
+        secret.clone(),
+    )
+    .await?;
     txn.commit().await?;
     let mut view = ChannelView::from(&channel);
     view.secret = secret;
@@ -69,7 +75,12 @@ pub async fn list_channels(
 ) -> Result<Json<Page<ChannelView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::alerts::list_channels(&state.db, org_id, &page).await?;
-    Ok(Json(Page::from_rows(rows, more, |c| c.id, |c| ChannelView::from(&c))))
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |c| c.id,
+        |c| ChannelView::from(&c),
+    )))
 }
 
 /// Get one alert channel (admin+).
@@ -121,7 +132,9 @@ pub async fn test_channel(
         cause: "test".to_owned(),
         target: String::new(),
     };
-    let outcome = sender.send(&channel, &[item], &store::new_id().to_string()).await;
+    let outcome = sender
+        .send(&channel, &[item], &store::new_id().to_string())
+        .await;
     Ok(Json(ChannelTestView {
         success: outcome.is_ok(),
         error: outcome.err(),
@@ -141,12 +154,21 @@ pub async fn create_rule(
     let txn = store::begin_write(&state.db).await?;
     access.recheck(&txn).await?;
     for (i, channel) in rule.channels.iter().enumerate() {
-        if store::alerts::find_channel(&txn, org_id, *channel).await?.is_none() {
-            return Err(ApiError::invalid(format!("/channels/{i}"), "no such alert channel"));
+        if store::alerts::find_channel(&txn, org_id, *channel)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::invalid(
+                format!("/channels/{i}"),
+                "no such alert channel",
+            ));
         }
     }
     if let Some(check) = rule.check_id {
-        if store::health_checks::find_live(&txn, org_id, check).await?.is_none() {
+        if store::health_checks::find_live(&txn, org_id, check)
+            .await?
+            .is_none()
+        {
             return Err(ApiError::invalid("/check_id", "no such health check"));
         }
     }
@@ -170,7 +192,12 @@ pub async fn list_rules(
 ) -> Result<Json<Page<RuleView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::alerts::list_rules(&state.db, org_id, &page).await?;
-    Ok(Json(Page::from_rows(rows, more, |r| r.id, |r| RuleView::from(&r))))
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |r| r.id,
+        |r| RuleView::from(&r),
+    )))
 }
 
 /// Delete an alert rule (admin+).

@@ -27,8 +27,14 @@ async fn live_check(
         .ok_or(ApiError::NotFound)
 }
 
-async fn view(db: &impl sea_orm::ConnectionTrait, check: &HealthCheck) -> Result<HealthCheckView, ApiError> {
-    Ok(HealthCheckView::new(check, in_maintenance(db, check).await?))
+async fn view(
+    db: &impl sea_orm::ConnectionTrait,
+    check: &HealthCheck,
+) -> Result<HealthCheckView, ApiError> {
+    Ok(HealthCheckView::new(
+        check,
+        in_maintenance(db, check).await?,
+    ))
 }
 
 /// Create a health check (member+). Its target must pass the outbound-address policy; its
@@ -41,7 +47,8 @@ pub async fn create_check(
     org_id: Uuid,
     body: JsonBody<CheckInput>,
 ) -> Result<Created<HealthCheckView>, ApiError> {
-    let new = body.0
+    let new = body
+        .0
         .validate(&state.outbound, state.health.min_interval)
         .await?;
     let id = store::new_id();
@@ -152,8 +159,14 @@ pub async fn list_results(
         .transpose()?;
     let page = page_request(limit, cursor)?;
     let check = live_check(&state.db, org_id, check_id).await?;
-    let (rows, more) = store::health_checks::list_results(&state.db, check.id, since, &page).await?;
-    Ok(Json(Page::from_rows(rows, more, |r| r.id, ResultView::from)))
+    let (rows, more) =
+        store::health_checks::list_results(&state.db, check.id, since, &page).await?;
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |r| r.id,
+        ResultView::from,
+    )))
 }
 
 /// Routes of this module with their OpenAPI spec.

@@ -35,13 +35,18 @@ pub async fn list_incidents(
     cursor: Option<&str>,
 ) -> Result<Json<Page<IncidentView>>, ApiError> {
     if let Some(s) = status.filter(|s| !matches!(*s, "open" | "resolved")) {
-        return Err(ApiError::BadRequest(format!("status={s:?}: expected open or resolved")));
+        return Err(ApiError::BadRequest(format!(
+            "status={s:?}: expected open or resolved"
+        )));
     }
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::incidents::list(&state.db, org_id, status, &page).await?;
-    Ok(Json(Page::from_rows(rows, more, |i| i.id, |i| {
-        IncidentView::new(i, Vec::new())
-    })))
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |i| i.id,
+        |i| IncidentView::new(i, Vec::new()),
+    )))
 }
 
 /// Get one incident with the notifications sent for it.

@@ -50,7 +50,12 @@ pub async fn list_windows(
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::alerts::list_windows(&state.db, org_id, &page).await?;
     let now = store::now();
-    Ok(Json(Page::from_rows(rows, more, |w| w.id, |w| WindowView::new(&w, now))))
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |w| w.id,
+        |w| WindowView::new(&w, now),
+    )))
 }
 
 /// Delete (end) a maintenance window (member+).

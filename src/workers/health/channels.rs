@@ -171,7 +171,10 @@ impl ChannelSender {
 
 fn line(item: &AlertItem) -> String {
     match item.transition.as_str() {
-        "resolved" => format!("RESOLVED: {} ({}) is up again", item.check_name, item.target),
+        "resolved" => format!(
+            "RESOLVED: {} ({}) is up again",
+            item.check_name, item.target
+        ),
         "test" => "Test notification from Gantry".to_owned(),
         _ => format!(
             "{}: {} ({}) is {}",

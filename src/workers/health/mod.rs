@@ -47,7 +47,8 @@ pub struct Poller {
 impl Poller {
     /// A poller for this process.
     pub fn new(ctx: WorkerContext) -> Self {
-        let policy = crate::webhooks::outbound::OutboundPolicy::new(ctx.config.outbound_allow.clone());
+        let policy =
+            crate::webhooks::outbound::OutboundPolicy::new(ctx.config.outbound_allow.clone());
         let prober = match probe::Prober::new(policy) {
             Ok(prober) => Some(prober),
             Err(err) => {
@@ -213,7 +214,11 @@ pub async fn run_check(
             in_maintenance,
             result: ResultView::from(stored.clone()),
         };
-        events.push((event, check.id, serde_json::to_value(payload).map_err(json_err)?));
+        events.push((
+            event,
+            check.id,
+            serde_json::to_value(payload).map_err(json_err)?,
+        ));
     }
     let incident = update_incident(&txn, &check, changed, after, started_at, &mut events).await?;
     if !in_maintenance {

@@ -5,10 +5,10 @@
 //! up to `GANTRY_NOTIFY_MAX_ATTEMPTS`.
 
 use super::channels::{AlertItem, ChannelSender};
+use crate::store::{self, incidents};
 use crate::workers::backoff::full_jitter;
 use crate::workers::periodic::{PeriodicTask, Round, Schedule};
 use crate::workers::WorkerContext;
-use crate::store::{self, incidents};
 use sea_orm::DbErr;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -135,8 +135,7 @@ impl Notifier {
                         config.notify_backoff_cap,
                         (n.attempts + 1) as u32,
                     );
-                    let next =
-                        store::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                    let next = store::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                     (incidents::PENDING, Some(err.clone()), Some(next))
                 }
             };

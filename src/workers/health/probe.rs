@@ -164,15 +164,14 @@ impl Prober {
         let Ok(name) = ServerName::try_from(host.clone()) else {
             return failed(format!("{host} is not a valid TLS server name"));
         };
-        let verifier = match rustls::client::WebPkiServerVerifier::builder(self.roots.clone())
-            .build()
-        {
-            Ok(inner) => Arc::new(RecordingVerifier {
-                inner,
-                seen: Mutex::new(None),
-            }),
-            Err(err) => return failed(format!("TLS verifier: {err}")),
-        };
+        let verifier =
+            match rustls::client::WebPkiServerVerifier::builder(self.roots.clone()).build() {
+                Ok(inner) => Arc::new(RecordingVerifier {
+                    inner,
+                    seen: Mutex::new(None),
+                }),
+                Err(err) => return failed(format!("TLS verifier: {err}")),
+            };
         let config = rustls::ClientConfig::builder()
             .dangerous()
             .with_custom_certificate_verifier(verifier.clone())
