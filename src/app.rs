@@ -92,6 +92,7 @@ pub async fn build(
         users_seen: SeenUsers::default(),
         openapi_json,
         outbound: crate::webhooks::outbound::OutboundPolicy::new(config.outbound_allow.clone()),
+        health: config.health.clone(),
     };
 
     Ok(base(config)

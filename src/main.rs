@@ -91,6 +91,19 @@ enum BenchKind {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// HTTP health checks against a local target with one poller: prints checks/s, schedule
+    /// delay p50/p99, CPU and RSS.
+    Health {
+        /// How many checks.
+        #[arg(long, default_value_t = 10_000)]
+        checks: u64,
+        /// Their interval (`60s`).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// How long to run.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+    },
     /// The `templates` codegen engine on a synthetic graph: prints generate/render time p50.
     Codegen {
         /// Nodes in the synthetic graph.
@@ -165,6 +178,11 @@ async fn main() -> ExitCode {
                     gantry::bench::outbox(&config, rate, seconds).await
                 }
                 BenchKind::Codegen { nodes } => gantry::bench::codegen(nodes),
+                BenchKind::Health {
+                    checks,
+                    interval,
+                    seconds,
+                } => gantry::bench_health::health(&config, checks, interval, seconds).await,
             };
             match result {
                 Ok(line) => {

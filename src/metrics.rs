@@ -45,6 +45,14 @@ pub struct Metrics {
     pub periodic_runs_total: IntCounterVec,
     /// `gantry_periodic_round_duration_seconds{task}`: time one round of a periodic task took.
     pub periodic_round_duration_seconds: HistogramVec,
+    /// `gantry_health_checks_total{status}`: health-check runs by outcome (`up`, `degraded`,
+    /// `down`).
+    pub health_checks_total: IntCounterVec,
+    /// `gantry_health_check_duration_seconds{kind}`: time one health-check run took.
+    pub health_check_duration_seconds: HistogramVec,
+    /// `gantry_notifications_total{channel,result}`: alert notification attempts by channel
+    /// kind and result (`sent`, `retry`, `failed`).
+    pub notifications_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -164,6 +172,46 @@ impl Metrics {
             ]),
             &["task"],
         )?;
+        let health_checks_total = IntCounterVec::new(
+            Opts::new(
+                "gantry_health_checks_total",
+                "Health-check runs by outcome: up (every condition held), degraded (the target \
+                 answered, a condition failed), down (no answer).",
+            ),
+            &["status"],
+        )?;
+        let health_check_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "gantry_health_check_duration_seconds",
+                "Time one health-check run took (connect to verdict), by check kind.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["kind"],
+        )?;
+        let notifications_total = IntCounterVec::new(
+            Opts::new(
+                "gantry_notifications_total",
+                "Alert notification attempts by channel kind and result: sent, retry (will be \
+                 tried again), failed (no attempts left).",
+            ),
+            &["channel", "result"],
+        )?;
+        registry.register(Box::new(health_checks_total.clone()))?;
+        registry.register(Box::new(health_check_duration_seconds.clone()))?;
+        registry.register(Box::new(notifications_total.clone()))?;
+        for status in ["up", "degraded", "down"] {
+            health_checks_total.with_label_values(&[status]);
+        }
+        for kind in crate::domain::health::CheckKind::ALL {
+            health_check_duration_seconds.with_label_values(&[kind.as_str()]);
+        }
+        for channel in crate::resources::alerts::CHANNEL_KINDS {
+            for result in ["sent", "retry", "failed"] {
+                notifications_total.with_label_values(&[channel, result]);
+            }
+        }
         registry.register(Box::new(periodic_runs_total.clone()))?;
         registry.register(Box::new(periodic_round_duration_seconds.clone()))?;
         registry.register(Box::new(codegen_objects_total.clone()))?;
@@ -227,6 +275,9 @@ impl Metrics {
             worker_busy,
             periodic_runs_total,
             periodic_round_duration_seconds,
+            health_checks_total,
+            health_check_duration_seconds,
+            notifications_total,
         };
         for queue in crate::workers::registry::queue_names() {
             metrics.touch_queue(queue);

@@ -24,4 +24,6 @@ pub struct AppState {
     pub openapi_json: String,
     /// Which addresses webhooks may reach.
     pub outbound: crate::webhooks::outbound::OutboundPolicy,
+    /// Health-check settings (SMTP for email channels, notification timeout).
+    pub health: crate::config::HealthConfig,
 }

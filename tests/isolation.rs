@@ -23,7 +23,15 @@ use uuid::Uuid;
 
 macro_rules! spawn {
     ($backend:expr, $name:expr) => {
-        match TestApp::spawn($backend, $name).await {
+        // Loopback is allowed so the alert channels' test sends reach a closed local port
+        // (nothing here ever leaves the machine).
+        match TestApp::spawn_with(
+            $backend,
+            $name,
+            &[("GANTRY_OUTBOUND_ALLOW_CIDRS", "127.0.0.0/8")],
+        )
+        .await
+        {
             Some(app) => app,
             None => return,
         }
@@ -85,9 +93,12 @@ impl Call {
         self.method == "GET"
     }
 
-    /// A webhook route: every one, reads included, needs the admin role or higher.
+    /// A webhook, alert-channel or alert-rule route: every one, reads included, needs the admin
+    /// role or higher.
     fn is_webhook(&self) -> bool {
-        self.path.contains("/webhooks")
+        ["/webhooks", "/alert-channels", "/alert-rules"]
+            .iter()
+            .any(|p| self.path.contains(p))
     }
 
     /// An org secret route.
@@ -101,7 +112,8 @@ impl Call {
         let secret_refused = self.is_secret() && role == "viewer";
         if webhook_refused || secret_refused {
             403
-        } else if self.path.contains("/artifacts/") {
+        } else if self.path.contains("/artifacts/") || self.path.contains("/incidents/") {
+            // No poller runs here: no incident exists.
             // The fixtures' codegen jobs never run (no runner here): no file exists.
             404
         } else if self.path.ends_with("/bundle") {
@@ -208,6 +220,16 @@ struct Ids {
     secret: String,
     /// A codegen job of `project` (pending: no runner in these tests).
     job: String,
+    /// A health check.
+    check: String,
+    /// An incident (no poller runs in these tests, so it exists nowhere).
+    incident: String,
+    /// An alert channel.
+    channel: String,
+    /// An alert rule.
+    rule: String,
+    /// A maintenance window.
+    window: String,
 }
 
 impl Ids {
@@ -222,6 +244,11 @@ impl Ids {
             delivery: Uuid::new_v4().to_string(),
             secret: format!("ghost-{}", Uuid::new_v4().simple()),
             job: Uuid::new_v4().to_string(),
+            check: Uuid::new_v4().to_string(),
+            incident: Uuid::new_v4().to_string(),
+            channel: Uuid::new_v4().to_string(),
+            rule: Uuid::new_v4().to_string(),
+            window: Uuid::new_v4().to_string(),
         }
     }
 
@@ -252,6 +279,31 @@ impl Ids {
     fn secret_path(&self) -> String {
         format!("{}/secrets/{}", self.org_path(), self.secret)
     }
+
+    fn check_path(&self) -> String {
+        format!("{}/health-checks/{}", self.org_path(), self.check)
+    }
+
+    fn channel_path(&self) -> String {
+        format!("{}/alert-channels/{}", self.org_path(), self.channel)
+    }
+}
+
+/// A health check body: a public address literal, never contacted (no poller runs here).
+fn check_body(name: &str) -> Value {
+    json!({"name": name, "kind": "http", "target": "https://93.184.215.14/health",
+           "conditions": ["status == 200"], "labels": {"team": "web"}})
+}
+
+/// An alert channel body: a closed loopback port, so a test send fails fast and stays local.
+fn channel_body(name: &str) -> Value {
+    json!({"name": name, "kind": "slack", "url": "http://127.0.0.1:9/alerts"})
+}
+
+/// A maintenance window body, far in the future (so `active` never changes during a test).
+fn window_body(name: &str) -> Value {
+    json!({"name": name, "starts_at": "2030-01-01T00:00:00Z", "duration": "1h",
+           "labels": {"team": "web"}})
 }
 
 /// A public address literal: accepted without a DNS lookup, and nothing connects to it here.
@@ -291,6 +343,22 @@ fn org_level(ids: &Ids) -> Vec<Call> {
         ),
         Call::get(format!("{org}/codegen-jobs")),
         Call::get(format!("{org}/secrets")),
+        Call::post(format!("{org}/health-checks"), check_body("intruder")),
+        Call::get(format!("{org}/health-checks")),
+        Call::get(format!("{org}/incidents")),
+        Call::post(format!("{org}/alert-channels"), channel_body("intruder")),
+        Call::get(format!("{org}/alert-channels")),
+        Call::post(
+            format!("{org}/alert-rules"),
+            json!({"labels": {"team": "web"}, "channels": [ids.channel]}),
+        ),
+        Call::get(format!("{org}/alert-rules")),
+        Call::post(
+            format!("{org}/maintenance-windows"),
+            window_body("intruder"),
+        ),
+        Call::get(format!("{org}/maintenance-windows")),
+        Call::get(format!("{org}/status")),
         // Creates or replaces, so it is allowed with any name: no child lookup to refuse.
         Call::new(
             "PUT",
@@ -346,6 +414,21 @@ fn child_level(ids: &Ids) -> Vec<Call> {
         Call::get(format!("{}/bundle", ids.job_path())),
         Call::new("POST", format!("{}/cancel", ids.job_path()), None),
         Call::delete(ids.job_path()),
+        Call::get(ids.check_path()),
+        Call::patch(ids.check_path(), json!({"name": "intruder"})),
+        Call::delete(ids.check_path()),
+        Call::get(format!("{}/results", ids.check_path())),
+        Call::get(format!("{org}/incidents/{}", ids.incident)),
+        Call::new(
+            "POST",
+            format!("{org}/incidents/{}/acknowledge", ids.incident),
+            None,
+        ),
+        Call::get(ids.channel_path()),
+        Call::delete(ids.channel_path()),
+        Call::new("POST", format!("{}/test", ids.channel_path()), None),
+        Call::delete(format!("{org}/alert-rules/{}", ids.rule)),
+        Call::delete(format!("{org}/maintenance-windows/{}", ids.window)),
     ]
 }
 
@@ -437,6 +520,39 @@ async fn create_job(app: &TestApp, token: &str, org: &str, project: &str) -> Str
     response.id()
 }
 
+/// Creates a health check, an alert channel, a rule and a window in `org`; their ids.
+async fn create_monitoring(app: &TestApp, token: &str, org: &str, n: usize) -> [String; 4] {
+    let mut ids = Vec::new();
+    let channel = {
+        let call = Call::post(
+            format!("/v1/orgs/{org}/alert-channels"),
+            channel_body(&format!("ch-{n}")),
+        );
+        let response = call.send(app, token).await;
+        check(&response, 201, &call.to_string());
+        response.id()
+    };
+    for call in [
+        Call::post(
+            format!("/v1/orgs/{org}/health-checks"),
+            check_body(&format!("check-{n}")),
+        ),
+        Call::post(
+            format!("/v1/orgs/{org}/alert-rules"),
+            json!({"labels": {"team": "web"}, "channels": [channel]}),
+        ),
+        Call::post(
+            format!("/v1/orgs/{org}/maintenance-windows"),
+            window_body(&format!("window-{n}")),
+        ),
+    ] {
+        let response = call.send(app, token).await;
+        check(&response, 201, &call.to_string());
+        ids.push(response.id());
+    }
+    [ids[0].clone(), channel, ids[1].clone(), ids[2].clone()]
+}
+
 /// Org of `owner` with a workspace, a project, a webhook, a secret, a codegen job and `member`
 /// as a member.
 async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> Ids {
@@ -450,6 +566,7 @@ async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> 
     let webhook = create_webhook(app, owner, &org).await;
     let secret = create_secret(app, owner, &org, &format!("{slug}-git")).await;
     let job = create_job(app, owner, &org, &project).await;
+    let [check, channel, rule, window] = create_monitoring(app, owner, &org, 0).await;
     app.add_member(owner, &org, member, "member").await;
     Ids {
         org,
@@ -459,6 +576,10 @@ async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> 
         webhook,
         secret,
         job,
+        check,
+        channel,
+        rule,
+        window,
         ..Ids::random()
     }
 }
@@ -896,6 +1017,70 @@ fn write_rules() -> Vec<WriteRule> {
         rule(FreshOrg, [403, 403, 204, 204], |f| {
             Call::delete(f.ids.secret_path())
         }),
+        // Health checks: members and up write them.
+        rule(FreshOrg, [403, 201, 201, 201], |f| {
+            Call::post(
+                format!("{}/health-checks", f.ids.org_path()),
+                check_body(&format!("new-{}", f.n)),
+            )
+        }),
+        rule(FreshOrg, [403, 200, 200, 200], |f| {
+            Call::patch(
+                f.ids.check_path(),
+                json!({"name": format!("renamed-{}", f.n)}),
+            )
+        }),
+        rule(FreshOrg, [403, 204, 204, 204], |f| {
+            Call::delete(f.ids.check_path())
+        }),
+        // The role is checked first; past it, the incident exists nowhere.
+        rule(FreshOrg, [403, 404, 404, 404], |f| {
+            Call::new(
+                "POST",
+                format!(
+                    "{}/incidents/{}/acknowledge",
+                    f.ids.org_path(),
+                    f.ids.incident
+                ),
+                None,
+            )
+        }),
+        // Alert channels and rules: admin business.
+        rule(FreshOrg, [403, 403, 201, 201], |f| {
+            Call::post(
+                format!("{}/alert-channels", f.ids.org_path()),
+                channel_body(&format!("new-{}", f.n)),
+            )
+        }),
+        rule(FreshOrg, [403, 403, 200, 200], |f| {
+            Call::new("POST", format!("{}/test", f.ids.channel_path()), None)
+        }),
+        rule(FreshOrg, [403, 403, 204, 204], |f| {
+            Call::delete(f.ids.channel_path())
+        }),
+        rule(FreshOrg, [403, 403, 201, 201], |f| {
+            Call::post(
+                format!("{}/alert-rules", f.ids.org_path()),
+                json!({"check_id": f.ids.check, "channels": [f.ids.channel]}),
+            )
+        }),
+        rule(FreshOrg, [403, 403, 204, 204], |f| {
+            Call::delete(format!("{}/alert-rules/{}", f.ids.org_path(), f.ids.rule))
+        }),
+        // Maintenance windows: members and up.
+        rule(FreshOrg, [403, 201, 201, 201], |f| {
+            Call::post(
+                format!("{}/maintenance-windows", f.ids.org_path()),
+                window_body(&format!("new-{}", f.n)),
+            )
+        }),
+        rule(FreshOrg, [403, 204, 204, 204], |f| {
+            Call::delete(format!(
+                "{}/maintenance-windows/{}",
+                f.ids.org_path(),
+                f.ids.window
+            ))
+        }),
     ]
 }
 
@@ -929,6 +1114,7 @@ async fn fixture(
             app.add_member(alice, shared_org, &member, "viewer").await;
             let webhook = create_webhook(app, alice, shared_org).await;
             let job = create_job(app, alice, shared_org, &project).await;
+            let [check, channel, rule, window] = create_monitoring(app, alice, shared_org, n).await;
             Ids {
                 org: shared_org.to_owned(),
                 ws,
@@ -936,6 +1122,10 @@ async fn fixture(
                 member,
                 webhook,
                 job,
+                check,
+                channel,
+                rule,
+                window,
                 ..Ids::random()
             }
         }
@@ -943,10 +1133,15 @@ async fn fixture(
             let org = org_with_roles(app, alice, &format!("fresh-{n}")).await;
             let webhook = create_webhook(app, alice, &org).await;
             let secret = create_secret(app, alice, &org, &format!("secret-{n}")).await;
+            let [check, channel, rule, window] = create_monitoring(app, alice, &org, n).await;
             Ids {
                 org,
                 webhook,
                 secret,
+                check,
+                channel,
+                rule,
+                window,
                 ..Ids::random()
             }
         }
@@ -1189,7 +1384,10 @@ async fn platform_admin_sees_everything(backend: Backend) {
 /// Routes deliberately outside the tables: the SSE stream never ends for an allowed caller, so
 /// it cannot be read like the others. `tests/events.rs` proves outsiders get 404 on it and that
 /// a stream carries only its own organization's events.
-const COVERED_ELSEWHERE: &[&str] = &["GET /v1/orgs/{}/events/stream"];
+const COVERED_ELSEWHERE: &[&str] = &[
+    "GET /v1/orgs/{}/events/stream",
+    "GET /v1/orgs/{}/status/stream",
+];
 
 /// The tables above cover every route under `/v1/orgs/{org_id}` the application serves (apart
 /// from [`COVERED_ELSEWHERE`]), and every row is a route it serves: a new route fails here until
@@ -1223,6 +1421,11 @@ fn route_tables_cover_every_org_route() {
         delivery: "{}".into(),
         secret: "{}".into(),
         job: "{}".into(),
+        check: "{}".into(),
+        incident: "{}".into(),
+        channel: "{}".into(),
+        rule: "{}".into(),
+        window: "{}".into(),
     };
     let mut tested: Vec<String> = every_route(&placeholders)
         .iter()

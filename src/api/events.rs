@@ -113,7 +113,7 @@ pub async fn stream_events(
 }
 
 /// The organization's events after `cursor` as SSE events, polled until the server shuts down.
-fn poll_events(
+pub(crate) fn poll_events(
     db: sea_orm::DatabaseConnection,
     org_id: Uuid,
     mut cursor: i64,

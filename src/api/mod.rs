@@ -8,6 +8,7 @@ pub mod headers;
 pub mod health;
 pub mod me;
 pub mod members;
+pub mod monitoring;
 pub mod orgs;
 pub mod pagination;
 pub mod projects;
@@ -36,6 +37,7 @@ pub fn routes_and_spec() -> (Vec<Route>, OpenApi) {
         events::routes(&settings),
         webhooks::routes(&settings),
         secrets::routes(&settings),
+        monitoring::routes(&settings),
         admin::routes(&settings),
     ];
     let mut routes = Vec::new();

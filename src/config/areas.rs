@@ -165,3 +165,33 @@ pub struct OutboxConfig {
     /// `GANTRY_EVENT_STREAM_MAXLEN`: approximate length the stream is trimmed to.
     pub stream_maxlen: u64,
 }
+
+/// The health poller's and notifier's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// `GANTRY_HEALTH_POLL_INTERVAL`: how often a poller looks for due checks.
+    pub poll_interval: Duration,
+    /// `GANTRY_HEALTH_MIN_INTERVAL`: the smallest check interval accepted (the contract's 10s;
+    /// lowered only by tests).
+    pub min_interval: Duration,
+    /// `GANTRY_HEALTH_CONCURRENCY`: checks in flight per poller process.
+    pub concurrency: usize,
+    /// `GANTRY_HEALTH_RESULT_RETENTION`: raw results are kept this long, then rolled up hourly.
+    pub result_retention: Duration,
+    /// `GANTRY_HEALTH_ROLLUP_RETENTION`: hourly rollups are kept this long.
+    pub rollup_retention: Duration,
+    /// `GANTRY_SMTP_URL`: `smtp://host:port` for email channels (unset: email is refused).
+    pub smtp_url: Option<String>,
+    /// `GANTRY_SMTP_FROM`: sender address of alert emails.
+    pub smtp_from: String,
+    /// `GANTRY_PAGERDUTY_URL`: Events API v2 endpoint for `pagerduty` channels without a `url`.
+    pub pagerduty_url: String,
+    /// `GANTRY_NOTIFY_MAX_ATTEMPTS`: attempts before a notification is `failed`.
+    pub notify_max_attempts: u32,
+    /// `GANTRY_NOTIFY_BACKOFF_BASE`: first retry ceiling; doubles per attempt (full jitter).
+    pub notify_backoff_base: Duration,
+    /// `GANTRY_NOTIFY_BACKOFF_CAP`: largest retry ceiling.
+    pub notify_backoff_cap: Duration,
+    /// `GANTRY_NOTIFY_TIMEOUT`: bound on one notification attempt.
+    pub notify_timeout: Duration,
+}

@@ -4,7 +4,7 @@ mod areas;
 mod env;
 
 pub use areas::{
-    CodegenConfig, JobsConfig, KubeDriverKind, LlmConfig, OutboxConfig, PlanConfig,
+    CodegenConfig, HealthConfig, JobsConfig, KubeDriverKind, LlmConfig, OutboxConfig, PlanConfig,
     ProvisionerConfig, QueueConfig, WebhookConfig,
 };
 use env::{check_http_url, duration, number, parse_failures};
@@ -75,6 +75,8 @@ pub struct Config {
     pub provisioner: ProvisionerConfig,
     /// The codegen runner (LLM engine, Git delivery).
     pub codegen: CodegenConfig,
+    /// The health poller and notifier.
+    pub health: HealthConfig,
 }
 
 /// A configuration value that cannot be used; the message names the variable.
@@ -362,6 +364,57 @@ impl Config {
             git_timeout: duration(&var, "GANTRY_GIT_TIMEOUT", Duration::from_secs(120))?,
         };
 
+        let health = HealthConfig {
+            poll_interval: duration(
+                &var,
+                "GANTRY_HEALTH_POLL_INTERVAL",
+                Duration::from_millis(500),
+            )?,
+            min_interval: duration(&var, "GANTRY_HEALTH_MIN_INTERVAL", Duration::from_secs(10))?,
+            concurrency: number(&var, "GANTRY_HEALTH_CONCURRENCY", 256, 1..=10_000)? as usize,
+            result_retention: duration(
+                &var,
+                "GANTRY_HEALTH_RESULT_RETENTION",
+                Duration::from_secs(7 * 24 * 3600),
+            )?,
+            rollup_retention: duration(
+                &var,
+                "GANTRY_HEALTH_ROLLUP_RETENTION",
+                Duration::from_secs(90 * 24 * 3600),
+            )?,
+            smtp_url: var("GANTRY_SMTP_URL"),
+            smtp_from: var("GANTRY_SMTP_FROM").unwrap_or_else(|| "gantry@localhost".to_owned()),
+            pagerduty_url: var("GANTRY_PAGERDUTY_URL")
+                .unwrap_or_else(|| "https://events.pagerduty.com/v2/enqueue".to_owned()),
+            notify_max_attempts: number(&var, "GANTRY_NOTIFY_MAX_ATTEMPTS", 8, 1..=100)? as u32,
+            notify_backoff_base: duration(
+                &var,
+                "GANTRY_NOTIFY_BACKOFF_BASE",
+                Duration::from_secs(10),
+            )?,
+            notify_backoff_cap: duration(
+                &var,
+                "GANTRY_NOTIFY_BACKOFF_CAP",
+                Duration::from_secs(600),
+            )?,
+            notify_timeout: duration(&var, "GANTRY_NOTIFY_TIMEOUT", Duration::from_secs(10))?,
+        };
+        if health.min_interval < Duration::from_secs(1) {
+            return Err(invalid("GANTRY_HEALTH_MIN_INTERVAL", "must be at least 1s"));
+        }
+        if health.poll_interval.is_zero() {
+            return Err(invalid(
+                "GANTRY_HEALTH_POLL_INTERVAL",
+                "must be more than 0",
+            ));
+        }
+        if let Some(url) = &health.smtp_url {
+            if !url.starts_with("smtp://") {
+                return Err(invalid("GANTRY_SMTP_URL", "must be smtp://host:port"));
+            }
+        }
+        check_http_url("GANTRY_PAGERDUTY_URL", &health.pagerduty_url)?;
+
         Ok(Self {
             database_url,
             redis_url,
@@ -379,6 +432,7 @@ impl Config {
             jobs,
             provisioner,
             codegen,
+            health,
         })
     }
 

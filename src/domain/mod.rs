@@ -2,6 +2,7 @@
 
 pub mod git_target;
 pub mod graph;
+pub mod health;
 pub mod k8s;
 pub mod names;
 pub mod role;

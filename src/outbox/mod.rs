@@ -64,11 +64,23 @@ pub enum EventType {
     CodegenCancelled,
     /// A probe was requested (`POST /v1/admin/probes`; command for the probe job kind).
     ProbeRequested,
+    /// A health check went down (no answer, past its failure threshold).
+    HealthDown,
+    /// A health check is degraded (answers, but some conditions fail).
+    HealthDegraded,
+    /// A health check is up (past its success threshold).
+    HealthUp,
+    /// An incident was opened for a failing check.
+    IncidentOpened,
+    /// Someone acknowledged an incident.
+    IncidentAcknowledged,
+    /// The check of an incident recovered.
+    IncidentResolved,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 25] = [
+    pub const ALL: [EventType; 31] = [
         EventType::OrgCreated,
         EventType::OrgUpdated,
         EventType::OrgDeleted,
@@ -94,6 +106,12 @@ impl EventType {
         EventType::CodegenFailed,
         EventType::CodegenCancelled,
         EventType::ProbeRequested,
+        EventType::HealthDown,
+        EventType::HealthDegraded,
+        EventType::HealthUp,
+        EventType::IncidentOpened,
+        EventType::IncidentAcknowledged,
+        EventType::IncidentResolved,
     ];
 
     /// The wire name (`const`, so job kinds can list their command events in constants).
@@ -124,6 +142,12 @@ impl EventType {
             EventType::CodegenFailed => "codegen.failed",
             EventType::CodegenCancelled => "codegen.cancelled",
             EventType::ProbeRequested => "probe.requested",
+            EventType::HealthDown => "health.down",
+            EventType::HealthDegraded => "health.degraded",
+            EventType::HealthUp => "health.up",
+            EventType::IncidentOpened => "incident.opened",
+            EventType::IncidentAcknowledged => "incident.acknowledged",
+            EventType::IncidentResolved => "incident.resolved",
         }
     }
 
@@ -158,6 +182,12 @@ impl EventType {
             | EventType::CodegenFailed
             | EventType::CodegenCancelled => "codegen_job",
             EventType::ProbeRequested => "probe_batch",
+            EventType::HealthDown | EventType::HealthDegraded | EventType::HealthUp => {
+                "health_check"
+            }
+            EventType::IncidentOpened
+            | EventType::IncidentAcknowledged
+            | EventType::IncidentResolved => "incident",
         }
     }
 }

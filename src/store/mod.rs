@@ -39,7 +39,10 @@ macro_rules! soft_deleted {
     };
 }
 
+pub mod alerts;
 pub mod codegen;
+pub mod health_checks;
+pub mod incidents;
 pub mod jobs;
 pub mod members;
 pub mod orgs;

@@ -112,6 +112,17 @@ impl OutboundPolicy {
         let port = parsed
             .port_or_known_default()
             .ok_or(OutboundError::NotHttp)?;
+        self.check_host(&host, port).await
+    }
+
+    /// Resolves `host` (a name or an IP literal, brackets allowed) and checks every address;
+    /// returns the addresses to connect to (health checks' `host:port` targets use this too).
+    pub async fn check_host(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, OutboundError> {
+        let host = host.to_owned();
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],

@@ -9,9 +9,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Resolves names and refuses any answer containing a non-permitted address.
-struct PolicyResolver {
+/// Resolves names and refuses any answer containing a non-permitted address (the outbound
+/// policy at connect time, for any reqwest client).
+pub struct PolicyResolver {
     policy: OutboundPolicy,
+}
+
+impl PolicyResolver {
+    /// A resolver enforcing `policy`.
+    pub fn new(policy: OutboundPolicy) -> Self {
+        Self { policy }
+    }
 }
 
 impl Resolve for PolicyResolver {
@@ -30,7 +38,8 @@ impl Resolve for PolicyResolver {
     }
 }
 
-fn unmapped(ip: IpAddr) -> IpAddr {
+/// `ip`, or the IPv4 address an IPv4-mapped IPv6 address carries.
+pub fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()

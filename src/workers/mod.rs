@@ -4,11 +4,13 @@
 //! What each role runs is one table, [`registry`] (which also says how to add a worker): the
 //! `outbox-publisher` role runs the outbox publisher, the webhook sender, the reconciler and the
 //! spine's own job kind (`probe`); the vCluster provisioner consumes the `vcluster` queue, the
-//! codegen runner the `codegen` queue. The other roles (backups, health) are accepted and
-//! hosted but have nothing registered until their issues land.
+//! codegen runner the `codegen` queue; the health poller runs the `health` periodic tasks
+//! (poller, notifier, retention). The backup role is accepted and hosted but has nothing
+//! registered until its issue lands.
 
 pub mod backoff;
 pub mod codegen;
+pub mod health;
 pub mod outbox_publisher;
 pub mod periodic;
 pub mod probe;

@@ -15,7 +15,9 @@
 //!
 //! A new role also needs its variant in [`WorkerName`].
 
-use super::{codegen, outbox_publisher, periodic, probe, reconciler, vcluster, webhook_sender};
+use super::{
+    codegen, health, outbox_publisher, periodic, probe, reconciler, vcluster, webhook_sender,
+};
 use super::{WorkerContext, WorkerName};
 use crate::jobs::{Job, JobKind};
 use crate::outbox::EventType;
@@ -125,6 +127,21 @@ pub static PERIODIC_TASKS: &[PeriodicEntry] = &[
         WorkerName::OutboxPublisher,
         reconciler::WorkspaceGauges,
         reconciler::WorkspaceGauges::new
+    ),
+    periodic_task!(
+        WorkerName::HealthPoller,
+        health::Poller,
+        health::Poller::new
+    ),
+    periodic_task!(
+        WorkerName::HealthPoller,
+        health::notify::Notifier,
+        health::notify::Notifier::new
+    ),
+    periodic_task!(
+        WorkerName::HealthPoller,
+        health::retention::Retention,
+        health::retention::Retention::new
     ),
 ];
 

@@ -1,0 +1,82 @@
+//! `/v1/orgs/{org_id}/maintenance-windows` (member+ to write, viewer+ to read): while a window
+//! covers a check it still runs and records, its status is `maintenance`, and nothing is
+//! notified; a check still failing when the window ends notifies once.
+
+use crate::api::body::JsonBody;
+use crate::api::pagination::{page_request, Page};
+use crate::api::responses::{Created, NoContent};
+use crate::app::AppState;
+use crate::auth::{Member, OrgAccess, Viewer};
+use crate::error::ApiError;
+use crate::resources::alerts::{WindowInput, WindowView};
+use crate::store;
+use rocket::serde::json::Json;
+use rocket::{delete, get, post, State};
+use rocket_okapi::okapi::openapi3::OpenApi;
+use rocket_okapi::settings::OpenApiSettings;
+use rocket_okapi::{openapi, openapi_get_routes_spec};
+use uuid::Uuid;
+
+/// Create a maintenance window (member+).
+#[openapi(tag = "Alerting")]
+#[post("/v1/orgs/<org_id>/maintenance-windows", data = "<body>")]
+pub async fn create_window(
+    state: &State<AppState>,
+    access: OrgAccess<Member>,
+    org_id: Uuid,
+    body: JsonBody<WindowInput>,
+) -> Result<Created<WindowView>, ApiError> {
+    let window = body.0.validate()?;
+    let txn = store::begin_write(&state.db).await?;
+    access.recheck(&txn).await?;
+    let window = store::alerts::insert_window(&txn, org_id, window).await?;
+    txn.commit().await?;
+    Ok(Created {
+        location: format!("/v1/orgs/{org_id}/maintenance-windows/{}", window.id),
+        body: WindowView::new(&window, store::now()),
+    })
+}
+
+/// List maintenance windows.
+#[openapi(tag = "Alerting")]
+#[get("/v1/orgs/<org_id>/maintenance-windows?<limit>&<cursor>")]
+pub async fn list_windows(
+    state: &State<AppState>,
+    _access: OrgAccess<Viewer>,
+    org_id: Uuid,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Json<Page<WindowView>>, ApiError> {
+    let page = page_request(limit, cursor)?;
+    let (rows, more) = store::alerts::list_windows(&state.db, org_id, &page).await?;
+    let now = store::now();
+    Ok(Json(Page::from_rows(
+        rows,
+        more,
+        |w| w.id,
+        |w| WindowView::new(&w, now),
+    )))
+}
+
+/// Delete (end) a maintenance window (member+).
+#[openapi(tag = "Alerting")]
+#[delete("/v1/orgs/<org_id>/maintenance-windows/<window_id>")]
+pub async fn delete_window(
+    state: &State<AppState>,
+    _access: OrgAccess<Member>,
+    org_id: Uuid,
+    window_id: Uuid,
+) -> Result<NoContent, ApiError> {
+    let txn = store::begin_write(&state.db).await?;
+    let window = store::alerts::find_window(&txn, org_id, window_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    store::alerts::delete_window(&txn, window).await?;
+    txn.commit().await?;
+    Ok(NoContent)
+}
+
+/// Routes of this module with their OpenAPI spec.
+pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
+    openapi_get_routes_spec![settings: create_window, list_windows, delete_window]
+}
