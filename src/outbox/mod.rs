@@ -64,11 +64,29 @@ pub enum EventType {
     CodegenCancelled,
     /// A probe was requested (`POST /v1/admin/probes`; command for the probe job kind).
     ProbeRequested,
+    /// A backup was requested (command for the backup executor).
+    BackupRequested,
+    /// A backup executor started a backup.
+    BackupStarted,
+    /// A backup's manifest is stored: it can be restored.
+    BackupSucceeded,
+    /// A backup failed (see its `error`).
+    BackupFailed,
+    /// Retention expired a backup; its unreferenced chunks are deleted.
+    BackupExpired,
+    /// A restore was requested (command for the backup executor).
+    RestoreRequested,
+    /// A backup executor started a restore.
+    RestoreStarted,
+    /// A restore applied (or, dry run, listed) its objects.
+    RestoreSucceeded,
+    /// A restore failed or was refused (see its `error`).
+    RestoreFailed,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 25] = [
+    pub const ALL: [EventType; 34] = [
         EventType::OrgCreated,
         EventType::OrgUpdated,
         EventType::OrgDeleted,
@@ -94,6 +112,15 @@ impl EventType {
         EventType::CodegenFailed,
         EventType::CodegenCancelled,
         EventType::ProbeRequested,
+        EventType::BackupRequested,
+        EventType::BackupStarted,
+        EventType::BackupSucceeded,
+        EventType::BackupFailed,
+        EventType::BackupExpired,
+        EventType::RestoreRequested,
+        EventType::RestoreStarted,
+        EventType::RestoreSucceeded,
+        EventType::RestoreFailed,
     ];
 
     /// The wire name (`const`, so job kinds can list their command events in constants).
@@ -124,6 +151,15 @@ impl EventType {
             EventType::CodegenFailed => "codegen.failed",
             EventType::CodegenCancelled => "codegen.cancelled",
             EventType::ProbeRequested => "probe.requested",
+            EventType::BackupRequested => "backup.requested",
+            EventType::BackupStarted => "backup.started",
+            EventType::BackupSucceeded => "backup.succeeded",
+            EventType::BackupFailed => "backup.failed",
+            EventType::BackupExpired => "backup.expired",
+            EventType::RestoreRequested => "restore.requested",
+            EventType::RestoreStarted => "restore.started",
+            EventType::RestoreSucceeded => "restore.succeeded",
+            EventType::RestoreFailed => "restore.failed",
         }
     }
 
@@ -158,6 +194,15 @@ impl EventType {
             | EventType::CodegenFailed
             | EventType::CodegenCancelled => "codegen_job",
             EventType::ProbeRequested => "probe_batch",
+            EventType::BackupRequested
+            | EventType::BackupStarted
+            | EventType::BackupSucceeded
+            | EventType::BackupFailed
+            | EventType::BackupExpired => "backup",
+            EventType::RestoreRequested
+            | EventType::RestoreStarted
+            | EventType::RestoreSucceeded
+            | EventType::RestoreFailed => "restore",
         }
     }
 }

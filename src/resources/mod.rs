@@ -1,6 +1,7 @@
 //! Resource representations shared by the REST API, the event payloads and the SDK: one module
 //! per resource, below the API and the workers so both can use them.
 
+pub mod backup;
 pub mod codegen;
 pub mod member;
 pub mod org;

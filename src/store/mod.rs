@@ -39,6 +39,7 @@ macro_rules! soft_deleted {
     };
 }
 
+pub mod backups;
 pub mod codegen;
 pub mod jobs;
 pub mod members;

@@ -4,10 +4,12 @@
 //! What each role runs is one table, [`registry`] (which also says how to add a worker): the
 //! `outbox-publisher` role runs the outbox publisher, the webhook sender, the reconciler and the
 //! spine's own job kind (`probe`); the vCluster provisioner consumes the `vcluster` queue, the
-//! codegen runner the `codegen` queue. The other roles (backups, health) are accepted and
-//! hosted but have nothing registered until their issues land.
+//! codegen runner the `codegen` queue, the backup executor the `backup` queue (and the backup
+//! scheduler). The health role is accepted and hosted but has nothing registered until its
+//! issue lands.
 
 pub mod backoff;
+pub mod backup;
 pub mod codegen;
 pub mod outbox_publisher;
 pub mod periodic;

@@ -15,7 +15,9 @@
 //!
 //! A new role also needs its variant in [`WorkerName`].
 
-use super::{codegen, outbox_publisher, periodic, probe, reconciler, vcluster, webhook_sender};
+use super::{
+    backup, codegen, outbox_publisher, periodic, probe, reconciler, vcluster, webhook_sender,
+};
 use super::{WorkerContext, WorkerName};
 use crate::jobs::{Job, JobKind};
 use crate::outbox::EventType;
@@ -91,6 +93,7 @@ pub static JOB_KINDS: &[JobKindEntry] = &[
         vcluster::Provisioner,
         "VCLUSTER"
     ),
+    job_kind!(WorkerName::BackupExecutor, backup::BackupExecutor, "BACKUP"),
 ];
 
 /// Every periodic task, one entry each.
@@ -125,6 +128,11 @@ pub static PERIODIC_TASKS: &[PeriodicEntry] = &[
         WorkerName::OutboxPublisher,
         reconciler::WorkspaceGauges,
         reconciler::WorkspaceGauges::new
+    ),
+    periodic_task!(
+        WorkerName::BackupExecutor,
+        backup::scheduler::BackupScheduler,
+        backup::scheduler::BackupScheduler::new
     ),
 ];
 
@@ -210,6 +218,9 @@ mod tests {
             ("project.created", Some("vcluster")),
             ("project.deleted", Some("vcluster")),
             ("codegen.requested", Some("codegen")),
+            ("backup.requested", Some("backup")),
+            ("restore.requested", Some("backup")),
+            ("backup.succeeded", None),
             ("workspace.ready", None),
         ] {
             assert_eq!(queue_for_event(event), queue, "{event}");
@@ -230,6 +241,7 @@ mod tests {
                 ("probe", 16, WorkerName::OutboxPublisher),
                 ("codegen", 4, WorkerName::CodegenRunner),
                 ("vcluster", 8, WorkerName::VclusterProvisioner),
+                ("backup", 2, WorkerName::BackupExecutor),
             ]
         );
     }
