@@ -9,6 +9,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/fake_kube.rs"]
+mod fake_kube;
 
 use base64::Engine;
 use common::process::{free_port, gantry, signal, ChildGuard};
@@ -413,6 +415,78 @@ impl Scenario {
             .collect()
     }
 
+    /// Flips one bit in the middle of one stored chunk (file or S3 storage).
+    async fn corrupt_one_chunk(&self) {
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT chunk_id FROM backup_chunks ORDER BY chunk_id".to_owned(),
+            ))
+            .await
+            .expect("chunks");
+        let id: String = rows[0].try_get("", "chunk_id").expect("chunk_id");
+        let flip = |mut bytes: Vec<u8>| {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x01;
+            bytes
+        };
+        match (&self.storage_dir, &self._moto) {
+            (Some(root), _) => {
+                let path = root.join(&self.org).join(&self.ws).join("chunks").join(&id);
+                let bytes = std::fs::read(&path).expect("read chunk");
+                std::fs::write(&path, flip(bytes)).expect("write chunk");
+            }
+            (None, Some(moto)) => {
+                use object_store::ObjectStoreExt;
+                let store = object_store::aws::AmazonS3Builder::new()
+                    .with_bucket_name("backups")
+                    .with_region("us-east-1")
+                    .with_endpoint(&moto.endpoint)
+                    .with_allow_http(true)
+                    .with_virtual_hosted_style_request(false)
+                    .with_access_key_id("testing")
+                    .with_secret_access_key("testing")
+                    .build()
+                    .expect("s3 client");
+                let path = object_store::path::Path::from(format!(
+                    "gantry/{}/{}/chunks/{id}",
+                    self.org, self.ws
+                ));
+                let bytes = store
+                    .get(&path)
+                    .await
+                    .expect("get chunk")
+                    .bytes()
+                    .await
+                    .expect("chunk body");
+                store
+                    .put(&path, flip(bytes.to_vec()).into())
+                    .await
+                    .expect("put chunk");
+            }
+            (None, None) => unreachable!("every scenario has a storage"),
+        }
+    }
+
+    /// Sets a policy's next due time, as the scheduler would have left it.
+    async fn set_next_run(&self, policy: &str, at: chrono::DateTime<chrono::Utc>) {
+        let backend = self.db.get_database_backend();
+        self.db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                match backend {
+                    sea_orm::DatabaseBackend::Postgres => {
+                        "UPDATE backup_policies SET next_run_at = $1 WHERE id = $2"
+                    }
+                    _ => "UPDATE backup_policies SET next_run_at = ?1 WHERE id = ?2",
+                },
+                [at.into(), uuid::Uuid::parse_str(policy).unwrap().into()],
+            ))
+            .await
+            .expect("set next_run_at");
+    }
+
     /// Stored chunk files (file storage only).
     fn chunk_files(&self) -> Vec<std::path::PathBuf> {
         let Some(root) = &self.storage_dir else {
@@ -449,6 +523,11 @@ async fn backup_and_restore(mode: Mode) {
         "{done}"
     );
     assert_eq!(done["progress"]["step"], "done");
+    let location = done["storage"]["location"].as_str().unwrap();
+    match mode {
+        Mode::Sqlite => assert!(location.starts_with("file://"), "{done}"),
+        Mode::PostgresRedisS3 => assert_eq!(location, "s3://backups/gantry", "{done}"),
+    }
     let events = eventually(Duration::from_secs(20), || async {
         let events = s.events_about(&first).await;
         if events.len() >= 3 {
@@ -591,20 +670,13 @@ async fn corrupted_chunk(mode: Mode) {
     let Some(s) = Scenario::start(mode, "corrupted_chunk").await else {
         return;
     };
-    if mode != Mode::Sqlite {
-        return; // Flipping a byte needs the files at hand: file storage only.
-    }
     s.seed_shop().await;
     let _worker = s.worker();
     let backup = s.request_backup(json!({})).await;
     let done = s.wait_backup(&backup, &["succeeded", "failed"]).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    let files = s.chunk_files();
-    assert!(!files.is_empty());
-    let mut bytes = std::fs::read(&files[0]).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    std::fs::write(&files[0], bytes).unwrap();
+    // One flipped bit in one stored chunk, in the folder or in the bucket.
+    s.corrupt_one_chunk().await;
     s.remove("ConfigMap", "shop", "cfg-1").await;
     s.remove("Deployment", "shop", "web").await;
 
@@ -869,21 +941,7 @@ async fn scheduler(mode: Mode) {
     assert!(next > chrono::Utc::now(), "{}", view.text);
     // Every process was down for three due times: the policy is long overdue.
     let overdue = chrono::Utc::now() - chrono::Duration::hours(3);
-    s.db.execute_raw(sea_orm::Statement::from_sql_and_values(
-        s.db.get_database_backend(),
-        match s.db.get_database_backend() {
-            sea_orm::DatabaseBackend::Postgres => {
-                "UPDATE backup_policies SET next_run_at = $1 WHERE id = $2"
-            }
-            _ => "UPDATE backup_policies SET next_run_at = ?1 WHERE id = ?2",
-        },
-        [
-            overdue.into(),
-            uuid::Uuid::parse_str(&policy).unwrap().into(),
-        ],
-    ))
-    .await
-    .unwrap();
+    s.set_next_run(&policy, overdue).await;
     // Two executors at once (on SQLite there is no lease at all): still one run.
     let _one = s.worker();
     let _two = s.worker();
@@ -918,6 +976,36 @@ async fn scheduler(mode: Mode) {
     let next: chrono::DateTime<chrono::Utc> =
         view.body["next_run_at"].as_str().unwrap().parse().unwrap();
     assert!(next > chrono::Utc::now(), "{}", view.text);
+
+    // A round that sees a due time it already ran (as after a crash between two steps) adds
+    // nothing and moves the due time on.
+    let scheduled: chrono::DateTime<chrono::Utc> =
+        items[0]["scheduled_for"].as_str().unwrap().parse().unwrap();
+    s.set_next_run(&policy, scheduled).await;
+    eventually(Duration::from_secs(30), || async {
+        let view = s
+            .app
+            .get(
+                &format!("{}/backup-policies/{policy}", s.ws_path()),
+                &s.token,
+            )
+            .await;
+        let next: chrono::DateTime<chrono::Utc> =
+            view.body["next_run_at"].as_str().unwrap().parse().unwrap();
+        if next > chrono::Utc::now() {
+            Ok(())
+        } else {
+            Err(format!("the due time never moved: {}", view.text))
+        }
+    })
+    .await;
+    let list = s.app.get(&list_path, &s.token).await;
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        list.text
+    );
 }
 
 async fn crash_mid_backup(mode: Mode) {
@@ -1138,3 +1226,117 @@ async fn refusals(backend: Backend) {
 }
 
 on_each_backend!(refusals);
+
+/// The `kubernetes` driver against the in-process fake API server: a backup lists the
+/// vCluster's objects through its API (the kubeconfig Secret vCluster writes), and a restore
+/// server-side applies a lost one back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_driver_backup_and_restore() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite, "kubernetes_driver_backup").await else {
+        return;
+    };
+    let fake = fake_kube::FakeKube::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig_path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig_path,
+        fake_kube::kubeconfig(&fake.uri(), None, "host-token"),
+    )
+    .expect("write");
+    let token = app.token("alice");
+    let org = app.create_org(&token, "acme").await;
+    let ws = app
+        .post(
+            &format!("/v1/orgs/{org}/workspaces"),
+            &token,
+            json!({"name": "prod", "plan": "dedicated"}),
+        )
+        .await
+        .id();
+    let hex = ws.replace('-', "");
+    let namespace = format!("gantry-ws-{}", &hex[hex.len() - 12..]);
+    let release = format!("vc-{}", &hex[hex.len() - 12..]);
+    // What vCluster writes once it is up: its kubeconfig (here: the fake plays both APIs).
+    fake.put_kubeconfig_secret(
+        &namespace,
+        &release,
+        &[(
+            "config",
+            &fake_kube::kubeconfig(&fake.uri(), None, "vcluster-token"),
+        )],
+    );
+    fake.put(
+        "namespaces",
+        "",
+        "shop",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+    );
+    fake.put(
+        "secrets",
+        "shop",
+        "db-password",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-password",
+               "namespace": "shop"}, "data": {"password": "c2VjcmV0"}}),
+    );
+    let _worker = ChildGuard(
+        gantry(dir.path())
+            .args(["--workers", "outbox-publisher,backup-executor"])
+            .env("DATABASE_URL", &app.database_url)
+            .env("GANTRY_KUBE_DRIVER", "kubernetes")
+            .env("KUBECONFIG", &kubeconfig_path)
+            .env("GANTRY_VCLUSTER_ENDPOINT", fake.uri())
+            .env("GANTRY_OUTBOX_POLL_INTERVAL", "100ms")
+            .env("GANTRY_BACKUP_MASTER_KEY", b64(&KEY_A))
+            .env(
+                "GANTRY_BACKUP_STORAGE",
+                format!("file://{}", dir.path().join("backups").display()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn worker"),
+    );
+    let ws_path = format!("/v1/orgs/{org}/workspaces/{ws}");
+    let created = app
+        .post(&format!("{ws_path}/backups"), &token, json!({}))
+        .await;
+    created.assert_status(202);
+    let backup = created.id();
+    let done = eventually(Duration::from_secs(60), || async {
+        let b = app
+            .get(&format!("{ws_path}/backups/{backup}"), &token)
+            .await;
+        match b.body["status"].as_str() {
+            Some("succeeded" | "failed") => Ok(b.body),
+            _ => Err(format!("{}", b.body)),
+        }
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["stats"]["objects"].as_u64().unwrap() >= 2, "{done}");
+
+    assert!(fake.remove("secrets", "shop", "db-password"));
+    let restore = app
+        .post(
+            &format!("{ws_path}/backups/{backup}/restore"),
+            &token,
+            json!({"namespaces": ["shop"]}),
+        )
+        .await;
+    restore.assert_status(202);
+    let location = restore.header("location").unwrap().to_owned();
+    let finished = eventually(Duration::from_secs(60), || async {
+        let r = app.get(&location, &token).await;
+        match r.body["status"].as_str() {
+            Some("succeeded" | "failed") => Ok(r.body),
+            _ => Err(format!("{}", r.body)),
+        }
+    })
+    .await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(finished["result"]["created"], 1, "{finished}");
+    let secret = fake
+        .get("secrets", "shop", "db-password")
+        .expect("restored");
+    assert_eq!(secret["data"]["password"], "c2VjcmV0");
+}

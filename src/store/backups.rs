@@ -494,6 +494,20 @@ pub async fn find_backup(
     )
 }
 
+/// Whether the policy already has a backup for the due time `due`.
+pub async fn scheduled_exists(
+    db: &impl ConnectionTrait,
+    policy_id: Uuid,
+    due: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    Ok(backup_entity::Entity::find()
+        .filter(backup_entity::Column::PolicyId.eq(policy_id))
+        .filter(backup_entity::Column::ScheduledFor.eq(due))
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// Any backup by id.
 pub async fn find_backup_any(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Backup>, DbErr> {
     backup_entity::Entity::find_by_id(id).one(db).await
@@ -1021,11 +1035,11 @@ pub async fn find_restore(
     workspace_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Restore>, DbErr> {
-    Ok(restore_entity::Entity::find_by_id(id)
+    restore_entity::Entity::find_by_id(id)
         .filter(restore_entity::Column::OrgId.eq(org_id))
         .filter(restore_entity::Column::SourceWorkspaceId.eq(workspace_id))
         .one(db)
-        .await?)
+        .await
 }
 
 /// Any restore by id.

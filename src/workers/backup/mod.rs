@@ -12,6 +12,7 @@
 //! (AEAD tag and content hash) before it applies anything, then applies in dependency order.
 
 pub mod archive;
+pub mod bench;
 pub mod crypto;
 pub mod keys;
 pub mod scheduler;
@@ -357,6 +358,72 @@ struct Uploaded {
     reused: u64,
 }
 
+/// The stream's chunks: (offset, length, content id), in order.
+pub async fn cut_stream(
+    key: Arc<DataKey>,
+    stream: Bytes,
+) -> Result<Vec<(usize, usize, String)>, Failure> {
+    Ok(tokio::task::spawn_blocking(move || {
+        archive::chunk_bounds(&stream)
+            .into_iter()
+            .map(|(offset, length)| {
+                let id = key.chunk_id(&stream[offset..offset + length]);
+                (offset, length, id)
+            })
+            .collect()
+    })
+    .await?)
+}
+
+/// One chunk as stored: zstd, then sealed with its id as associated data.
+pub fn seal_chunk(key: &DataKey, id: &str, plain: &[u8]) -> Result<Vec<u8>, Failure> {
+    let packed = archive::compress(plain)
+        .map_err(|e| Failure::retryable("internal", format!("zstd: {e}")))?;
+    Ok(key.seal(id.as_bytes(), &packed)?)
+}
+
+/// Seals and stores the chunks of `cut` whose id is not in `known` (each once); answers
+/// (id, sealed size) of each stored chunk.
+pub async fn store_new_chunks(
+    storage: &WorkspaceStorage,
+    key: Arc<DataKey>,
+    stream: &Bytes,
+    cut: &[(usize, usize, String)],
+    known: &HashSet<String>,
+) -> Result<Vec<(String, i64)>, Failure> {
+    let mut queued = HashSet::new();
+    let todo: Vec<(usize, usize, String)> = cut
+        .iter()
+        .filter(|(_, _, id)| !known.contains(id) && queued.insert(id.clone()))
+        .cloned()
+        .collect();
+    futures::stream::iter(todo.into_iter().map(|(offset, length, id)| {
+        let key = key.clone();
+        let plain = stream.slice(offset..offset + length);
+        let storage = storage.clone();
+        async move {
+            let sealed_id = id.clone();
+            let blob =
+                tokio::task::spawn_blocking(move || seal_chunk(&key, &sealed_id, &plain)).await??;
+            let size = blob.len() as i64;
+            storage.put_chunk(&id, blob).await?;
+            Ok::<_, Failure>((id, size))
+        }
+    }))
+    .buffer_unordered(TRANSFER_CONCURRENCY)
+    .try_collect()
+    .await
+}
+
+/// The manifest as stored: JSON, zstd, sealed with `manifest:<backup id>` as associated data.
+pub fn seal_manifest(key: &DataKey, manifest: &Manifest) -> Result<Vec<u8>, Failure> {
+    let plain = serde_json::to_vec(manifest)
+        .map_err(|e| Failure::permanent("internal", format!("manifest: {e}")))?;
+    let packed = archive::compress(&plain)
+        .map_err(|e| Failure::retryable("internal", format!("zstd: {e}")))?;
+    Ok(key.seal(manifest_aad(manifest.backup_id).as_bytes(), &packed)?)
+}
+
 /// Chunks `stream`, stores the chunks the workspace does not have yet, and records them.
 async fn upload_stream(
     ctx: &WorkerContext,
@@ -365,18 +432,7 @@ async fn upload_stream(
     workspace_id: Uuid,
     stream: Bytes,
 ) -> Result<Uploaded, Failure> {
-    let hashing_key = key.clone();
-    let hashing_stream = stream.clone();
-    let cut: Vec<(usize, usize, String)> = tokio::task::spawn_blocking(move || {
-        archive::chunk_bounds(&hashing_stream)
-            .into_iter()
-            .map(|(offset, length)| {
-                let id = hashing_key.chunk_id(&hashing_stream[offset..offset + length]);
-                (offset, length, id)
-            })
-            .collect()
-    })
-    .await?;
+    let cut = cut_stream(key.clone(), stream.clone()).await?;
     let mut seen = HashSet::new();
     let distinct: Vec<String> = cut
         .iter()
@@ -384,33 +440,7 @@ async fn upload_stream(
         .map(|(_, _, id)| id.clone())
         .collect();
     let existing = backup_store::existing_chunks(&ctx.db, workspace_id, &distinct).await?;
-    let mut queued = HashSet::new();
-    let todo: Vec<(usize, usize, String)> = cut
-        .iter()
-        .filter(|(_, _, id)| !existing.contains(id) && queued.insert(id.clone()))
-        .cloned()
-        .collect();
-    let new: Vec<(String, i64)> =
-        futures::stream::iter(todo.into_iter().map(|(offset, length, id)| {
-            let key = key.clone();
-            let plain = stream.slice(offset..offset + length);
-            let storage = storage.clone();
-            async move {
-                let sealed_id = id.clone();
-                let blob = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Failure> {
-                    let packed = archive::compress(&plain)
-                        .map_err(|e| Failure::retryable("internal", format!("zstd: {e}")))?;
-                    Ok(key.seal(sealed_id.as_bytes(), &packed)?)
-                })
-                .await??;
-                let size = blob.len() as i64;
-                storage.put_chunk(&id, blob).await?;
-                Ok::<_, Failure>((id, size))
-            }
-        }))
-        .buffer_unordered(TRANSFER_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let new = store_new_chunks(storage, key, &stream, &cut, &existing).await?;
     // Recorded only once stored: a chunk row always has its object.
     backup_store::insert_chunks(&ctx.db, workspace_id, &new).await?;
     Ok(Uploaded {
@@ -505,14 +535,8 @@ async fn make_backup(ctx: &WorkerContext, exec: &BackupExecutor, id: Uuid) -> Re
         chunks: uploaded.chunks,
     };
     let manifest_key = key.clone();
-    let sealed = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Failure> {
-        let plain = serde_json::to_vec(&manifest)
-            .map_err(|e| Failure::permanent("internal", format!("manifest: {e}")))?;
-        let packed = archive::compress(&plain)
-            .map_err(|e| Failure::retryable("internal", format!("zstd: {e}")))?;
-        Ok(manifest_key.seal(manifest_aad(manifest.backup_id).as_bytes(), &packed)?)
-    })
-    .await??;
+    let sealed =
+        tokio::task::spawn_blocking(move || seal_manifest(&manifest_key, &manifest)).await??;
     let manifest_size = sealed.len() as u64;
     storage.put_manifest(backup.id, sealed).await?;
 

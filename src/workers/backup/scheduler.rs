@@ -113,21 +113,20 @@ pub async fn schedule_due(ctx: &WorkerContext) -> Result<usize, SchedulerError> 
         let workspace = store::workspaces::find_any(&txn, policy.workspace_id)
             .await?
             .filter(|w| w.deleted_at.is_none() && w.plan == Plan::Dedicated);
-        if let Some(workspace) = workspace {
-            match backup::request_backup(
+        // A round repeated after a crash finds its backup: the due time just moves on.
+        let done_before = backup_store::scheduled_exists(&txn, policy.id, due).await?;
+        if let (Some(workspace), false) = (workspace, done_before) {
+            // `(policy, due time)` is unique: a concurrent round's insert fails this
+            // transaction as a whole, and the next round finds that backup.
+            backup::request_backup(
                 &txn,
                 &workspace,
                 Some(policy.id),
                 Some(due),
                 &ctx.config.backup.storage,
             )
-            .await
-            {
-                Ok(_) => requested += 1,
-                // Already requested for this due time (a round repeated): nothing to add.
-                Err(err) if store::is_unique_violation(&err) => continue,
-                Err(err) => return Err(err.into()),
-            }
+            .await?;
+            requested += 1;
         }
         txn.commit().await?;
     }

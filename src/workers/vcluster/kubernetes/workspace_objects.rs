@@ -82,10 +82,12 @@ impl WorkspaceObjects for KubernetesDriver {
                 continue;
             };
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-            let list = api
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| kube_error(&format!("list {kind}"), e))?;
+            let list = match api.list(&ListParams::default()).await {
+                Ok(list) => list,
+                // A kind the API server does not serve (e.g. no CRDs installed) has nothing.
+                Err(kube::Error::Api(status)) if status.code == 404 => continue,
+                Err(e) => return Err(kube_error(&format!("list {kind}"), e)),
+            };
             for item in list.items {
                 let mut value = serde_json::to_value(&item)
                     .map_err(|e| DriverError::Permanent(format!("serializing a {kind}: {e}")))?;
