@@ -130,8 +130,11 @@ pub fn canonical(object: &KubeObject) -> Vec<u8> {
     serde_json::to_vec(&sorted(&object)).unwrap_or_default()
 }
 
-/// One object's place in the stream.
+/// One object's place in the stream. Stored compactly as `[kind, namespace, name, length]`:
+/// offsets follow from the lengths (each object is followed by a newline), see
+/// [`Manifest::locate`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "PackedEntry", from = "PackedEntry")]
 pub struct ObjectEntry {
     /// Kind.
     pub kind: String,
@@ -143,6 +146,27 @@ pub struct ObjectEntry {
     pub offset: u64,
     /// Its length.
     pub length: u64,
+}
+
+/// How an [`ObjectEntry`] is stored.
+type PackedEntry = (String, String, String, u64);
+
+impl From<ObjectEntry> for PackedEntry {
+    fn from(entry: ObjectEntry) -> Self {
+        (entry.kind, entry.namespace, entry.name, entry.length)
+    }
+}
+
+impl From<PackedEntry> for ObjectEntry {
+    fn from((kind, namespace, name, length): PackedEntry) -> Self {
+        ObjectEntry {
+            kind,
+            namespace,
+            name,
+            offset: 0,
+            length,
+        }
+    }
 }
 
 /// One chunk of the stream.
@@ -170,6 +194,21 @@ pub struct Manifest {
     /// Chunks, in stream order; concatenated they are the stream.
     pub chunks: Vec<ChunkEntry>,
 }
+
+impl Manifest {
+    /// Sets each object's offset from the lengths before it (after reading a stored manifest).
+    pub fn locate(&mut self) {
+        let mut offset = 0;
+        for entry in &mut self.objects {
+            entry.offset = offset;
+            offset += entry.length + 1;
+        }
+    }
+}
+
+/// zstd level of manifests (written once per backup, read once per restore: worth more
+/// effort than chunks).
+pub const MANIFEST_ZSTD_LEVEL: i32 = 9;
 
 /// The serialized stream of `objects` (sorted by kind, namespace and name, so the same
 /// objects always give the same bytes) and its index.
@@ -270,6 +309,36 @@ mod tests {
             ..Selection::default()
         };
         assert!(!cache.selects(&web));
+    }
+
+    #[test]
+    fn manifests_store_lengths_and_locate_offsets() {
+        let objects: Vec<KubeObject> = (0..5)
+            .map(|i| {
+                json!({"kind": "ConfigMap", "metadata": {"name": format!("c{i}"),
+                            "namespace": "a"}, "data": {"v": "x".repeat(i * 10)}})
+            })
+            .collect();
+        let (stream, index) = serialize(objects);
+        let manifest = Manifest {
+            version: 1,
+            backup_id: uuid::Uuid::nil(),
+            workspace_id: uuid::Uuid::nil(),
+            key_id: "k".into(),
+            objects: index.clone(),
+            chunks: Vec::new(),
+        };
+        let text = serde_json::to_string(&manifest).unwrap_or_default();
+        assert!(!text.contains("offset"), "{text}");
+        let mut back: Manifest = serde_json::from_str(&text).unwrap_or(manifest);
+        back.locate();
+        assert_eq!(back.objects, index);
+        let last = &index[4];
+        assert_eq!(
+            stream.len() as u64,
+            last.offset + last.length + 1,
+            "every object ends with a newline"
+        );
     }
 
     #[test]

@@ -419,7 +419,7 @@ pub async fn store_new_chunks(
 pub fn seal_manifest(key: &DataKey, manifest: &Manifest) -> Result<Vec<u8>, Failure> {
     let plain = serde_json::to_vec(manifest)
         .map_err(|e| Failure::permanent("internal", format!("manifest: {e}")))?;
-    let packed = archive::compress(&plain)
+    let packed = zstd::bulk::compress(&plain, archive::MANIFEST_ZSTD_LEVEL)
         .map_err(|e| Failure::retryable("internal", format!("zstd: {e}")))?;
     Ok(key.seal(manifest_aad(manifest.backup_id).as_bytes(), &packed)?)
 }
@@ -710,8 +710,9 @@ pub async fn verified_objects(
         .map_err(|_| integrity("the manifest does not authenticate"))?;
     let plain = archive::decompress(&packed, MANIFEST_LIMIT)
         .map_err(|e| integrity(format!("the manifest does not decompress: {e}")))?;
-    let manifest: Manifest = serde_json::from_slice(&plain)
+    let mut manifest: Manifest = serde_json::from_slice(&plain)
         .map_err(|e| integrity(format!("the manifest does not parse: {e}")))?;
+    manifest.locate();
     if manifest.backup_id != backup_id || manifest.key_id != key.id {
         return Err(integrity("the manifest belongs to another backup or key"));
     }
