@@ -89,6 +89,7 @@ pub async fn build(
         },
         kubeconfig_client_id: config.provisioner.kubeconfig_client_id.clone(),
         codegen: config.codegen.clone(),
+        backup_storage: config.backup.storage.clone(),
         users_seen: SeenUsers::default(),
         openapi_json,
         outbound: crate::webhooks::outbound::OutboundPolicy::new(config.outbound_allow.clone()),

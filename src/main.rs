@@ -110,6 +110,13 @@ enum BenchKind {
         #[arg(long, default_value_t = 1000)]
         nodes: usize,
     },
+    /// Backups of synthetic objects (first, unchanged second, restore) beside
+    /// `tar | zstd | openssl enc`: prints MB/s of each.
+    Backup {
+        /// Objects in the synthetic workspace.
+        #[arg(long, default_value_t = 20_000)]
+        objects: usize,
+    },
 }
 
 #[tokio::main]
@@ -183,6 +190,9 @@ async fn main() -> ExitCode {
                     interval,
                     seconds,
                 } => gantry::bench_health::health(&config, checks, interval, seconds).await,
+                BenchKind::Backup { objects } => gantry::workers::backup::bench::run(objects)
+                    .await
+                    .map_err(|e| gantry::bench::BenchError::Setup(e.to_string())),
             };
             match result {
                 Ok(line) => {

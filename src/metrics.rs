@@ -53,6 +53,22 @@ pub struct Metrics {
     /// `gantry_notifications_total{channel,result}`: alert notification attempts by channel
     /// kind and result (`sent`, `retry`, `failed`).
     pub notifications_total: IntCounterVec,
+    /// `gantry_backups_total{status}`: backups finished by this process, by final status.
+    pub backups_total: IntCounterVec,
+    /// `gantry_backup_duration_seconds`: time to make one backup.
+    pub backup_duration_seconds: Histogram,
+    /// `gantry_backup_bytes_total{kind}`: `logical` (serialized objects) and `stored` (new
+    /// sealed chunks and manifests) bytes of finished backups.
+    pub backup_bytes_total: IntCounterVec,
+    /// `gantry_backup_last_success_timestamp_seconds{workspace_id}`: when the workspace's
+    /// newest restorable backup finished.
+    pub backup_last_success_timestamp_seconds: prometheus::GaugeVec,
+    /// `gantry_backup_policy_last_success_timestamp_seconds{policy_id,workspace_id}`: when
+    /// the policy's newest restorable backup finished (its creation time until then).
+    pub backup_policy_last_success_timestamp_seconds: prometheus::GaugeVec,
+    /// `gantry_backup_policy_interval_seconds{policy_id,workspace_id}`: the time between two
+    /// due times of an enabled policy (for the staleness alert).
+    pub backup_policy_interval_seconds: prometheus::GaugeVec,
 }
 
 impl Metrics {
@@ -212,6 +228,66 @@ impl Metrics {
                 notifications_total.with_label_values(&[channel, result]);
             }
         }
+        let backups_total = IntCounterVec::new(
+            Opts::new(
+                "gantry_backups_total",
+                "Backups finished, by final status (succeeded, partially_failed, failed).",
+            ),
+            &["status"],
+        )?;
+        let backup_duration_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "gantry_backup_duration_seconds",
+                "Time to make one backup (hooks, listing, chunking, upload).",
+            )
+            .buckets(vec![
+                0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ]),
+        )?;
+        let backup_bytes_total = IntCounterVec::new(
+            Opts::new(
+                "gantry_backup_bytes_total",
+                "Bytes of finished backups: logical (serialized objects) and stored (new \
+                 sealed chunks and manifests).",
+            ),
+            &["kind"],
+        )?;
+        let backup_last_success_timestamp_seconds = prometheus::GaugeVec::new(
+            Opts::new(
+                "gantry_backup_last_success_timestamp_seconds",
+                "Unix time the workspace's newest restorable backup finished.",
+            ),
+            &["workspace_id"],
+        )?;
+        let backup_policy_last_success_timestamp_seconds = prometheus::GaugeVec::new(
+            Opts::new(
+                "gantry_backup_policy_last_success_timestamp_seconds",
+                "Unix time the policy's newest restorable backup finished (its creation \
+                 time until the first one).",
+            ),
+            &["policy_id", "workspace_id"],
+        )?;
+        let backup_policy_interval_seconds = prometheus::GaugeVec::new(
+            Opts::new(
+                "gantry_backup_policy_interval_seconds",
+                "Seconds between two due times of an enabled backup policy.",
+            ),
+            &["policy_id", "workspace_id"],
+        )?;
+        registry.register(Box::new(backups_total.clone()))?;
+        registry.register(Box::new(backup_duration_seconds.clone()))?;
+        registry.register(Box::new(backup_bytes_total.clone()))?;
+        registry.register(Box::new(backup_last_success_timestamp_seconds.clone()))?;
+        registry.register(Box::new(
+            backup_policy_last_success_timestamp_seconds.clone(),
+        ))?;
+        registry.register(Box::new(backup_policy_interval_seconds.clone()))?;
+        for status in ["succeeded", "partially_failed", "failed"] {
+            backups_total.with_label_values(&[status]);
+        }
+        for kind in ["logical", "stored"] {
+            backup_bytes_total.with_label_values(&[kind]);
+        }
         registry.register(Box::new(periodic_runs_total.clone()))?;
         registry.register(Box::new(periodic_round_duration_seconds.clone()))?;
         registry.register(Box::new(codegen_objects_total.clone()))?;
@@ -278,6 +354,12 @@ impl Metrics {
             health_checks_total,
             health_check_duration_seconds,
             notifications_total,
+            backups_total,
+            backup_duration_seconds,
+            backup_bytes_total,
+            backup_last_success_timestamp_seconds,
+            backup_policy_last_success_timestamp_seconds,
+            backup_policy_interval_seconds,
         };
         for queue in crate::workers::registry::queue_names() {
             metrics.touch_queue(queue);

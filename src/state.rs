@@ -18,6 +18,8 @@ pub struct AppState {
     pub kubeconfig_client_id: String,
     /// Codegen settings the API checks at submit (LLM configured, Git URL schemes).
     pub codegen: crate::config::CodegenConfig,
+    /// Where new backups are recorded as stored (`GANTRY_BACKUP_STORAGE`).
+    pub backup_storage: crate::config::BackupStorage,
     /// Users already stored.
     pub users_seen: SeenUsers,
     /// The OpenAPI document, serialized once.

@@ -116,6 +116,13 @@ impl Call {
             // No poller runs here: no incident exists.
             // The fixtures' codegen jobs never run (no runner here): no file exists.
             404
+        } else if ["/backup-policies/", "/backups/", "/restores/"]
+            .iter()
+            .any(|part| self.path.contains(part))
+        {
+            // No backup, policy or restore exists in the fixtures (their workspaces are on
+            // the shared plan, which has no backups).
+            404
         } else if self.path.ends_with("/bundle") {
             // …and so there is no bundle yet.
             409
@@ -429,7 +436,27 @@ fn child_level(ids: &Ids) -> Vec<Call> {
         Call::new("POST", format!("{}/test", ids.channel_path()), None),
         Call::delete(format!("{org}/alert-rules/{}", ids.rule)),
         Call::delete(format!("{org}/maintenance-windows/{}", ids.window)),
+        Call::get(format!("{workspace}/backup-policies")),
+        Call::post(format!("{workspace}/backup-policies"), backup_policy_body()),
+        // The workspace id doubles as an id no policy, backup or restore has.
+        Call::get(format!("{workspace}/backup-policies/{}", ids.ws)),
+        Call::patch(
+            format!("{workspace}/backup-policies/{}", ids.ws),
+            json!({"enabled": false}),
+        ),
+        Call::delete(format!("{workspace}/backup-policies/{}", ids.ws)),
+        Call::get(format!("{workspace}/backups")),
+        Call::post(format!("{workspace}/backups"), json!({})),
+        Call::get(format!("{workspace}/backups/{}", ids.ws)),
+        Call::delete(format!("{workspace}/backups/{}", ids.ws)),
+        Call::post(format!("{workspace}/backups/{}/restore", ids.ws), json!({})),
+        Call::get(format!("{workspace}/restores/{}", ids.ws)),
     ]
+}
+
+/// A valid backup policy.
+fn backup_policy_body() -> Value {
+    json!({"name": "nightly", "schedule": "0 3 * * *", "retention": {"keep_last": 7}})
 }
 
 /// Every authenticated route under `/v1/orgs/{org_id}`.
@@ -998,6 +1025,54 @@ fn write_rules() -> Vec<WriteRule> {
         }),
         rule(Shared, [403, 204, 204, 204], |f| {
             Call::delete(f.ids.job_path())
+        }),
+        // Backups: admin business to write; the fixtures' workspaces are on the shared plan
+        // (422 past the role check), and no policy or backup exists (404).
+        rule(Shared, [403, 403, 422, 422], |f| {
+            Call::post(
+                format!(
+                    "{}/workspaces/{}/backup-policies",
+                    f.ids.org_path(),
+                    f.ids.ws
+                ),
+                backup_policy_body(),
+            )
+        }),
+        rule(Shared, [403, 403, 422, 422], |f| {
+            Call::post(
+                format!("{}/workspaces/{}/backups", f.ids.org_path(), f.ids.ws),
+                json!({}),
+            )
+        }),
+        rule(Shared, [403, 403, 404, 404], |f| {
+            Call::patch(
+                format!(
+                    "{}/workspaces/{}/backup-policies/{}",
+                    f.ids.org_path(),
+                    f.ids.ws,
+                    f.ids.ws
+                ),
+                json!({"enabled": false}),
+            )
+        }),
+        rule(Shared, [403, 403, 404, 404], |f| {
+            Call::delete(format!(
+                "{}/workspaces/{}/backups/{}",
+                f.ids.org_path(),
+                f.ids.ws,
+                f.ids.ws
+            ))
+        }),
+        rule(Shared, [403, 403, 404, 404], |f| {
+            Call::post(
+                format!(
+                    "{}/workspaces/{}/backups/{}/restore",
+                    f.ids.org_path(),
+                    f.ids.ws,
+                    f.ids.ws
+                ),
+                json!({}),
+            )
         }),
         // Secrets: admin business to write (created, replaced, deleted).
         rule(FreshOrg, [403, 403, 204, 204], |f| {

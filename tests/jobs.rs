@@ -628,7 +628,14 @@ async fn redis_flush_loses_no_work() {
 /// A redis-server of the test's own on `port`, keeping nothing on disk.
 fn spawn_redis(port: u16) -> Child {
     std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
         .args(["--appendonly", "no"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -648,8 +655,7 @@ async fn redis_restart_without_data_resumes_all_work() {
     let port = common::process::free_port();
     let mut redis = spawn_redis(port);
     let url = format!("redis://127.0.0.1:{port}");
-    let Some(scenario) = Scenario::start_on(Mode::Redis, test, Some(url), &FAULT_ENV).await
-    else {
+    let Some(scenario) = Scenario::start_on(Mode::Redis, test, Some(url), &FAULT_ENV).await else {
         let _ = redis.kill();
         return;
     };
@@ -682,7 +688,10 @@ async fn redis_restart_without_data_resumes_all_work() {
         })
         .await;
     assert_each_once(&progress);
-    assert!(requeued(&worker).await > 0.0, "the reconciler re-enqueued nothing");
+    assert!(
+        requeued(&worker).await > 0.0,
+        "the reconciler re-enqueued nothing"
+    );
     stop(worker);
     let _ = redis.kill();
     let _ = redis.wait();

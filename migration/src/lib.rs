@@ -8,6 +8,7 @@ mod m20261128_000003_webhooks;
 mod m20261129_000004_jobs;
 mod m20261129_000005_provisioning;
 mod m20261129_000006_codegen;
+mod m20261202_000007_backups;
 mod m20261202_000008_health;
 mod m20261202_000009_job_queue;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_codegen::Migration),
             Box::new(m20261202_000008_health::Migration),
             Box::new(m20261202_000009_job_queue::Migration),
+            Box::new(m20261202_000007_backups::Migration),
         ]
     }
 }

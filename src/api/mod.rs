@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each exporting its routes with their OpenAPI spec.
 
 pub mod admin;
+pub mod backups;
 pub mod body;
 pub mod codegen;
 pub mod events;
@@ -34,6 +35,7 @@ pub fn routes_and_spec() -> (Vec<Route>, OpenApi) {
         workspaces::routes(&settings),
         projects::routes(&settings),
         codegen::routes(&settings),
+        backups::routes(&settings),
         events::routes(&settings),
         webhooks::routes(&settings),
         secrets::routes(&settings),

@@ -195,3 +195,80 @@ pub struct HealthConfig {
     /// `GANTRY_NOTIFY_TIMEOUT`: bound on one notification attempt.
     pub notify_timeout: Duration,
 }
+
+/// The backup executor's settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// `GANTRY_BACKUP_MASTER_KEY`: 32 bytes that wrap every workspace data key; `None` leaves
+    /// backups disabled (backups and restores fail with `not_configured`).
+    pub master_key: Option<[u8; 32]>,
+    /// `GANTRY_BACKUP_MASTER_KEY_PREVIOUS`: the key before a rotation; data keys still wrapped
+    /// by it are unwrapped with it and re-wrapped with the current one.
+    pub previous_master_key: Option<[u8; 32]>,
+    /// `GANTRY_BACKUP_STORAGE`: where chunks and manifests go.
+    pub storage: BackupStorage,
+    /// `GANTRY_BACKUP_SCHEDULER_INTERVAL`: how often due policies and retention are checked.
+    pub scheduler_interval: Duration,
+}
+
+impl std::fmt::Debug for BackupConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys never reach a log line.
+        f.debug_struct("BackupConfig")
+            .field("master_key", &self.master_key.map(|_| "<redacted>"))
+            .field(
+                "previous_master_key",
+                &self.previous_master_key.map(|_| "<redacted>"),
+            )
+            .field("storage", &self.storage)
+            .field("scheduler_interval", &self.scheduler_interval)
+            .finish()
+    }
+}
+
+/// Where backups are stored.
+#[derive(Clone, PartialEq, Eq)]
+pub enum BackupStorage {
+    /// A local folder (`file:///path`).
+    File {
+        /// The folder.
+        path: std::path::PathBuf,
+    },
+    /// An S3-compatible bucket (`s3://bucket/prefix`).
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Prefix inside the bucket (may be empty).
+        prefix: String,
+        /// `AWS_ENDPOINT_URL`: e.g. MinIO's address; `None` = AWS.
+        endpoint: Option<String>,
+        /// `AWS_REGION` / `AWS_DEFAULT_REGION` (default `us-east-1`).
+        region: String,
+        /// `AWS_ACCESS_KEY_ID`.
+        access_key_id: Option<String>,
+        /// `AWS_SECRET_ACCESS_KEY`.
+        secret_access_key: Option<String>,
+        /// `AWS_ALLOW_HTTP`: plain HTTP endpoints allowed.
+        allow_http: bool,
+    },
+}
+
+impl BackupStorage {
+    /// The URL recorded on each backup (`file:///…` or `s3://bucket/prefix`).
+    pub fn location(&self) -> String {
+        match self {
+            BackupStorage::File { path } => format!("file://{}", path.display()),
+            BackupStorage::S3 { bucket, prefix, .. } if prefix.is_empty() => {
+                format!("s3://{bucket}")
+            }
+            BackupStorage::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for BackupStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret key never reaches a log line.
+        f.write_str(&self.location())
+    }
+}

@@ -4,8 +4,8 @@ mod areas;
 mod env;
 
 pub use areas::{
-    CodegenConfig, HealthConfig, JobsConfig, KubeDriverKind, LlmConfig, OutboxConfig, PlanConfig,
-    ProvisionerConfig, QueueConfig, WebhookConfig,
+    BackupConfig, BackupStorage, CodegenConfig, HealthConfig, JobsConfig, KubeDriverKind,
+    LlmConfig, OutboxConfig, PlanConfig, ProvisionerConfig, QueueConfig, WebhookConfig,
 };
 use env::{check_http_url, duration, number, parse_failures};
 use std::net::IpAddr;
@@ -77,6 +77,8 @@ pub struct Config {
     pub codegen: CodegenConfig,
     /// The health poller and notifier.
     pub health: HealthConfig,
+    /// The backup executor (keys, storage, scheduler).
+    pub backup: BackupConfig,
 }
 
 /// A configuration value that cannot be used; the message names the variable.
@@ -414,6 +416,7 @@ impl Config {
             }
         }
         check_http_url("GANTRY_PAGERDUTY_URL", &health.pagerduty_url)?;
+        let backup = backup_config(&var, &data_dir)?;
 
         Ok(Self {
             database_url,
@@ -433,6 +436,7 @@ impl Config {
             provisioner,
             codegen,
             health,
+            backup,
         })
     }
 
@@ -446,6 +450,95 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A 32-byte key given as base64.
+fn key_var(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<[u8; 32]>, ConfigError> {
+    use base64::Engine;
+    let Some(text) = var(name) else {
+        return Ok(None);
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| invalid(name, "is not base64"))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(Some)
+        .map_err(|_| invalid(name, format!("must be 32 bytes, got {}", bytes.len())))
+}
+
+/// `GANTRY_BACKUP_*` (and the `AWS_*` settings of an `s3://` storage).
+fn backup_config(
+    var: &impl Fn(&str) -> Option<String>,
+    data_dir: &std::path::Path,
+) -> Result<BackupConfig, ConfigError> {
+    let master_key = key_var(var, "GANTRY_BACKUP_MASTER_KEY")?;
+    let previous_master_key = key_var(var, "GANTRY_BACKUP_MASTER_KEY_PREVIOUS")?;
+    if previous_master_key.is_some() && master_key.is_none() {
+        return Err(invalid(
+            "GANTRY_BACKUP_MASTER_KEY_PREVIOUS",
+            "is set but GANTRY_BACKUP_MASTER_KEY is not",
+        ));
+    }
+    let storage = match var("GANTRY_BACKUP_STORAGE") {
+        None => BackupStorage::File {
+            path: data_dir.join("backups"),
+        },
+        Some(url) => {
+            if let Some(path) = url.strip_prefix("file://") {
+                if path.is_empty() {
+                    return Err(invalid("GANTRY_BACKUP_STORAGE", "file:// needs a path"));
+                }
+                BackupStorage::File {
+                    path: PathBuf::from(path),
+                }
+            } else if let Some(rest) = url.strip_prefix("s3://") {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(invalid("GANTRY_BACKUP_STORAGE", "s3:// needs a bucket"));
+                }
+                let endpoint = var("AWS_ENDPOINT_URL").or_else(|| var("AWS_ENDPOINT"));
+                if let Some(endpoint) = &endpoint {
+                    check_http_url("AWS_ENDPOINT_URL", endpoint)?;
+                }
+                BackupStorage::S3 {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.trim_matches('/').to_owned(),
+                    endpoint,
+                    region: var("AWS_REGION")
+                        .or_else(|| var("AWS_DEFAULT_REGION"))
+                        .unwrap_or_else(|| "us-east-1".to_owned()),
+                    access_key_id: var("AWS_ACCESS_KEY_ID"),
+                    secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+                    allow_http: matches!(var("AWS_ALLOW_HTTP").as_deref(), Some("true" | "1")),
+                }
+            } else {
+                return Err(invalid(
+                    "GANTRY_BACKUP_STORAGE",
+                    format!("{url:?} must start with file:// or s3://"),
+                ));
+            }
+        }
+    };
+    let scheduler_interval = duration(
+        var,
+        "GANTRY_BACKUP_SCHEDULER_INTERVAL",
+        Duration::from_secs(30),
+    )?;
+    if scheduler_interval.is_zero() {
+        return Err(invalid(
+            "GANTRY_BACKUP_SCHEDULER_INTERVAL",
+            "must be more than 0",
+        ));
+    }
+    Ok(BackupConfig {
+        master_key,
+        previous_master_key,
+        storage,
+        scheduler_interval,
+    })
 }
 
 #[cfg(test)]
@@ -489,6 +582,8 @@ mod tests {
             ("GANTRY_OUTBOUND_ALLOW_CIDRS", "127.0.0.1/99"),
             ("GANTRY_WEBHOOK_MAX_ATTEMPTS", "0"),
             ("GANTRY_WEBHOOK_TIMEOUT", "0s"),
+            ("GANTRY_BACKUP_MASTER_KEY", "c2hvcnQ="),
+            ("GANTRY_BACKUP_STORAGE", "ftp://x"),
         ] {
             let err = load(&[(var, value)]).expect_err(var);
             assert_eq!(err.variable, var);

@@ -336,10 +336,9 @@ impl Queues {
                     let (state, run_at) = match (running, done, scheduled) {
                         (Some(_), _, _) => ("running", None),
                         (_, Some(_), _) => ("done", None),
-                        (_, _, Some(at)) if at as i64 > now_ms() => (
-                            "scheduled",
-                            DateTime::from_timestamp_millis(at as i64),
-                        ),
+                        (_, _, Some(at)) if at as i64 > now_ms() => {
+                            ("scheduled", DateTime::from_timestamp_millis(at as i64))
+                        }
                         _ => ("pending", None),
                     };
                     return Ok(Some(view(queue, job, state, run_at, task_id.clone())));
@@ -383,7 +382,6 @@ impl Queues {
         }
     }
 }
-
 
 /// Highest attempt number looked up when finding a job by id.
 const MAX_ATTEMPT_LOOKUP: u32 = 200;

@@ -183,7 +183,9 @@ impl Queues {
                     .collect();
                 redis_queue::push(conn, &Keys::of(&name), &jobs, now).await?
             }
-            Backend::Postgres(db) | Backend::Sqlite(db) => store::jobs::push_jobs(db, &rows).await?,
+            Backend::Postgres(db) | Backend::Sqlite(db) => {
+                store::jobs::push_jobs(db, &rows).await?
+            }
         };
         if new > 0 {
             self.waker(queue).notify_waiters();

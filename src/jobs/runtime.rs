@@ -439,7 +439,11 @@ pub async fn run_workers(
             held: Mutex::default(),
             outstanding: AtomicUsize::new(0),
             finished: Notify::new(),
-            capacity: if prefetch { concurrency * 2 } else { concurrency },
+            capacity: if prefetch {
+                concurrency * 2
+            } else {
+                concurrency
+            },
             refill: if prefetch { concurrency } else { 1 },
             acks,
             ready: Mutex::new(Some(ready)),
@@ -512,8 +516,14 @@ pub async fn run_workers(
         }
         match queues.release(lease.queue, &lease.holder, &ids).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(queue = lease.queue, released = n, "gave unfinished jobs back"),
-            Err(err) => tracing::warn!(queue = lease.queue, %err, "cannot give unfinished jobs back; they return when their lease runs out"),
+            Ok(n) => tracing::info!(
+                queue = lease.queue,
+                released = n,
+                "gave unfinished jobs back"
+            ),
+            Err(err) => {
+                tracing::warn!(queue = lease.queue, %err, "cannot give unfinished jobs back; they return when their lease runs out")
+            }
         }
     }
     tracing::info!(queues = ?names, "job workers stopped");

@@ -76,11 +76,29 @@ pub enum EventType {
     IncidentAcknowledged,
     /// The check of an incident recovered.
     IncidentResolved,
+    /// A backup was requested (command for the backup executor).
+    BackupRequested,
+    /// A backup executor started a backup.
+    BackupStarted,
+    /// A backup's manifest is stored: it can be restored.
+    BackupSucceeded,
+    /// A backup failed (see its `error`).
+    BackupFailed,
+    /// Retention expired a backup; its unreferenced chunks are deleted.
+    BackupExpired,
+    /// A restore was requested (command for the backup executor).
+    RestoreRequested,
+    /// A backup executor started a restore.
+    RestoreStarted,
+    /// A restore applied (or, dry run, listed) its objects.
+    RestoreSucceeded,
+    /// A restore failed or was refused (see its `error`).
+    RestoreFailed,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 31] = [
+    pub const ALL: [EventType; 40] = [
         EventType::OrgCreated,
         EventType::OrgUpdated,
         EventType::OrgDeleted,
@@ -112,6 +130,15 @@ impl EventType {
         EventType::IncidentOpened,
         EventType::IncidentAcknowledged,
         EventType::IncidentResolved,
+        EventType::BackupRequested,
+        EventType::BackupStarted,
+        EventType::BackupSucceeded,
+        EventType::BackupFailed,
+        EventType::BackupExpired,
+        EventType::RestoreRequested,
+        EventType::RestoreStarted,
+        EventType::RestoreSucceeded,
+        EventType::RestoreFailed,
     ];
 
     /// The wire name (`const`, so job kinds can list their command events in constants).
@@ -148,6 +175,15 @@ impl EventType {
             EventType::IncidentOpened => "incident.opened",
             EventType::IncidentAcknowledged => "incident.acknowledged",
             EventType::IncidentResolved => "incident.resolved",
+            EventType::BackupRequested => "backup.requested",
+            EventType::BackupStarted => "backup.started",
+            EventType::BackupSucceeded => "backup.succeeded",
+            EventType::BackupFailed => "backup.failed",
+            EventType::BackupExpired => "backup.expired",
+            EventType::RestoreRequested => "restore.requested",
+            EventType::RestoreStarted => "restore.started",
+            EventType::RestoreSucceeded => "restore.succeeded",
+            EventType::RestoreFailed => "restore.failed",
         }
     }
 
@@ -188,6 +224,15 @@ impl EventType {
             EventType::IncidentOpened
             | EventType::IncidentAcknowledged
             | EventType::IncidentResolved => "incident",
+            EventType::BackupRequested
+            | EventType::BackupStarted
+            | EventType::BackupSucceeded
+            | EventType::BackupFailed
+            | EventType::BackupExpired => "backup",
+            EventType::RestoreRequested
+            | EventType::RestoreStarted
+            | EventType::RestoreSucceeded
+            | EventType::RestoreFailed => "restore",
         }
     }
 }

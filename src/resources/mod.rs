@@ -2,6 +2,7 @@
 //! per resource, below the API and the workers so both can use them.
 
 pub mod alerts;
+pub mod backup;
 pub mod codegen;
 pub mod health;
 pub mod member;

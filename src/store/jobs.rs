@@ -359,8 +359,7 @@ pub async fn push_jobs(db: &impl ConnectionTrait, jobs: &[QueuedJob]) -> Result<
                 job.payload.clone().into(),
             ]);
         }
-        let statement =
-            Statement::from_sql_and_values(backend, queue_sql(backend, &sql), values);
+        let statement = Statement::from_sql_and_values(backend, queue_sql(backend, &sql), values);
         inserted += db.execute_raw(statement).await?.rows_affected();
     }
     Ok(inserted)

@@ -40,6 +40,7 @@ macro_rules! soft_deleted {
 }
 
 pub mod alerts;
+pub mod backups;
 pub mod codegen;
 pub mod health_checks;
 pub mod incidents;

@@ -4,11 +4,12 @@
 //! What each role runs is one table, [`registry`] (which also says how to add a worker): the
 //! `outbox-publisher` role runs the outbox publisher, the webhook sender, the reconciler and the
 //! spine's own job kind (`probe`); the vCluster provisioner consumes the `vcluster` queue, the
-//! codegen runner the `codegen` queue; the health poller runs the `health` periodic tasks
-//! (poller, notifier, retention). The backup role is accepted and hosted but has nothing
-//! registered until its issue lands.
+//! codegen runner the `codegen` queue, the backup executor the `backup` queue (and the backup
+//! scheduler); the health poller runs the `health` periodic tasks (poller, notifier,
+//! retention).
 
 pub mod backoff;
+pub mod backup;
 pub mod codegen;
 pub mod health;
 pub mod outbox_publisher;

@@ -16,7 +16,8 @@
 //! A new role also needs its variant in [`WorkerName`].
 
 use super::{
-    codegen, health, outbox_publisher, periodic, probe, reconciler, vcluster, webhook_sender,
+    backup, codegen, health, outbox_publisher, periodic, probe, reconciler, vcluster,
+    webhook_sender,
 };
 use super::{WorkerContext, WorkerName};
 use crate::jobs::{Job, JobKind};
@@ -93,6 +94,7 @@ pub static JOB_KINDS: &[JobKindEntry] = &[
         vcluster::Provisioner,
         "VCLUSTER"
     ),
+    job_kind!(WorkerName::BackupExecutor, backup::BackupExecutor, "BACKUP"),
 ];
 
 /// Every periodic task, one entry each.
@@ -142,6 +144,11 @@ pub static PERIODIC_TASKS: &[PeriodicEntry] = &[
         WorkerName::HealthPoller,
         health::retention::Retention,
         health::retention::Retention::new
+    ),
+    periodic_task!(
+        WorkerName::BackupExecutor,
+        backup::scheduler::BackupScheduler,
+        backup::scheduler::BackupScheduler::new
     ),
 ];
 
@@ -227,6 +234,9 @@ mod tests {
             ("project.created", Some("vcluster")),
             ("project.deleted", Some("vcluster")),
             ("codegen.requested", Some("codegen")),
+            ("backup.requested", Some("backup")),
+            ("restore.requested", Some("backup")),
+            ("backup.succeeded", None),
             ("workspace.ready", None),
         ] {
             assert_eq!(queue_for_event(event), queue, "{event}");
@@ -247,6 +257,7 @@ mod tests {
                 ("probe", 16, WorkerName::OutboxPublisher),
                 ("codegen", 4, WorkerName::CodegenRunner),
                 ("vcluster", 8, WorkerName::VclusterProvisioner),
+                ("backup", 2, WorkerName::BackupExecutor),
             ]
         );
     }

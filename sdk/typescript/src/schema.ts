@@ -408,6 +408,113 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backup-policies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List the workspace's backup policies. */
+        get: operations["list_backup_policies"];
+        put?: never;
+        /** @description Create a backup policy (admin+; the workspace must be on the dedicated plan). */
+        post: operations["create_backup_policy"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backup-policies/{policy_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Get one backup policy. */
+        get: operations["get_backup_policy"];
+        put?: never;
+        post?: never;
+        /** @description Delete a backup policy (admin+, soft); its backups stay until deleted or expired. */
+        delete: operations["delete_backup_policy"];
+        options?: never;
+        head?: never;
+        /** @description Change a backup policy (admin+); the result is checked as a whole. */
+        patch: operations["update_backup_policy"];
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List the workspace's backups, newest first; filter by `status` and `policy_id`. */
+        get: operations["list_backups"];
+        put?: never;
+        /** @description Request a backup now (admin+): answers 202 with status `pending`. */
+        post: operations["create_backup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backups/{backup_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Get one backup. */
+        get: operations["get_backup"];
+        put?: never;
+        post?: never;
+        /** @description Delete a backup (admin+, soft); its chunks go once no other backup uses them. 409 while it is pending or running. */
+        delete: operations["delete_backup"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backups/{backup_id}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Restore a backup (admin+): answers 202 with the restore, status `pending`. The target is a live workspace of the same organization (default: the backup's own). */
+        post: operations["restore_backup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/restores/{restore_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Get one restore (addressed under the backup's workspace). */
+        get: operations["get_restore"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/orgs/{org_id}/events": {
         parameters: {
             query?: never;
@@ -1734,6 +1841,468 @@ export interface components {
             size: number;
             /** @description Lower-case hex SHA-256 of the content. */
             sha256: string;
+        };
+        /** @description A backup policy. */
+        PolicyView: {
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description Organization.
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description Workspace backed up.
+             */
+            workspace_id: string;
+            /** @description Name. */
+            name: string;
+            /** @description Whether the scheduler runs it. */
+            enabled: boolean;
+            /**
+             * Format: date-time
+             * @description Next due time (UTC); `null` while disabled.
+             */
+            next_run_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Created.
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+            /** @description Cron (five fields) or a macro (`@daily`). */
+            schedule: string;
+            /** @description IANA zone the schedule is read in. */
+            timezone: string;
+            /** @description Retention. */
+            retention: components["schemas"]["Retention"];
+            /**
+             * @description Only these namespaces (all when empty).
+             * @default []
+             */
+            include_namespaces?: string[];
+            /**
+             * @description Never these namespaces.
+             * @default []
+             */
+            exclude_namespaces?: string[];
+            /**
+             * @description Only objects whose labels match.
+             * @default null
+             */
+            label_selector?: string | null;
+            /**
+             * @description Hooks.
+             * @default {
+             *       "post": [],
+             *       "pre": []
+             *     }
+             */
+            hooks?: components["schemas"]["Hooks"];
+        };
+        /** @description How many backups a policy keeps. */
+        Retention: {
+            /**
+             * Format: uint32
+             * @description Keep the newest N succeeded backups (1–1000).
+             */
+            keep_last?: number | null;
+            /** @description Expire backups older than this (`30d`, `12h`). */
+            max_age?: string | null;
+        };
+        /** @description Hooks around a backup. */
+        Hooks: {
+            /**
+             * @description Run before the objects are listed.
+             * @default []
+             */
+            pre?: components["schemas"]["Hook"][];
+            /**
+             * @description Run after the manifest is stored.
+             * @default []
+             */
+            post?: components["schemas"]["Hook"][];
+        };
+        /** @description A command run in the pods a selector picks, before or after the backup. */
+        Hook: {
+            /** @description Namespace of the pods. */
+            namespace: string;
+            /** @description Label selector of the pods (`app=db`). */
+            pod_selector: string;
+            /** @description Container (default: the pod's first). */
+            container?: string | null;
+            /** @description The command and its arguments (no shell). */
+            command: string[];
+            /** @description Bound on the command (`30s` default, 1s–1h). */
+            timeout?: string | null;
+            /** @description `fail` or `continue`. */
+            on_error: components["schemas"]["OnError"];
+        };
+        /** @description What a hook does when its command fails or times out. */
+        OnError: "fail" | "continue";
+        /** @description Body of `POST …/backup-policies`. */
+        CreatePolicy: {
+            /** @description Name (DNS-1123 label). */
+            name: string;
+            /** @description Cron (five fields) or `@daily`, `@hourly`, … */
+            schedule: string;
+            /**
+             * @description IANA time zone (default `UTC`).
+             * @default null
+             */
+            timezone?: string | null;
+            /** @description Retention (at least one of `keep_last`, `max_age`). */
+            retention: components["schemas"]["Retention"];
+            /**
+             * @description Only these namespaces.
+             * @default null
+             */
+            include_namespaces?: string[] | null;
+            /**
+             * @description Never these namespaces.
+             * @default null
+             */
+            exclude_namespaces?: string[] | null;
+            /**
+             * @description Equality-based label selector (`app=web,tier!=cache`).
+             * @default null
+             */
+            label_selector?: string | null;
+            /**
+             * @description Pre and post hooks.
+             * @default null
+             */
+            hooks?: components["schemas"]["Hooks"] | null;
+            /**
+             * @description Whether the scheduler runs it (default true).
+             * @default null
+             */
+            enabled?: boolean | null;
+        };
+        /** @description One page of a list. */
+        Page_for_PolicyView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["PolicyView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description Body of `PATCH …/backup-policies/{id}`: any field of [`CreatePolicy`]. */
+        UpdatePolicy: {
+            /**
+             * @description New name.
+             * @default null
+             */
+            name?: string | null;
+            /**
+             * @description New schedule.
+             * @default null
+             */
+            schedule?: string | null;
+            /**
+             * @description New time zone.
+             * @default null
+             */
+            timezone?: string | null;
+            /**
+             * @description New retention.
+             * @default null
+             */
+            retention?: components["schemas"]["Retention"] | null;
+            /**
+             * @description New namespaces.
+             * @default null
+             */
+            include_namespaces?: string[] | null;
+            /**
+             * @description New excluded namespaces.
+             * @default null
+             */
+            exclude_namespaces?: string[] | null;
+            /**
+             * @description New selector (`""` removes it).
+             * @default null
+             */
+            label_selector?: string | null;
+            /**
+             * @description New hooks.
+             * @default null
+             */
+            hooks?: components["schemas"]["Hooks"] | null;
+            /**
+             * @description Enable or disable.
+             * @default null
+             */
+            enabled?: boolean | null;
+        };
+        /** @description A backup. */
+        BackupView: {
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description Organization.
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description Workspace.
+             */
+            workspace_id: string;
+            /**
+             * Format: uuid
+             * @description The policy it ran for (or whose selectors it used).
+             */
+            policy_id?: string | null;
+            /**
+             * Format: date-time
+             * @description Due time, for scheduled runs.
+             */
+            scheduled_for?: string | null;
+            /** @description pending → running → succeeded | failed | partially_failed | expired | deleted. */
+            status: components["schemas"]["BackupStatus"];
+            /** @description `{step, done, total}`. */
+            progress?: components["schemas"]["Progress"] | null;
+            /** @description Statistics, once stored. */
+            stats?: components["schemas"]["BackupStats"] | null;
+            /** @description Why it failed. */
+            error?: components["schemas"]["FailureView"] | null;
+            /** @description The workspace data key it is encrypted under. */
+            key_id?: string | null;
+            /** @description Where it lives. */
+            storage: components["schemas"]["StorageView"];
+            /**
+             * Format: date-time
+             * @description Requested.
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description Started.
+             */
+            started_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Finished.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+        };
+        /** @description Lifecycle of a backup. */
+        BackupStatus: "pending" | "running" | "succeeded" | "failed" | "partially_failed" | "expired" | "deleted";
+        /** @description What a stored backup holds. */
+        BackupStats: {
+            /**
+             * Format: uint64
+             * @description Objects backed up.
+             */
+            objects: number;
+            /**
+             * Format: uint64
+             * @description Bytes of their canonical serialization.
+             */
+            bytes_logical: number;
+            /**
+             * Format: uint64
+             * @description Bytes stored by this backup (new encrypted chunks and the manifest).
+             */
+            bytes_stored_new: number;
+            /**
+             * Format: uint64
+             * @description Chunks this backup stored.
+             */
+            chunks_new: number;
+            /**
+             * Format: uint64
+             * @description Chunks already stored by an earlier backup.
+             */
+            chunks_reused: number;
+            /**
+             * Format: double
+             * @description How long making it took.
+             */
+            duration_seconds: number;
+        };
+        /** @description Why a backup or restore failed. */
+        FailureView: {
+            /** @description Stable kind: `integrity`, `hook`, `storage`, `driver`, `not_configured`, `key`, `internal`. */
+            type: string;
+            /** @description Readable detail. */
+            detail: string;
+        };
+        /** @description Where a backup's data lives. */
+        StorageView: {
+            /** @description Storage URL (`file:///…`, `s3://bucket/prefix`). */
+            location: string;
+            /** @description The workspace's prefix in it (`<org_id>/<workspace_id>`). */
+            prefix: string;
+        };
+        /** @description Body of `POST …/backups`. */
+        CreateBackup: {
+            /**
+             * Format: uuid
+             * @description Use this policy's selectors and hooks (and count it for its retention); none: the whole workspace, no hooks.
+             * @default null
+             */
+            policy_id?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_BackupView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["BackupView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description A restore. */
+        RestoreView: {
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description Organization.
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description The backup restored.
+             */
+            backup_id: string;
+            /**
+             * Format: uuid
+             * @description The backup's workspace.
+             */
+            workspace_id: string;
+            /**
+             * Format: uuid
+             * @description Where objects are applied.
+             */
+            target_workspace_id: string;
+            /** @description The options it was requested with. */
+            options: components["schemas"]["CreateRestore"];
+            /** @description pending → running → succeeded | failed. */
+            status: components["schemas"]["RestoreStatus"];
+            /** @description `{step, done, total}`. */
+            progress?: components["schemas"]["Progress"] | null;
+            /** @description Counts and failures. */
+            result?: components["schemas"]["RestoreResult"] | null;
+            /** @description Why it failed (`integrity` when a chunk or the manifest did not authenticate). */
+            error?: components["schemas"]["FailureView"] | null;
+            /**
+             * Format: date-time
+             * @description Requested.
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description Started.
+             */
+            started_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Finished.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+        };
+        /** @description Body of `POST …/backups/{id}/restore`; also the restore's stored options. */
+        CreateRestore: {
+            /**
+             * Format: uuid
+             * @description Workspace to restore into (same organization; default the backup's).
+             * @default null
+             */
+            target_workspace_id?: string | null;
+            /**
+             * @description Only these namespaces of the backup.
+             * @default null
+             */
+            namespaces?: string[] | null;
+            /**
+             * @description Rename namespaces on the way (`{"old": "new"}`).
+             * @default null
+             */
+            namespace_mapping?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * @description List what would change; change nothing.
+             * @default null
+             */
+            dry_run?: boolean | null;
+            /**
+             * @description `skip` (default) or `update`.
+             * @default null
+             */
+            existing?: components["schemas"]["Existing"] | null;
+        };
+        /** @description What to do with objects that already exist in the target. */
+        Existing: "skip" | "update";
+        /** @description Lifecycle of a restore. */
+        RestoreStatus: "pending" | "running" | "succeeded" | "failed";
+        /** @description What a restore did. */
+        RestoreResult: {
+            /**
+             * Format: uint64
+             * @description Objects created.
+             */
+            created: number;
+            /**
+             * Format: uint64
+             * @description Objects updated.
+             */
+            updated: number;
+            /**
+             * Format: uint64
+             * @description Objects left as they were.
+             */
+            skipped: number;
+            /** @description Objects that could not be applied. */
+            failed: components["schemas"]["ObjectFailure"][];
+            /** @description Every change, in apply order (dry runs: what would change). */
+            changes: components["schemas"]["ObjectChange"][];
+        };
+        /** @description An object a restore could not apply. */
+        ObjectFailure: {
+            /** @description Kind. */
+            kind: string;
+            /** @description Namespace (`""` for cluster-scoped objects). */
+            namespace: string;
+            /** @description Name. */
+            name: string;
+            /** @description Why. */
+            reason: string;
+        };
+        /** @description One change a restore made (or, dry run, would make). */
+        ObjectChange: {
+            /** @description `create`, `update` or `skip`. */
+            action: string;
+            /** @description Kind. */
+            kind: string;
+            /** @description Namespace in the target. */
+            namespace: string;
+            /** @description Name. */
+            name: string;
         };
         /** @description A page of events. */
         EventPage: {
@@ -5288,6 +5857,869 @@ export interface operations {
                 content: {
                     "application/yaml": unknown;
                     "application/gzip": unknown;
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_backup_policies: {
+        parameters: {
+            query?: {
+                limit?: number | null;
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_PolicyView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_backup_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreatePolicy"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_backup_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                policy_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_backup_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                policy_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_backup_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                policy_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdatePolicy"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_backups: {
+        parameters: {
+            query?: {
+                status?: string | null;
+                policy_id?: string | null;
+                limit?: number | null;
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_BackupView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateBackup"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackupView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                backup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackupView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                backup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    restore_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                backup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateRestore"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RestoreView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_restore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                restore_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RestoreView"];
                 };
             };
             /** @description Malformed request (bad JSON syntax, bad query parameter) */

@@ -139,3 +139,69 @@ pub trait KubeDriver: Send + Sync + 'static {
     /// Deletes a project's namespace inside the vCluster (absent is fine).
     async fn delete_project(&self, project: &ProjectSpec) -> Result<(), DriverError>;
 }
+
+/// An object inside a workspace's vCluster, as JSON (`apiVersion`, `kind`, `metadata`, …).
+pub type KubeObject = serde_json::Value;
+
+/// How a command run in a pod ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// Exit status 0 in every selected pod.
+    Succeeded,
+    /// A non-zero exit (or no pod matched), with what was seen.
+    Failed(String),
+}
+
+/// What [`WorkspaceObjects::apply_object`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The object did not exist.
+    Created,
+    /// It existed and was server-side applied over.
+    Updated,
+}
+
+/// A command to run in the pods a selector picks (backup hooks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// Namespace of the pods.
+    pub namespace: String,
+    /// Label selector of the pods.
+    pub pod_selector: String,
+    /// Container (default: the pod's first).
+    pub container: Option<String>,
+    /// Command and arguments.
+    pub command: Vec<String>,
+}
+
+/// Reading and writing the objects inside a workspace's vCluster: what backups list, restores
+/// apply and hooks exec into. Implemented by the `simulated` and `kubernetes` drivers.
+#[async_trait::async_trait]
+pub trait WorkspaceObjects: Send + Sync + 'static {
+    /// Every object inside the workspace's vCluster (of the kinds the driver backs up).
+    async fn list_objects(&self, workspace: &WorkspaceSpec)
+        -> Result<Vec<KubeObject>, DriverError>;
+
+    /// Whether an object exists (`namespace` empty for cluster-scoped kinds).
+    async fn object_exists(
+        &self,
+        workspace: &WorkspaceSpec,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, DriverError>;
+
+    /// Server-side applies an object (field manager `gantry`).
+    async fn apply_object(
+        &self,
+        workspace: &WorkspaceSpec,
+        object: &KubeObject,
+    ) -> Result<Applied, DriverError>;
+
+    /// Runs a command in every pod the selector picks; the caller bounds it with a timeout.
+    async fn exec(
+        &self,
+        workspace: &WorkspaceSpec,
+        request: &ExecRequest,
+    ) -> Result<ExecOutcome, DriverError>;
+}

@@ -549,7 +549,9 @@ async fn record_death(
                 {
                     fail(ctx, workspace, reason).await
                 }
-                WorkspaceStatus::Deleting if event_type == EventType::WorkspaceDeletionRequested => {
+                WorkspaceStatus::Deleting
+                    if event_type == EventType::WorkspaceDeletionRequested =>
+                {
                     record(
                         ctx,
                         workspace,
@@ -581,8 +583,14 @@ async fn record_death(
             )
             .await?;
             let view = crate::resources::project::ProjectView::from(updated.clone());
-            outbox::record(&txn, EventType::ProjectFailed, updated.org_id, updated.id, &view)
-                .await?;
+            outbox::record(
+                &txn,
+                EventType::ProjectFailed,
+                updated.org_id,
+                updated.id,
+                &view,
+            )
+            .await?;
             txn.commit().await?;
             Ok(())
         }

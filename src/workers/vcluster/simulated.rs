@@ -2,7 +2,10 @@
 //! database (`simulated_objects`), realistic step delays (`GANTRY_SIMULATED_DELAY_MS`) and
 //! failure injection (`GANTRY_SIMULATED_FAIL`) for demos and tests. Embedded mode's default.
 
-use super::driver::{DriverError, KubeDriver, ProjectSpec, Readiness, WorkspaceSpec};
+use super::driver::{
+    Applied, DriverError, ExecOutcome, ExecRequest, KubeDriver, KubeObject, ProjectSpec, Readiness,
+    WorkspaceObjects, WorkspaceSpec,
+};
 use crate::store;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Statement};
@@ -374,5 +377,187 @@ impl SimulatedDriver {
             .await
             .map_err(db_error)?;
         Ok(true)
+    }
+}
+
+/// Scope (the `namespace` column) of objects inside the simulated vCluster.
+const VCLUSTER_SCOPE: &str = "vcluster/";
+
+/// The namespace an object lives in (`""` for namespaces themselves and cluster-scoped kinds).
+fn object_namespace(object: &KubeObject) -> String {
+    if object["kind"] == "Namespace" {
+        return String::new();
+    }
+    object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The `apiVersion` of the kinds the simulated cluster knows without one.
+fn api_version_of(kind: &str) -> &'static str {
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps/v1",
+        "NetworkPolicy" | "Ingress" => "networking.k8s.io/v1",
+        "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding" => {
+            "rbac.authorization.k8s.io/v1"
+        }
+        "CronJob" | "Job" => "batch/v1",
+        "CustomResourceDefinition" => "apiextensions.k8s.io/v1",
+        _ => "v1",
+    }
+}
+
+impl SimulatedObject {
+    /// The row as a Kubernetes object: rows written by restores (or seeded by tests) hold the
+    /// whole object; rows the provisioner wrote hold a spec, wrapped here.
+    fn as_kube_object(&self) -> KubeObject {
+        let namespace = self
+            .namespace
+            .strip_prefix(VCLUSTER_SCOPE)
+            .unwrap_or_default()
+            .to_owned();
+        let mut object = if self.spec.get("apiVersion").is_some() {
+            self.spec.clone()
+        } else {
+            json!({"apiVersion": api_version_of(&self.kind), "kind": self.kind, "spec": self.spec})
+        };
+        object["kind"] = json!(self.kind);
+        if !object["metadata"].is_object() {
+            object["metadata"] = json!({});
+        }
+        object["metadata"]["name"] = json!(self.name);
+        if self.kind != "Namespace" && !namespace.is_empty() {
+            object["metadata"]["namespace"] = json!(namespace);
+        }
+        object
+    }
+}
+
+#[async_trait::async_trait]
+impl WorkspaceObjects for SimulatedDriver {
+    async fn list_objects(
+        &self,
+        workspace: &WorkspaceSpec,
+    ) -> Result<Vec<KubeObject>, DriverError> {
+        let objects = self
+            .objects(workspace.workspace_id)
+            .await
+            .map_err(db_error)?;
+        Ok(objects
+            .iter()
+            .filter(|o| o.namespace.starts_with(VCLUSTER_SCOPE))
+            .map(SimulatedObject::as_kube_object)
+            .collect())
+    }
+
+    async fn object_exists(
+        &self,
+        workspace: &WorkspaceSpec,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, DriverError> {
+        let scope = if kind == "Namespace" {
+            format!("{VCLUSTER_SCOPE}{name}")
+        } else {
+            format!("{VCLUSTER_SCOPE}{namespace}")
+        };
+        let objects = self
+            .objects(workspace.workspace_id)
+            .await
+            .map_err(db_error)?;
+        Ok(objects
+            .iter()
+            .any(|o| o.kind == kind && o.namespace == scope && o.name == name))
+    }
+
+    async fn apply_object(
+        &self,
+        workspace: &WorkspaceSpec,
+        object: &KubeObject,
+    ) -> Result<Applied, DriverError> {
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if kind.is_empty() || name.is_empty() {
+            return Err(DriverError::Permanent(
+                "an object needs a kind and metadata.name".to_owned(),
+            ));
+        }
+        let namespace = object_namespace(object);
+        let existed = self
+            .object_exists(workspace, &kind, &namespace, &name)
+            .await?;
+        let scope = if kind == "Namespace" {
+            format!("{VCLUSTER_SCOPE}{name}")
+        } else {
+            format!("{VCLUSTER_SCOPE}{namespace}")
+        };
+        self.put(workspace.workspace_id, &kind, &scope, &name, object.clone())
+            .await
+            .map_err(db_error)?;
+        Ok(if existed {
+            Applied::Updated
+        } else {
+            Applied::Created
+        })
+    }
+
+    /// Pods are `Pod` objects; `false` exits 1, `sleep N` sleeps N seconds, anything else
+    /// succeeds. Every run is recorded as a `HookRun` row (scope `hooks/<namespace>`).
+    async fn exec(
+        &self,
+        workspace: &WorkspaceSpec,
+        request: &ExecRequest,
+    ) -> Result<ExecOutcome, DriverError> {
+        let selector = crate::domain::backup::LabelSelector::parse(&request.pod_selector)
+            .map_err(DriverError::Permanent)?;
+        let scope = format!("{VCLUSTER_SCOPE}{}", request.namespace);
+        let objects = self
+            .objects(workspace.workspace_id)
+            .await
+            .map_err(db_error)?;
+        let pods: Vec<String> = objects
+            .iter()
+            .filter(|o| o.kind == "Pod" && o.namespace == scope)
+            .filter(|o| {
+                let labels = o.as_kube_object()["metadata"]["labels"].clone();
+                let labels: std::collections::BTreeMap<String, String> =
+                    serde_json::from_value(labels).unwrap_or_default();
+                selector.matches(&labels)
+            })
+            .map(|o| o.name.clone())
+            .collect();
+        self.put(
+            workspace.workspace_id,
+            "HookRun",
+            &format!("hooks/{}", request.namespace),
+            &format!("{}", Utc::now().timestamp_nanos_opt().unwrap_or_default()),
+            json!({"command": request.command, "pods": pods}),
+        )
+        .await
+        .map_err(db_error)?;
+        if pods.is_empty() {
+            return Ok(ExecOutcome::Failed(format!(
+                "no pod in {} matches {}",
+                request.namespace, request.pod_selector
+            )));
+        }
+        match request.command.first().map(String::as_str) {
+            Some("false") => Ok(ExecOutcome::Failed("exit status 1".to_owned())),
+            Some("sleep") => {
+                let seconds: f64 = request
+                    .command
+                    .get(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(1.0);
+                tokio::time::sleep(Duration::from_secs_f64(seconds.clamp(0.0, 3600.0))).await;
+                Ok(ExecOutcome::Succeeded)
+            }
+            _ => Ok(ExecOutcome::Succeeded),
+        }
     }
 }

@@ -12,6 +12,8 @@ mod driver;
 mod objects;
 mod readiness;
 mod requests;
+mod workspace_objects;
+pub use workspace_objects::BACKED_UP_KINDS;
 
 use super::driver::{DriverError, WorkspaceSpec};
 use k8s_openapi::api::core::v1::Secret;
