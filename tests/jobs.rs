@@ -657,6 +657,7 @@ async fn redis_restart_without_data_resumes_all_work() {
     let url = format!("redis://127.0.0.1:{port}");
     let Some(scenario) = Scenario::start_on(Mode::Redis, test, Some(url), &FAULT_ENV).await else {
         let _ = redis.kill();
+        let _ = redis.wait();
         return;
     };
     let batch = scenario

@@ -320,7 +320,7 @@ impl Queues {
                         .iter()
                         .zip(bodies)
                         .filter_map(|(id, body)| Some((id, body?)))
-                        .last()
+                        .next_back()
                     else {
                         continue;
                     };
