@@ -23,6 +23,8 @@ enum Mode {
     Sqlite,
     /// Postgres holds data, Redis the queues.
     PostgresRedis,
+    /// Postgres holds data and queues.
+    Postgres,
 }
 
 /// The API in process plus the environment of worker processes.
@@ -86,6 +88,7 @@ impl Scenario {
                 redis = Some((url, prefix));
                 Backend::Postgres
             }
+            Mode::Postgres => Backend::Postgres,
         };
         let app_env: Vec<(&str, &str)> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -810,6 +813,62 @@ async fn git_delivery(mode: Mode) {
     assert!(!job_text.contains("s3cr3t-token"));
 }
 
+/// Fairness: a flood of queued probe jobs does not starve the `codegen` queue. The codegen job
+/// submitted behind 20,000 queued probes (each 20 ms of simulated work, so the flood needs
+/// tens of seconds) succeeds while most of the flood is still waiting: each queue is claimed
+/// on its own, never behind another queue's backlog.
+async fn not_starved_by_a_probe_flood(mode: Mode) {
+    const FLOOD: u64 = 20_000;
+    let Some(s) = Scenario::start(mode, "not_starved_by_a_probe_flood", &[]).await else {
+        return;
+    };
+    s.put_graph(example("three-tier.json")).await;
+    let admin = s.app.admin_token("operator");
+    let flood = s
+        .app
+        .post(
+            "/v1/admin/probes",
+            &admin,
+            json!({"count": FLOOD, "delay_ms": 20}),
+        )
+        .await;
+    flood.assert_status(202);
+    let batch = flood.body["batch_id"]
+        .as_str()
+        .expect("batch_id")
+        .to_owned();
+    let probes_completed = || async {
+        let progress = s
+            .app
+            .get(&format!("/v1/admin/probes/{batch}"), &admin)
+            .await;
+        progress.assert_status(200);
+        progress.body["completed"].as_u64().expect("completed")
+    };
+    let _worker = s.worker();
+    // The flood is published and being worked on before the codegen job is submitted.
+    eventually(Duration::from_secs(60), || async {
+        let done = probes_completed().await;
+        if done > 0 {
+            Ok(())
+        } else {
+            Err("no probe completed yet".to_owned())
+        }
+    })
+    .await;
+    let submitted = s
+        .submit(json!({"project_id": s.project, "engine": "templates"}))
+        .await;
+    let job_id = submitted["id"].as_str().unwrap().to_owned();
+    let job = s.wait_for(&job_id, &["succeeded", "failed"]).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let done = probes_completed().await;
+    assert!(
+        done < FLOOD / 2,
+        "the codegen job waited behind the flood: {done} of {FLOOD} probes had completed"
+    );
+}
+
 on_each_backend!(
     { sqlite: Mode::Sqlite, postgres_redis: Mode::PostgresRedis } =>
     generate_and_download,
@@ -819,6 +878,10 @@ on_each_backend!(
     llm_failure,
     git_delivery,
     crash_mid_job,
+);
+on_each_backend!(
+    { sqlite: Mode::Sqlite, postgres: Mode::Postgres, postgres_redis: Mode::PostgresRedis } =>
+    not_starved_by_a_probe_flood,
 );
 // The mock model answers the same way whatever holds the queues: SQLite is enough.
 on_each_backend!({ sqlite: Mode::Sqlite } => llm_engine);

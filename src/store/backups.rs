@@ -716,18 +716,15 @@ pub async fn existing_chunks(
 
 /// The n-th bind parameter in the backend's spelling.
 fn param(db: &impl ConnectionTrait, n: usize) -> String {
-    match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    }
+    super::sql_for(db.get_database_backend(), &format!("${n}"))
 }
 
-/// `count` parameters starting at `first`, comma-separated.
+/// `count` parameters starting at `first`, comma-separated, in the backend's spelling.
 fn placeholders(db: &impl ConnectionTrait, first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| param(db, n))
-        .collect::<Vec<_>>()
-        .join(", ")
+    super::sql_for(
+        db.get_database_backend(),
+        &super::placeholders(first, count),
+    )
 }
 
 /// Records stored chunks (already present ones are left as they are).

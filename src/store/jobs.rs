@@ -1,8 +1,8 @@
 //! `job_queue` (the SQL queue backend: every job attempt, claimed and settled in batches),
 //! `dead_jobs`, and the probe job kind's `probe_batches` / `probe_runs`.
 
-use super::now;
 use super::paging::{keyset, KeyOrder, Page, PageRequest};
+use super::{now, placeholders, sql_for};
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::{DatabaseBackend, FromQueryResult, Set, Statement};
@@ -278,7 +278,7 @@ pub async fn stranded_probe_events(
          ORDER BY o.id LIMIT $4";
     StrandedEvent::find_by_statement(Statement::from_sql_and_values(
         backend,
-        queue_sql(backend, sql),
+        sql_for(backend, sql),
         [
             event_type.into(),
             published_before.into(),
@@ -300,22 +300,6 @@ pub async fn stranded_probe_events(
 
 /// Rows per multi-row statement (7 parameters each stays far below both backends' limits).
 const QUEUE_CHUNK: usize = 500;
-
-/// `sql` with its `$n` placeholders as `backend` spells them.
-fn queue_sql(backend: DatabaseBackend, sql: &str) -> String {
-    match backend {
-        DatabaseBackend::Postgres => sql.to_owned(),
-        _ => sql.replace('$', "?"),
-    }
-}
-
-/// `$from, $from+1, …` for `count` values (an `IN (…)` list).
-fn placeholders(from: usize, count: usize) -> String {
-    (from..from + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 /// One attempt to insert into `job_queue`.
 #[derive(Debug, Clone)]
@@ -359,7 +343,7 @@ pub async fn push_jobs(db: &impl ConnectionTrait, jobs: &[QueuedJob]) -> Result<
                 job.payload.clone().into(),
             ]);
         }
-        let statement = Statement::from_sql_and_values(backend, queue_sql(backend, &sql), values);
+        let statement = Statement::from_sql_and_values(backend, sql_for(backend, &sql), values);
         inserted += db.execute_raw(statement).await?.rows_affected();
     }
     Ok(inserted)
@@ -397,7 +381,7 @@ pub async fn claim_jobs(
     );
     ClaimedJob::find_by_statement(Statement::from_sql_and_values(
         backend,
-        queue_sql(backend, &sql),
+        sql_for(backend, &sql),
         [
             holder.into(),
             lease_until.into(),
@@ -427,7 +411,7 @@ pub async fn complete_jobs(
         values.extend(chunk.iter().map(|id| id.clone().into()));
         db.execute_raw(Statement::from_sql_and_values(
             backend,
-            queue_sql(backend, &sql),
+            sql_for(backend, &sql),
             values,
         ))
         .await?;
@@ -446,7 +430,7 @@ pub async fn extend_leases(
     Ok(db
         .execute_raw(Statement::from_sql_and_values(
             backend,
-            queue_sql(backend, sql),
+            sql_for(backend, sql),
             [lease_until.into(), holder.into()],
         ))
         .await?
@@ -461,7 +445,7 @@ pub async fn release_jobs(db: &impl ConnectionTrait, holder: &str) -> Result<u64
     Ok(db
         .execute_raw(Statement::from_sql_and_values(
             backend,
-            queue_sql(backend, sql),
+            sql_for(backend, sql),
             [holder.into()],
         ))
         .await?
@@ -476,7 +460,7 @@ pub async fn rescue_expired(db: &impl ConnectionTrait, now_ms: i64) -> Result<u6
     Ok(db
         .execute_raw(Statement::from_sql_and_values(
             backend,
-            queue_sql(backend, sql),
+            sql_for(backend, sql),
             [now_ms.into()],
         ))
         .await?
@@ -512,7 +496,7 @@ pub async fn queue_counts(
     Ok(
         QueueCounts::find_by_statement(Statement::from_sql_and_values(
             backend,
-            queue_sql(backend, sql),
+            sql_for(backend, sql),
             [queue.into(), now_ms.into()],
         ))
         .one(db)
@@ -531,7 +515,7 @@ pub async fn count_done(db: &impl ConnectionTrait, queue: &str) -> Result<u64, D
     let sql = "SELECT COUNT(*) AS n FROM job_queue WHERE queue = $1 AND state = 'done'";
     let row = Row::find_by_statement(Statement::from_sql_and_values(
         backend,
-        queue_sql(backend, sql),
+        sql_for(backend, sql),
         [queue.into()],
     ))
     .one(db)
@@ -577,7 +561,7 @@ pub async fn list_queue(
     );
     QueueRow::find_by_statement(Statement::from_sql_and_values(
         backend,
-        queue_sql(backend, &sql),
+        sql_for(backend, &sql),
         [
             queue.into(),
             after.unwrap_or("").into(),
@@ -603,7 +587,7 @@ pub async fn latest_attempt(
     let values: Vec<sea_orm::Value> = ids.iter().map(|id| id.clone().into()).collect();
     QueueRow::find_by_statement(Statement::from_sql_and_values(
         backend,
-        queue_sql(backend, &sql),
+        sql_for(backend, &sql),
         values,
     ))
     .one(db)
@@ -621,7 +605,7 @@ pub async fn delete_finished_before(
     Ok(db
         .execute_raw(Statement::from_sql_and_values(
             backend,
-            queue_sql(backend, sql),
+            sql_for(backend, sql),
             [queue.into(), cutoff_ms.into()],
         ))
         .await?

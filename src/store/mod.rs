@@ -236,6 +236,22 @@ where
     active.update(db).await
 }
 
+/// `sql`, written with Postgres' `$n` placeholders, as `backend` spells them (`?n` on SQLite).
+pub fn sql_for(backend: DatabaseBackend, sql: &str) -> String {
+    match backend {
+        DatabaseBackend::Postgres => sql.to_owned(),
+        _ => sql.replace('$', "?"),
+    }
+}
+
+/// `$from, $from+1, …` for `count` values (an `IN (…)` list), for [`sql_for`].
+pub fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::{ActiveEnum, Iterable};
