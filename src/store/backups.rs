@@ -797,11 +797,15 @@ pub async fn insert_refs(
     Ok(())
 }
 
+/// A backup (aliased `b`) whose chunks no longer need to be kept: expired, deleted or failed.
+const DEAD_BACKUP: &str =
+    "(b.status IN ('expired', 'deleted', 'failed') OR b.deleted_at IS NOT NULL)";
+
 /// Drops the chunk references of backups that are expired, deleted or failed.
 pub async fn drop_dead_refs(db: &impl ConnectionTrait, workspace_id: Uuid) -> Result<(), DbErr> {
     let sql = format!(
-        "DELETE FROM backup_chunk_refs WHERE backup_id IN (SELECT id FROM backups \
-         WHERE workspace_id = {} AND (status IN ('expired', 'deleted', 'failed') OR deleted_at IS NOT NULL))",
+        "DELETE FROM backup_chunk_refs WHERE backup_id IN (SELECT b.id FROM backups b \
+         WHERE b.workspace_id = {} AND {DEAD_BACKUP})",
         param(db, 1)
     );
     db.execute_raw(Statement::from_sql_and_values(
@@ -826,7 +830,7 @@ pub async fn workspaces_with_dead_backups(
         db.get_database_backend(),
         format!(
             "SELECT DISTINCT b.workspace_id FROM backups b JOIN backup_chunk_refs r ON r.backup_id = b.id \
-             WHERE b.status IN ('expired', 'deleted', 'failed') OR b.deleted_at IS NOT NULL LIMIT {limit}"
+             WHERE {DEAD_BACKUP} LIMIT {limit}"
         ),
     ))
     .all(db)
@@ -848,7 +852,7 @@ pub async fn dead_backups_with_refs(
         db.get_database_backend(),
         format!(
             "SELECT DISTINCT b.id FROM backups b JOIN backup_chunk_refs r ON r.backup_id = b.id \
-             WHERE b.workspace_id = {} AND (b.status IN ('expired', 'deleted', 'failed') OR b.deleted_at IS NOT NULL)",
+             WHERE b.workspace_id = {} AND {DEAD_BACKUP}",
             param(db, 1)
         ),
         [workspace_id.into()],
