@@ -47,6 +47,7 @@ DEFAULT_SHUTDOWN_TIMEOUT_S = 30.0
 REQUIRED_CLIENT_SCOPES = ("basic", "profile", "email", "roles")
 DEMO_USERS = {"alice": False, "admin": True}  # username -> must hold gantry-admin
 ADMIN_ROLE = "gantry-admin"
+CONSOLE_CLIENT = "gantry-console"  # src/api/console.rs CONSOLE_CLIENT_ID
 REALM_FILE = "deploy/keycloak/gantry-realm.json"
 KEYCLOAK_IMPORT_DIR = "/opt/keycloak/data/import"
 
@@ -578,6 +579,23 @@ class Checker:
                 for scope in REQUIRED_CLIENT_SCOPES:
                     if scope not in scopes:
                         self.problem(where, f"defaultClientScopes lacks {scope!r}")
+        console = clients.get(CONSOLE_CLIENT)
+        if console is None:
+            self.problem(REALM_FILE, f"client {CONSOLE_CLIENT!r} (the console's log-in) is missing")
+        else:
+            where = f"{REALM_FILE} client {CONSOLE_CLIENT}"
+            for flag, wanted in (("enabled", True), ("publicClient", True), ("standardFlowEnabled", True),
+                                 ("directAccessGrantsEnabled", False), ("implicitFlowEnabled", False)):
+                if console.get(flag) is not wanted:
+                    self.problem(where, f"{flag} is not {str(wanted).lower()} (authorization code + PKCE only)")
+            if (console.get("attributes") or {}).get("pkce.code.challenge.method") != "S256":
+                self.problem(where, "does not require PKCE S256")
+            if not any(str(u).startswith(f"http://localhost:{DEFAULT_ROCKET_PORT}/console/")
+                       for u in console.get("redirectUris") or []):
+                self.problem(where, f"has no http://localhost:{DEFAULT_ROCKET_PORT}/console/ redirect URI")
+            mappers = [m for m in console.get("protocolMappers") or [] if m.get("protocolMapper") == "oidc-audience-mapper"]
+            if not any((m.get("config") or {}).get("included.client.audience") == audience for m in mappers):
+                self.problem(where, f"no oidc-audience-mapper adds {audience!r} to access tokens (KEYCLOAK_AUDIENCE)")
         users = {u.get("username"): u for u in realm.get("users") or []}
         for username, is_admin in DEMO_USERS.items():
             user = users.get(username)

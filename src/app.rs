@@ -44,6 +44,9 @@ pub enum BuildError {
     /// The dev signing key could not be loaded.
     #[error(transparent)]
     DevKey(#[from] crate::auth::dev::DevKeyError),
+    /// The token validator could not be set up (its HTTP client).
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
     /// The metrics registry refused a metric.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -56,7 +59,7 @@ pub enum BuildError {
 pub fn token_validator(config: &Config) -> Result<TokenValidator, BuildError> {
     Ok(match &config.auth {
         AuthConfig::Keycloak { issuer, jwks_uri } => {
-            TokenValidator::keycloak(issuer, &config.audience, jwks_uri.clone())
+            TokenValidator::keycloak(issuer, &config.audience, jwks_uri.clone())?
         }
         AuthConfig::Embedded => {
             DevSigner::load_or_create(&config.data_dir)?.validator(&config.audience)
@@ -70,6 +73,7 @@ pub async fn build(
     db: DatabaseConnection,
     metrics: Arc<Metrics>,
     queues: crate::jobs::Queues,
+    secrets: Arc<crate::sealed::SecretsCipher>,
 ) -> Result<Rocket<Build>, BuildError> {
     let ops = ops_state(config, db.clone(), metrics)?;
     let validator = token_validator(config)?;
@@ -80,7 +84,7 @@ pub async fn build(
     let (api_routes, spec) = api::routes_and_spec();
     let openapi_json = serde_json::to_string_pretty(&spec)?;
     let state = AppState {
-        db,
+        db: db.clone(),
         validator,
         queues,
         kubeconfig_issuer: match &config.auth {
@@ -94,12 +98,23 @@ pub async fn build(
         openapi_json,
         outbound: crate::webhooks::outbound::OutboundPolicy::new(config.outbound_allow.clone()),
         health: config.health.clone(),
+        secrets,
+        limits: config.limits.clone(),
+        write_limiter: crate::auth::rate::WriteLimiter::new(
+            config.limits.writes_per_second,
+            config.limits.write_burst,
+        ),
+        open_streams: crate::auth::streams::StreamCounter::default(),
+        event_hub: crate::outbox::hub::EventHub::start(db.clone()),
     };
 
+    let console = api::console::ConsoleSettings::new(config)?;
     Ok(base(config)
         .manage(ops)
         .manage(state)
-        .mount("/", api_routes)
+        .manage(console)
+        .mount("/", without_metrics_when_apart(config, api_routes))
+        .mount("/", api::console::static_routes())
         .mount("/", routes![openapi_json])
         .mount(
             "/swagger-ui/",
@@ -133,9 +148,38 @@ pub fn build_ops(
     metrics: Arc<Metrics>,
 ) -> Result<Rocket<Build>, BuildError> {
     let ops = ops_state(config, db, metrics)?;
-    Ok(base(config)
-        .manage(ops)
-        .mount("/", api::health::ops_routes()))
+    Ok(base(config).manage(ops).mount(
+        "/",
+        without_metrics_when_apart(config, api::health::ops_routes()),
+    ))
+}
+
+/// `/metrics` alone on `GANTRY_METRICS_PORT` (same address), when that is set.
+pub fn build_metrics(
+    config: &Config,
+    db: DatabaseConnection,
+    metrics: Arc<Metrics>,
+) -> Result<Option<Rocket<Build>>, BuildError> {
+    let Some(port) = config.metrics_port else {
+        return Ok(None);
+    };
+    let ops = ops_state(config, db, metrics)?;
+    Ok(Some(
+        base_on(config, port)
+            .manage(ops)
+            .mount("/", api::health::metrics_routes()),
+    ))
+}
+
+/// Drops the `/metrics` route from `routes` when it is served on its own port instead.
+fn without_metrics_when_apart(config: &Config, routes: Vec<rocket::Route>) -> Vec<rocket::Route> {
+    if config.metrics_port.is_none() {
+        return routes;
+    }
+    routes
+        .into_iter()
+        .filter(|route| route.uri.path() != api::health::METRICS_PATH)
+        .collect()
 }
 
 fn ops_state(
@@ -153,9 +197,14 @@ fn ops_state(
 
 /// Rocket configured from our `Config`, with the catcher and the request observer.
 fn base(config: &Config) -> Rocket<Build> {
+    base_on(config, config.port)
+}
+
+/// [`base`] listening on `port`.
+fn base_on(config: &Config, port: u16) -> Rocket<Build> {
     let figment = Figment::from(rocket::Config::default())
         .merge(("address", config.address))
-        .merge(("port", config.port))
+        .merge(("port", port))
         .merge(("ident", "gantry"))
         .merge(("log_level", rocket::config::LogLevel::Off))
         .merge(("cli_colors", false))
@@ -181,7 +230,58 @@ fn problem_catcher(status: Status, req: &Request<'_>) -> ApiError {
         .lock()
         .ok()
         .and_then(|mut slot| slot.take());
+    if kept.is_none() && status == Status::NotFound {
+        // No route for this method, but the path is known: 405 naming the methods it has.
+        if let Some(allowed) = allowed_methods(req) {
+            return ApiError::MethodNotAllowed(allowed);
+        }
+    }
     kept.unwrap_or_else(|| ApiError::for_status(status))
+}
+
+/// The methods routes declare for the request's path (comma-separated, `HEAD` with `GET`),
+/// or `None` when no route has this path or the request's method is among them.
+fn allowed_methods(req: &Request<'_>) -> Option<String> {
+    let path: Vec<&str> = req
+        .uri()
+        .path()
+        .segments()
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut methods: Vec<&'static str> = req
+        .rocket()
+        .routes()
+        .filter(|route| template_matches(route.uri.path(), &path))
+        .map(|route| route.method.as_str())
+        .collect();
+    if methods.is_empty() || methods.contains(&req.method().as_str()) {
+        return None;
+    }
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.sort_unstable();
+    methods.dedup();
+    Some(methods.join(", "))
+}
+
+/// Whether a route path template (`/v1/orgs/<org_id>`, `/files/<path..>`) matches `path`.
+fn template_matches(template: &str, path: &[&str]) -> bool {
+    let parts: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+    let mut i = 0;
+    for part in &parts {
+        if part.starts_with('<') && part.ends_with("..>") {
+            return true;
+        }
+        let Some(segment) = path.get(i) else {
+            return false;
+        };
+        if !(part.starts_with('<') && part.ends_with('>')) && part != segment {
+            return false;
+        }
+        i += 1;
+    }
+    i == path.len()
 }
 
 /// Start time of a request, for the duration histogram.

@@ -142,12 +142,15 @@ async fn bench_context(
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let queues = Queues::connect(&config, &db).await?;
     let metrics = Arc::new(Metrics::new().map_err(|e| BenchError::Setup(e.to_string()))?);
+    let secrets =
+        crate::sealed::SecretsCipher::ephemeral().map_err(|e| BenchError::Setup(e.to_string()))?;
     Ok(WorkerContext {
         db,
         redis: None,
         config: Arc::new(config),
         metrics,
         queues,
+        secrets: Arc::new(secrets),
     })
 }
 

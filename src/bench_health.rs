@@ -134,6 +134,10 @@ pub async fn health(
         config: Arc::new(config),
         metrics,
         queues,
+        secrets: Arc::new(
+            crate::sealed::SecretsCipher::ephemeral()
+                .map_err(|e| BenchError::Setup(e.to_string()))?,
+        ),
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let cpu_before = cpu_seconds().unwrap_or(0.0);

@@ -84,6 +84,23 @@ pub enum ApiError {
     /// The body parsed but its values are not acceptable.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// A quota on how many of something may exist is reached (422 `quota-exceeded`): deleting
+    /// some, or a higher limit, is needed.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// A quota on how many of something may be in flight is reached (429 `quota-exceeded`):
+    /// it frees up by itself (jobs finish, streams close).
+    #[error("quota exceeded (in flight): {0}")]
+    InFlightQuotaExceeded(String),
+    /// The caller writes faster than its rate limit (429 `rate-limited` with `Retry-After`).
+    #[error("rate limited; retry after {retry_after_secs}s")]
+    RateLimited {
+        /// Whole seconds until a write is admitted again (at least 1).
+        retry_after_secs: u64,
+    },
+    /// The method is not declared on this path (405 with `Allow`).
+    #[error("method not allowed; allowed: {0}")]
+    MethodNotAllowed(String),
     /// A dependency (database, Redis) is unavailable.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -117,6 +134,12 @@ impl ApiError {
             ApiError::UnsupportedMediaType(d) => ApiError::UnsupportedMediaType(d.clone()),
             ApiError::PayloadTooLarge => ApiError::PayloadTooLarge,
             ApiError::Validation(e) => ApiError::Validation(e.clone()),
+            ApiError::QuotaExceeded(d) => ApiError::QuotaExceeded(d.clone()),
+            ApiError::InFlightQuotaExceeded(d) => ApiError::InFlightQuotaExceeded(d.clone()),
+            ApiError::RateLimited { retry_after_secs } => ApiError::RateLimited {
+                retry_after_secs: *retry_after_secs,
+            },
+            ApiError::MethodNotAllowed(d) => ApiError::MethodNotAllowed(d.clone()),
             ApiError::Unavailable(d) => ApiError::Unavailable(d.clone()),
             ApiError::Internal(e) => ApiError::Internal(anyhow::anyhow!("{e:#}")),
         }
@@ -135,6 +158,11 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             ApiError::PayloadTooLarge => Status::PayloadTooLarge,
             ApiError::Validation(_) => Status::UnprocessableEntity,
+            ApiError::QuotaExceeded(_) => Status::UnprocessableEntity,
+            ApiError::InFlightQuotaExceeded(_) | ApiError::RateLimited { .. } => {
+                Status::TooManyRequests
+            }
+            ApiError::MethodNotAllowed(_) => Status::MethodNotAllowed,
             ApiError::Unavailable(_) => Status::ServiceUnavailable,
             ApiError::Internal(_) => Status::InternalServerError,
         }
@@ -189,6 +217,23 @@ impl ApiError {
                 Some("the request body has invalid values".to_owned()),
                 Some(errors.clone()),
             ),
+            ApiError::QuotaExceeded(d) | ApiError::InFlightQuotaExceeded(d) => {
+                ("quota-exceeded", "Quota exceeded", Some(d.clone()), None)
+            }
+            ApiError::RateLimited { retry_after_secs } => (
+                "rate-limited",
+                "Too many requests",
+                Some(format!(
+                    "too many writes; retry after {retry_after_secs} second(s)"
+                )),
+                None,
+            ),
+            ApiError::MethodNotAllowed(allowed) => (
+                "method-not-allowed",
+                "Method not allowed",
+                Some(format!("this path allows {allowed}")),
+                None,
+            ),
             ApiError::Unavailable(d) => {
                 ("unavailable", "Service unavailable", Some(d.clone()), None)
             }
@@ -242,11 +287,20 @@ impl<'r> Responder<'r, 'static> for ApiError {
             .status(self.status())
             .header(problem_content_type())
             .sized_body(body.len(), Cursor::new(body));
-        if matches!(self, ApiError::Unauthorized) {
-            builder.header(Header::new(
-                "WWW-Authenticate",
-                "Bearer error=\"invalid_token\"",
-            ));
+        match &self {
+            ApiError::Unauthorized => {
+                builder.header(Header::new(
+                    "WWW-Authenticate",
+                    "Bearer error=\"invalid_token\"",
+                ));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                builder.header(Header::new("Retry-After", retry_after_secs.to_string()));
+            }
+            ApiError::MethodNotAllowed(allowed) => {
+                builder.header(Header::new("Allow", allowed.clone()));
+            }
+            _ => {}
         }
         Ok(builder.finalize())
     }
@@ -262,7 +316,14 @@ const DOCUMENTED_ERRORS: &[(u16, &str)] = &[
     (403, "The caller's role does not allow this action"),
     (404, "Not found, or not visible to the caller"),
     (409, "Conflicts with the current state"),
-    (422, "Validation failed; `errors` lists `{pointer, detail}`"),
+    (
+        422,
+        "Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`)",
+    ),
+    (
+        429,
+        "Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`)",
+    ),
 ];
 
 impl OpenApiResponderInner for ApiError {

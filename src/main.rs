@@ -47,6 +47,9 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+    /// Seal every stored secret again under GANTRY_SECRETS_KEY (after a rotation: the old key
+    /// in GANTRY_SECRETS_KEY_PREVIOUS), then exit.
+    RotateSecrets,
     /// Measure the job queues or the outbox publisher on this machine.
     Bench {
         #[command(subcommand)]
@@ -117,6 +120,17 @@ enum BenchKind {
         #[arg(long, default_value_t = 20_000)]
         objects: usize,
     },
+    /// Idle event streams against a `gantry --server` child (embedded mode): prints the
+    /// server's CPU share and extra resident set with the streams open, and the fan-out of one
+    /// event to all of them.
+    Sse {
+        /// Streams held open at once (one caller; the per-user stream quota is lifted).
+        #[arg(long, default_value_t = 1000)]
+        streams: u64,
+        /// How long the streams sit idle while the server's CPU is measured.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
 }
 
 #[tokio::main]
@@ -169,6 +183,22 @@ async fn main() -> ExitCode {
             }
         }
         Some(Command::PrintOpenapi) => ExitCode::SUCCESS,
+        Some(Command::RotateSecrets) => {
+            startup::init_logging(&config);
+            match startup::rotate_secrets(&config).await {
+                Ok(done) => {
+                    println!(
+                        "re-sealed {} org secrets and {} webhook secrets",
+                        done.secrets, done.webhooks
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("gantry: rotate-secrets failed: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Bench { kind }) => {
             startup::init_logging(&config);
             let result = match kind {
@@ -190,6 +220,9 @@ async fn main() -> ExitCode {
                     interval,
                     seconds,
                 } => gantry::bench_health::health(&config, checks, interval, seconds).await,
+                BenchKind::Sse { streams, seconds } => {
+                    gantry::bench_sse::sse(streams, seconds).await
+                }
                 BenchKind::Backup { objects } => gantry::workers::backup::bench::run(objects)
                     .await
                     .map_err(|e| gantry::bench::BenchError::Setup(e.to_string())),
@@ -219,9 +252,19 @@ async fn main() -> ExitCode {
                 eprintln!("\ngantry: choose a role: --server, --workers NAMES or --all-workers");
                 return ExitCode::from(2);
             }
-            if let Err(err) = config.check_production_auth() {
+            if let Err(err) = config
+                .check_production_auth()
+                .and_then(|()| config.check_production_secrets())
+            {
                 eprintln!("gantry: {err}");
                 return ExitCode::from(2);
+            }
+            // Only the API accepts tokens; worker-only processes serve /health and /metrics.
+            if cli.server {
+                if let Err(err) = config.check_dev_auth_exposure() {
+                    eprintln!("gantry: {err}");
+                    return ExitCode::from(2);
+                }
             }
             startup::init_logging(&config);
             let roles = Roles {

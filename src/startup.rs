@@ -56,6 +56,12 @@ pub enum StartupError {
     /// `REDIS_URL` does not parse as a Redis URL.
     #[error("REDIS_URL is not usable")]
     Redis(#[source] redis::RedisError),
+    /// The key sealing stored secrets could not be loaded (or is missing in production).
+    #[error("cannot load the secrets key")]
+    SecretsKey(#[source] crate::sealed::SealError),
+    /// Stored plaintext secrets could not be sealed at start-up.
+    #[error("cannot seal stored secrets")]
+    Sealing(#[source] sea_orm::DbErr),
     /// The Rocket instance (API or operational surface) could not be assembled.
     #[error("cannot build the server")]
     Server(#[source] app::BuildError),
@@ -70,6 +76,8 @@ pub struct ServeError(#[source] Box<rocket::Error>);
 pub struct Application {
     config: Config,
     rocket: Rocket<Build>,
+    /// `/metrics` on `GANTRY_METRICS_PORT`, when set.
+    metrics_rocket: Option<Rocket<Build>>,
     server: bool,
     workers: Vec<WorkerName>,
     worker_ctx: WorkerContext,
@@ -80,9 +88,16 @@ impl Application {
     /// worker context and the HTTP surface (the REST API when `roles.server`, else only
     /// `/health/*` and `/metrics`).
     pub async fn build(config: Config, roles: Roles) -> Result<Application, StartupError> {
+        // Before the database: production without GANTRY_SECRETS_KEY must not start at all.
+        let secrets = Arc::new(
+            crate::sealed::SecretsCipher::from_config(&config).map_err(StartupError::SecretsKey)?,
+        );
         let db = app::open_database(&config)
             .await
             .map_err(StartupError::Database)?;
+        seal_plaintext_secrets(&db, &secrets)
+            .await
+            .map_err(StartupError::Sealing)?;
         let metrics = Arc::new(Metrics::new().map_err(StartupError::Metrics)?);
         let queues = Queues::connect(&config, &db)
             .await
@@ -99,9 +114,12 @@ impl Application {
             config: Arc::new(config.clone()),
             metrics: metrics.clone(),
             queues: queues.clone(),
+            secrets: secrets.clone(),
         };
+        let metrics_rocket = app::build_metrics(&config, db.clone(), metrics.clone())
+            .map_err(StartupError::Server)?;
         let rocket = if roles.server {
-            app::build(&config, db, metrics, queues).await
+            app::build(&config, db, metrics, queues, secrets).await
         } else {
             app::build_ops(&config, db, metrics)
         }
@@ -109,6 +127,7 @@ impl Application {
         Ok(Application {
             config,
             rocket,
+            metrics_rocket,
             server: roles.server,
             workers: roles.workers,
             worker_ctx,
@@ -127,10 +146,23 @@ impl Application {
         let Application {
             config,
             rocket,
+            metrics_rocket,
             server,
             workers: selected,
             worker_ctx,
         } = self;
+        let metrics_server = match metrics_rocket {
+            Some(metrics_rocket) => {
+                let ignited = metrics_rocket.ignite().await.map_err(|err| {
+                    tracing::error!(target: LOG_TARGET, %err, "metrics server failed");
+                    ServeError(Box::new(err))
+                })?;
+                let stop = ignited.shutdown();
+                tracing::info!(target: LOG_TARGET, port = config.metrics_port, "serving /metrics");
+                Some((stop, tokio::spawn(ignited.launch())))
+            }
+            None => None,
+        };
         let (stop_workers, worker_shutdown) = tokio::sync::watch::channel(false);
         let worker_task = (!selected.is_empty())
             .then(|| tokio::spawn(workers::run(worker_ctx, selected, worker_shutdown)));
@@ -144,6 +176,10 @@ impl Application {
         });
 
         tracing::info!(target: LOG_TARGET, "shutting down");
+        if let Some((stop, task)) = metrics_server {
+            stop.notify();
+            let _ = task.await;
+        }
         let _ = stop_workers.send(true);
         if let Some(task) = worker_task {
             if tokio::time::timeout(config.shutdown_timeout, task)
@@ -155,6 +191,52 @@ impl Application {
         }
         served
     }
+}
+
+/// Seals the values stored before encryption at rest (org secrets, webhook signing secrets)
+/// under the current key; a no-op once done. Runs on every start, so an upgrade needs no
+/// manual step.
+async fn seal_plaintext_secrets(
+    db: &sea_orm::DatabaseConnection,
+    cipher: &crate::sealed::SecretsCipher,
+) -> Result<(), sea_orm::DbErr> {
+    let secrets = crate::store::secrets::reseal_values(db, cipher, true).await?;
+    let webhooks = crate::store::webhooks::reseal_secrets(db, cipher, true).await?;
+    if secrets + webhooks > 0 {
+        tracing::info!(target: LOG_TARGET, secrets, webhooks, "sealed plaintext secrets at rest");
+    }
+    Ok(())
+}
+
+/// What `gantry rotate-secrets` re-sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotated {
+    /// Org secret values.
+    pub secrets: u64,
+    /// Webhook signing secrets.
+    pub webhooks: u64,
+}
+
+/// Why `gantry rotate-secrets` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// No usable key.
+    #[error(transparent)]
+    Key(#[from] crate::sealed::SealError),
+    /// The database refused, or a value opened with neither key.
+    #[error("{0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+/// `gantry rotate-secrets`: seals every stored secret that is plaintext or sealed by another
+/// key (`GANTRY_SECRETS_KEY_PREVIOUS`) again under `GANTRY_SECRETS_KEY`.
+pub async fn rotate_secrets(config: &Config) -> Result<Rotated, RotateError> {
+    let cipher = crate::sealed::SecretsCipher::from_config(config)?;
+    let db = app::open_database(config).await?;
+    let secrets = crate::store::secrets::reseal_values(&db, &cipher, false).await?;
+    let webhooks = crate::store::webhooks::reseal_secrets(&db, &cipher, false).await?;
+    let _ = db.close().await;
+    Ok(Rotated { secrets, webhooks })
 }
 
 /// Why `gantry dev-token` refused or failed.

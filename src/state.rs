@@ -28,4 +28,14 @@ pub struct AppState {
     pub outbound: crate::webhooks::outbound::OutboundPolicy,
     /// Health-check settings (SMTP for email channels, notification timeout).
     pub health: crate::config::HealthConfig,
+    /// Seals stored secrets (org secrets, webhook signing secrets).
+    pub secrets: std::sync::Arc<crate::sealed::SecretsCipher>,
+    /// Quotas and stream limits.
+    pub limits: crate::config::LimitsConfig,
+    /// The per-caller write rate limit.
+    pub write_limiter: crate::auth::rate::WriteLimiter,
+    /// Open event streams per caller, for the per-user stream quota.
+    pub open_streams: crate::auth::streams::StreamCounter,
+    /// Fans committed events out to the open streams.
+    pub event_hub: crate::outbox::hub::EventHub,
 }

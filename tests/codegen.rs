@@ -742,7 +742,7 @@ async fn git_delivery(mode: Mode) {
             "PUT",
             &format!("/v1/orgs/{}/secrets/git-token", s.org),
             Some(&s.token),
-            Some(json!({"value": "s3cr3t-token"})),
+            Some(json!({"value": "s3cr3t-token", "allowed_hosts": ["github.com"]})),
             &[],
         )
         .await
@@ -869,8 +869,131 @@ async fn not_starved_by_a_probe_flood(mode: Mode) {
     );
 }
 
+/// A secret goes only to the hosts it is bound to, and git targets only to allowed addresses:
+/// refused at submit (422) and again by the worker (`git_rejected`) when the binding narrowed
+/// meanwhile; the remote never sees a connection.
+async fn git_secret_binding(mode: Mode) {
+    let extra = [
+        ("GANTRY_GIT_ALLOWED_SCHEMES", "https,http,file".to_owned()),
+        ("GANTRY_OUTBOUND_ALLOW_CIDRS", "127.0.0.0/8".to_owned()),
+    ];
+    let Some(s) = Scenario::start(mode, "git_secret_binding", &extra).await else {
+        return;
+    };
+    let s = &s;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let secret_path = format!("/v1/orgs/{}/secrets/git-token", s.org);
+    let put_secret = |hosts: Value| {
+        let body = json!({"value": "s3cr3t-token", "allowed_hosts": hosts});
+        let path = secret_path.clone();
+        async move {
+            s.app
+                .request("PUT", &path, Some(&s.token), Some(body), &[])
+                .await
+                .assert_status(204);
+        }
+    };
+    put_secret(json!(["github.com"])).await;
+    s.put_graph(example("three-tier.json")).await;
+    let post = |url: String| {
+        let body = json!({
+            "project_id": s.project,
+            "target": {"git": {"url": url, "branch": "main", "path": "k8s",
+                               "credentials_secret": "git-token"}}
+        });
+        let path = s.jobs_path();
+        async move {
+            s.app
+                .request("POST", &path, Some(&s.token), Some(body), &[])
+                .await
+        }
+    };
+    let repo = format!("http://127.0.0.1:{port}/acme/deploy.git");
+
+    // Submit: a host the secret is not bound to.
+    for url in [
+        "https://attacker.example/acme/deploy.git".to_owned(),
+        "https://github.com:8443/acme/deploy.git".to_owned(),
+        repo.clone(),
+    ] {
+        let response = post(url.clone()).await;
+        response.assert_problem(422);
+        assert_eq!(
+            response.body["errors"][0]["pointer"], "/target/git/credentials_secret",
+            "{url}: {}",
+            response.text
+        );
+    }
+
+    // Bound to the repository's host:port: accepted; then an admin narrows the binding before
+    // the worker runs, and the worker refuses to send it.
+    put_secret(json!([format!("127.0.0.1:{port}")])).await;
+    let job = post(repo.clone()).await;
+    job.assert_status(202);
+    let job_id = job.id();
+    put_secret(json!(["github.com"])).await;
+    let _worker = s.worker();
+    let job = s.wait_for(&job_id, &["succeeded", "failed"]).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["type"], "git_rejected", "{job}");
+    assert!(!job.to_string().contains("s3cr3t-token"));
+    assert!(
+        listener.accept().is_err(),
+        "the worker connected to the repository anyway"
+    );
+}
+
+/// Git URLs pass the outbound policy at submit; the message never shows the resolved address.
+async fn git_target_address_policy(mode: Mode) {
+    let extra = [(
+        "GANTRY_GIT_ALLOWED_SCHEMES",
+        "https,http,ssh,file".to_owned(),
+    )];
+    let Some(s) = Scenario::start(mode, "git_target_address_policy", &extra).await else {
+        return;
+    };
+    s.put_graph(example("three-tier.json")).await;
+    for url in [
+        "http://localhost:8080/acme/deploy.git",
+        "https://10.1.2.3/acme/deploy.git",
+        "ssh://git@169.254.169.254/acme/deploy.git",
+        "git@localhost:acme/deploy.git",
+    ] {
+        let response = s
+            .app
+            .request(
+                "POST",
+                &s.jobs_path(),
+                Some(&s.token),
+                Some(json!({
+                    "project_id": s.project,
+                    "target": {"git": {"url": url, "branch": "main", "path": "k8s"}}
+                })),
+                &[],
+            )
+            .await;
+        response.assert_problem(422);
+        assert_eq!(
+            response.body["errors"][0]["pointer"], "/target/git/url",
+            "{url}: {}",
+            response.text
+        );
+        if url.contains("localhost") {
+            let text = &response.text;
+            assert!(
+                !text.contains("127.0.0.1") && !text.contains("::1"),
+                "{text}"
+            );
+        }
+    }
+}
+
 on_each_backend!(
     { sqlite: Mode::Sqlite, postgres_redis: Mode::PostgresRedis } =>
+    git_secret_binding,
+    git_target_address_policy,
     generate_and_download,
     submit_validation,
     cancel_pending,

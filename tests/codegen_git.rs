@@ -4,6 +4,7 @@
 //! Needs `git` on `PATH`; the ssh test also needs `ssh` and is skipped without it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use gantry::webhooks::outbound::OutboundPolicy;
 use gantry::workers::codegen::git::{
     check_target, deliver, Delivery, GitError, GitTarget, AUTHOR_EMAIL, AUTHOR_NAME, PUSH_ATTEMPTS,
 };
@@ -15,6 +16,11 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The outbound policy of these tests: public addresses plus loopback (the fake remotes).
+fn loopback() -> OutboundPolicy {
+    OutboundPolicy::new(OutboundPolicy::parse_allow_list("127.0.0.0/8").expect("cidr"))
+}
 
 /// Runs git in `cwd` without any user or system configuration; panics on failure.
 fn git(cwd: &Path, args: &[&str]) -> String {
@@ -171,6 +177,8 @@ async fn deliver_files(
         credentials,
         message,
         timeout: TIMEOUT,
+        outbound: &loopback(),
+        known_hosts: None,
     })
     .await
 }
@@ -442,6 +450,8 @@ async fn a_command_past_the_timeout_is_killed_and_retryable() {
         credentials: None,
         message: "slow",
         timeout: Duration::from_secs(1),
+        outbound: &loopback(),
+        known_hosts: None,
     })
     .await
     .expect_err("timed out");
@@ -885,4 +895,187 @@ async fn an_ssh_key_lives_only_in_the_scratch_directory_during_the_call() {
     assert!(!key_file.exists(), "the key file outlived the call");
     assert!(err.is_retryable(), "a hang-up is the network's: {err:?}");
     assert!(!format!("{err} {err:?}").contains(&body), "{err:?}");
+}
+
+/// Answers every connection with `status` (and a `Location` to `location` for a redirect),
+/// counting the requests; runs until the test ends.
+async fn counting_http_server(
+    status: &'static str,
+    location: Option<String>,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let location = location
+                .as_ref()
+                .map(|l| format!("Location: {l}\r\n"))
+                .unwrap_or_default();
+            let response = format!(
+                "HTTP/1.1 {status}\r\n{location}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    (port, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_never_followed_with_or_without_credentials() {
+    use std::sync::atomic::Ordering;
+    let (elsewhere, elsewhere_hits) = counting_http_server("200 OK", None).await;
+    let (port, hits) = counting_http_server(
+        "302 Found",
+        Some(format!(
+            "http://127.0.0.1:{elsewhere}/stolen.git/info/refs?service=git-upload-pack"
+        )),
+    )
+    .await;
+    let target = GitTarget {
+        url: format!("http://127.0.0.1:{port}/acme/deploy.git"),
+        branch: "main".to_owned(),
+        path: String::new(),
+    };
+    for credentials in [None, Some("bot:tok-redirect")] {
+        let err = deliver_files(&target, &files(&[("a.yaml", "a\n")]), credentials, "x")
+            .await
+            .expect_err("a redirect is not followed");
+        assert!(!err.is_retryable(), "{err:?}");
+    }
+    assert!(hits.load(Ordering::SeqCst) >= 2, "git asked the remote");
+    assert_eq!(
+        elsewhere_hits.load(Ordering::SeqCst),
+        0,
+        "git followed a redirect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_on_a_non_public_address_is_refused_before_git_connects() {
+    use std::sync::atomic::Ordering;
+    let (port, hits) = counting_http_server("200 OK", None).await;
+    let bundle = files(&[("a.yaml", "a\n")]);
+    for url in [
+        format!("http://127.0.0.1:{port}/acme/deploy.git"),
+        format!("http://localhost:{port}/acme/deploy.git"),
+        format!("ssh://git@127.0.0.1:{port}/acme/deploy.git"),
+        "git@localhost:acme/deploy.git".to_owned(),
+    ] {
+        let target = GitTarget {
+            url: url.clone(),
+            branch: "main".to_owned(),
+            path: String::new(),
+        };
+        let err = deliver(Delivery {
+            target: &target,
+            files: &bundle,
+            credentials: None,
+            message: "x",
+            timeout: TIMEOUT,
+            // The default policy: public addresses only.
+            outbound: &OutboundPolicy::default(),
+            known_hosts: None,
+        })
+        .await
+        .expect_err("loopback is not public");
+        assert!(matches!(err, GitError::Destination(_)), "{url}: {err:?}");
+        assert!(!err.is_retryable());
+        let text = err.to_string();
+        assert!(
+            !text.contains("127.0.0.1:") && !text.contains("::1"),
+            "the resolved address is not echoed: {text}"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "git connected anyway");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secrets_known_hosts_is_the_only_trusted_host_key_file() {
+    if Command::new("ssh").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ssh is not installed, and CI is set: install openssh-client"
+        );
+        eprintln!("SKIPPED a_secrets_known_hosts_is_the_only_trusted_host_key_file: no ssh");
+        return;
+    }
+    let marker = format!("gantry-test-{}", uuid::Uuid::new_v4().simple());
+    let known_hosts = format!(
+        "[127.0.0.1]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl {marker}"
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // While ssh is connected, the scratch directory holds exactly one file with the lines.
+    let needle = marker.clone();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.expect("accept");
+        let found = scan_scratch(&[&needle]).1;
+        // The ssh client's own command line (Linux): how it treats unknown keys.
+        let commands = ssh_command_lines(found.first());
+        drop(socket);
+        (found, commands)
+    });
+    let target = GitTarget {
+        url: format!("ssh://git@127.0.0.1:{port}/acme/deploy.git"),
+        branch: "main".to_owned(),
+        path: String::new(),
+    };
+    let bundle = files(&[("a.yaml", "a\n")]);
+    let _ = deliver(Delivery {
+        target: &target,
+        files: &bundle,
+        credentials: None,
+        message: "x",
+        timeout: TIMEOUT,
+        outbound: &loopback(),
+        known_hosts: Some(&known_hosts),
+    })
+    .await
+    .expect_err("the fake server hangs up");
+    let (found, commands) = server.await.expect("server task");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        found[0].file_name().and_then(|n| n.to_str()),
+        Some("known_hosts")
+    );
+    if std::path::Path::new("/proc/self/cmdline").exists() {
+        assert!(
+            commands
+                .iter()
+                .any(|c| c.contains("StrictHostKeyChecking=yes")
+                    && c.contains("GlobalKnownHostsFile=/dev/null")),
+            "unknown host keys must be refused: {commands:?}"
+        );
+        assert!(
+            !commands.iter().any(|c| c.contains("accept-new")),
+            "{commands:?}"
+        );
+    }
+}
+
+/// Command lines of running processes that name `file` (from `/proc`; empty elsewhere).
+fn ssh_command_lines(file: Option<&PathBuf>) -> Vec<String> {
+    let Some(file) = file.map(|f| f.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|line| line.contains(&file) && line.starts_with("ssh "))
+        .collect()
 }

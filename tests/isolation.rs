@@ -370,7 +370,7 @@ fn org_level(ids: &Ids) -> Vec<Call> {
         Call::new(
             "PUT",
             ids.secret_path(),
-            Some(json!({"value": "intruder-value"})),
+            Some(json!({"value": "intruder-value", "allowed_hosts": ["github.com"]})),
         ),
     ]
 }
@@ -529,7 +529,7 @@ async fn create_secret(app: &TestApp, token: &str, org: &str, name: &str) -> Str
     let call = Call::new(
         "PUT",
         format!("/v1/orgs/{org}/secrets/{name}"),
-        Some(json!({"value": "s3cret-value"})),
+        Some(json!({"value": "s3cret-value", "allowed_hosts": ["github.com"]})),
     );
     let response = call.send(app, token).await;
     check(&response, 204, &call.to_string());
@@ -654,11 +654,15 @@ fn early_refusals(ids: &Ids) -> Vec<Call> {
             json!({"url": WEBHOOK_URL, "events": ["*"], "secret": "whsec_mine"}),
         ),
         Call::patch(ids.webhook_path(), json!({"secret": "whsec_mine"})),
-        Call::new("PUT", ids.secret_path(), Some(json!({"value": ""}))),
         Call::new(
             "PUT",
             ids.secret_path(),
-            Some(json!({"value": "x", "extra": true})),
+            Some(json!({"value": "", "allowed_hosts": ["github.com"]})),
+        ),
+        Call::new(
+            "PUT",
+            ids.secret_path(),
+            Some(json!({"value": "x", "extra": true, "allowed_hosts": ["github.com"]})),
         ),
     ]
 }
@@ -1079,14 +1083,16 @@ fn write_rules() -> Vec<WriteRule> {
             Call::new(
                 "PUT",
                 format!("{}/secrets/new-secret-{}", f.ids.org_path(), f.n),
-                Some(json!({"value": "new-value"})),
+                Some(json!({"value": "new-value", "allowed_hosts": ["github.com"]})),
             )
         }),
         rule(FreshOrg, [403, 403, 204, 204], |f| {
             Call::new(
                 "PUT",
                 f.ids.secret_path(),
-                Some(json!({"value": format!("replaced-{}", f.n)})),
+                Some(
+                    json!({"value": format!("replaced-{}", f.n), "allowed_hosts": ["github.com"]}),
+                ),
             )
         }),
         rule(FreshOrg, [403, 403, 204, 204], |f| {
@@ -1438,7 +1444,11 @@ async fn platform_admin_sees_everything(backend: Backend) {
     }
     let secret = format!("{org}/secrets/by-root");
     step(
-        Call::new("PUT", &secret, Some(json!({"value": "root-value"}))),
+        Call::new(
+            "PUT",
+            &secret,
+            Some(json!({"value": "root-value", "allowed_hosts": ["github.com"]})),
+        ),
         204,
     )
     .await;

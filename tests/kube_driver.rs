@@ -808,3 +808,68 @@ async fn an_unreachable_api_server_is_transient() {
         "Namespace",
     );
 }
+
+/// Every namespace Gantry manages enforces Pod Security `restricted` (host and vCluster), the
+/// vCluster's own pod is configured to pass it, and relaxing the label is drift that apply repairs.
+#[tokio::test]
+async fn namespaces_enforce_pod_security_restricted() {
+    let fake = FakeKube::start().await;
+    let driver = driver(&fake);
+    let ws = workspace(shared_plan());
+    driver.apply_workspace(&ws).await.expect("apply");
+    let prj = project(&ws, &[]);
+    driver.apply_project(&prj).await.expect("apply project");
+
+    for ns in [
+        fake.get("namespaces", "", &ws.namespace)
+            .expect("host namespace"),
+        fake.get("namespaces", "", "shop")
+            .expect("project namespace"),
+    ] {
+        for (mode, value) in [
+            ("enforce", "restricted"),
+            ("enforce-version", "latest"),
+            ("warn", "restricted"),
+            ("audit", "restricted"),
+        ] {
+            assert_eq!(
+                str_at(
+                    &ns,
+                    &format!("/metadata/labels/pod-security.kubernetes.io~1{mode}")
+                ),
+                value,
+                "{ns}"
+            );
+        }
+    }
+
+    let values = chart_values(&fake, &ws);
+    let security = &values["controlPlane"]["statefulSet"]["security"];
+    assert_eq!(security["podSecurityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        security["podSecurityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &security["containerSecurityContext"];
+    assert_eq!(container["allowPrivilegeEscalation"], false);
+    assert_eq!(container["capabilities"]["drop"], json!(["ALL"]));
+
+    fake.put(
+        "namespaces",
+        "",
+        &ws.namespace,
+        json!({ "metadata": { "labels": { "pod-security.kubernetes.io/enforce": "privileged" } } }),
+    );
+    let drift = driver.drift(&ws).await.expect("drift");
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.contains("pod-security.kubernetes.io/enforce")),
+        "{drift:?}"
+    );
+    driver.apply_workspace(&ws).await.expect("repair");
+    assert_eq!(
+        driver.drift(&ws).await.expect("drift"),
+        Vec::<String>::new()
+    );
+}

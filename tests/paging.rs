@@ -62,6 +62,7 @@ async fn pages_in_both_directions(backend: Backend) {
         "https://example.test/hook",
         &["org.created".to_owned()],
         None,
+        &gantry::sealed::SecretsCipher::new([7; 32], None),
         "whsec_test",
     )
     .await

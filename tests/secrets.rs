@@ -80,7 +80,7 @@ async fn stored_value(app: &TestApp, org: &str, name: &str) -> Option<String> {
         .await
         .expect("connect");
     let org = org.parse().expect("uuid");
-    let value = gantry::store::secrets::get_value(&db, org, name)
+    let value = gantry::store::secrets::get_value(&db, &common::secrets_cipher(), org, name)
         .await
         .expect("query");
     let _ = db.close().await;
@@ -100,7 +100,7 @@ async fn secret_lifecycle(backend: Backend) {
         &app,
         &alice,
         &format!("{secrets}/git-token"),
-        json!({"value": TOKEN}),
+        json!({"value": TOKEN, "allowed_hosts": ["github.com"]}),
     )
     .await;
     created.assert_status(204);
@@ -109,7 +109,7 @@ async fn secret_lifecycle(backend: Backend) {
         &app,
         &alice,
         &format!("{secrets}/deploy-key"),
-        json!({"value": SSH_KEY}),
+        json!({"value": SSH_KEY, "allowed_hosts": ["github.com"]}),
     )
     .await
     .assert_status(204);
@@ -134,7 +134,7 @@ async fn secret_lifecycle(backend: Backend) {
         &app,
         &ada,
         &format!("{secrets}/git-token"),
-        json!({"value": TOKEN_2}),
+        json!({"value": TOKEN_2, "allowed_hosts": ["github.com"]}),
     )
     .await
     .assert_status(204);
@@ -179,7 +179,7 @@ async fn secret_lifecycle(backend: Backend) {
         &app,
         &ada,
         &format!("{secrets}/git-token"),
-        json!({"value": TOKEN}),
+        json!({"value": TOKEN, "allowed_hosts": ["github.com"]}),
     )
     .await
     .assert_status(204);
@@ -199,14 +199,24 @@ async fn secret_roles(backend: Backend) {
     let secret = format!("{secrets}/git-token");
 
     for token in [&vic, &mia] {
-        put(&app, token, &secret, json!({"value": TOKEN}))
-            .await
-            .assert_problem(403);
+        put(
+            &app,
+            token,
+            &secret,
+            json!({"value": TOKEN, "allowed_hosts": ["github.com"]}),
+        )
+        .await
+        .assert_problem(403);
     }
     assert_eq!(stored_value(&app, &org, "git-token").await, None);
-    put(&app, &ada, &secret, json!({"value": TOKEN}))
-        .await
-        .assert_status(204);
+    put(
+        &app,
+        &ada,
+        &secret,
+        json!({"value": TOKEN, "allowed_hosts": ["github.com"]}),
+    )
+    .await
+    .assert_status(204);
 
     // Members list names (to reference them in jobs); viewers do not.
     get(&app, &vic, &secrets).await.assert_problem(403);
@@ -221,9 +231,14 @@ async fn secret_roles(backend: Backend) {
 
     // A platform admin may do everything.
     let root = app.admin_token("root");
-    put(&app, &root, &secret, json!({"value": TOKEN}))
-        .await
-        .assert_status(204);
+    put(
+        &app,
+        &root,
+        &secret,
+        json!({"value": TOKEN, "allowed_hosts": ["github.com"]}),
+    )
+    .await
+    .assert_status(204);
     assert_eq!(names(&app, &root, &secrets).await, ["git-token"]);
     delete(&app, &root, &secret).await.assert_status(204);
 }
@@ -238,7 +253,7 @@ async fn secret_isolation(backend: Backend) {
         &app,
         &alice,
         &format!("/v1/orgs/{a}/secrets/git-token"),
-        json!({"value": TOKEN}),
+        json!({"value": TOKEN, "allowed_hosts": ["github.com"]}),
     )
     .await
     .assert_status(204);
@@ -246,7 +261,7 @@ async fn secret_isolation(backend: Backend) {
         &app,
         &alice,
         &format!("/v1/orgs/{a}/secrets/only-in-a"),
-        json!({"value": TOKEN}),
+        json!({"value": TOKEN, "allowed_hosts": ["github.com"]}),
     )
     .await
     .assert_status(204);
@@ -265,14 +280,14 @@ async fn secret_isolation(backend: Backend) {
             &app,
             &mallory,
             &format!("/v1/orgs/{a}/secrets/git-token"),
-            json!({"value": TOKEN_2}),
+            json!({"value": TOKEN_2, "allowed_hosts": ["github.com"]}),
         )
         .await,
         put(
             &app,
             &mallory,
             &format!("/v1/orgs/{a}/secrets/new-one"),
-            json!({"value": TOKEN_2}),
+            json!({"value": TOKEN_2, "allowed_hosts": ["github.com"]}),
         )
         .await,
         delete(&app, &mallory, &format!("/v1/orgs/{a}/secrets/git-token")).await,
@@ -294,7 +309,7 @@ async fn secret_isolation(backend: Backend) {
         &app,
         &mallory,
         &format!("/v1/orgs/{b}/secrets/git-token"),
-        json!({"value": TOKEN_2}),
+        json!({"value": TOKEN_2, "allowed_hosts": ["github.com"]}),
     )
     .await
     .assert_status(204);
@@ -346,7 +361,7 @@ async fn secret_validation(backend: Backend) {
             &app,
             &alice,
             &format!("{secrets}/{name}"),
-            json!({"value": TOKEN}),
+            json!({"value": TOKEN, "allowed_hosts": ["github.com"]}),
         )
         .await;
         response.assert_problem(422);
@@ -356,7 +371,7 @@ async fn secret_validation(backend: Backend) {
         &app,
         &alice,
         &format!("{secrets}/git-token"),
-        json!({"value": ""}),
+        json!({"value": "", "allowed_hosts": ["github.com"]}),
     )
     .await;
     empty.assert_problem(422);
@@ -365,7 +380,7 @@ async fn secret_validation(backend: Backend) {
         &app,
         &alice,
         &format!("{secrets}/Bad_Name"),
-        json!({"value": ""}),
+        json!({"value": "", "allowed_hosts": ["github.com"]}),
     )
     .await;
     assert_eq!(pointers(&both), ["/name", "/value"]);
@@ -375,7 +390,7 @@ async fn secret_validation(backend: Backend) {
         &app,
         &alice,
         &format!("{secrets}/big"),
-        json!({"value": "x".repeat(limit + 1)}),
+        json!({"value": "x".repeat(limit + 1), "allowed_hosts": ["github.com"]}),
     )
     .await;
     too_big.assert_problem(422);
@@ -384,17 +399,26 @@ async fn secret_validation(backend: Backend) {
         &app,
         &alice,
         &format!("{secrets}/big"),
-        json!({"value": "x".repeat(limit)}),
+        json!({"value": "x".repeat(limit), "allowed_hosts": ["github.com"]}),
     )
     .await
     .assert_status(204);
 
     // Wrong shapes are refused without quoting what was sent.
     for (body, pointer) in [
-        (json!({"value": 987654321}), "/value"),
-        (json!({"value": ["ghp_array_secret"]}), "/value"),
-        (json!({}), "/value"),
-        (json!({"value": TOKEN, "extra": 1}), ""),
+        (
+            json!({"value": 987654321, "allowed_hosts": ["github.com"]}),
+            "/value",
+        ),
+        (
+            json!({"value": ["ghp_array_secret"], "allowed_hosts": ["github.com"]}),
+            "/value",
+        ),
+        (json!({"allowed_hosts": ["github.com"]}), "/value"),
+        (
+            json!({"value": TOKEN, "extra": 1, "allowed_hosts": ["github.com"]}),
+            "",
+        ),
     ] {
         let response = put(&app, &alice, &format!("{secrets}/git-token"), body.clone()).await;
         response.assert_problem(422);
@@ -435,7 +459,7 @@ async fn secrets_go_with_their_org(backend: Backend) {
         &app,
         &alice,
         &format!("/v1/orgs/{org}/secrets/git"),
-        json!({"value": "s3cret"}),
+        json!({"value": "s3cret", "allowed_hosts": ["github.com"]}),
     )
     .await
     .assert_status(204);
@@ -449,7 +473,99 @@ async fn secrets_go_with_their_org(backend: Backend) {
     assert_eq!(stored_value(&app, &org, "git").await, None);
 }
 
+async fn secrets_are_bound_to_hosts(backend: Backend) {
+    let app = spawn!(backend, "secrets_are_bound_to_hosts");
+    let alice = app.token("alice");
+    let org = app.create_org(&alice, "acme").await;
+    let secret = format!("/v1/orgs/{org}/secrets/git-token");
+    let pointers = |response: &TestResponse| -> Vec<String> {
+        response.body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors: {} {}", response.status, response.text))
+            .iter()
+            .map(|e| e["pointer"].as_str().expect("pointer").to_owned())
+            .collect()
+    };
+
+    // A new secret must say where it may be sent.
+    let missing = put(&app, &alice, &secret, json!({"value": TOKEN})).await;
+    missing.assert_problem(422);
+    assert_eq!(pointers(&missing), ["/allowed_hosts"]);
+    let bad = put(
+        &app,
+        &alice,
+        &secret,
+        json!({"value": TOKEN, "allowed_hosts": ["github.com", "https://x.example/", "*.corp", "h:99999"]}),
+    )
+    .await;
+    bad.assert_problem(422);
+    assert_eq!(
+        pointers(&bad),
+        ["/allowed_hosts/1", "/allowed_hosts/2", "/allowed_hosts/3"]
+    );
+    let no_value = put(&app, &alice, &secret, json!({"allowed_hosts": []})).await;
+    assert_eq!(pointers(&no_value), ["/value"]);
+    let bad_known = put(
+        &app,
+        &alice,
+        &secret,
+        json!({"value": TOKEN, "allowed_hosts": [], "known_hosts": "not a key"}),
+    )
+    .await;
+    assert_eq!(pointers(&bad_known), ["/known_hosts"]);
+
+    put(
+        &app,
+        &alice,
+        &secret,
+        json!({"value": TOKEN, "allowed_hosts": ["GitHub.com", "git.example.com:8443", "github.com"]}),
+    )
+    .await
+    .assert_status(204);
+    let listed = get(&app, &alice, &format!("/v1/orgs/{org}/secrets")).await;
+    assert_eq!(
+        listed.body["items"][0]["allowed_hosts"],
+        json!(["github.com", "git.example.com:8443"])
+    );
+    assert_eq!(listed.body["items"][0]["known_hosts"], Value::Null);
+
+    // The binding alone can change (the admin need not know the write-only value).
+    let known = "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    put(
+        &app,
+        &alice,
+        &secret,
+        json!({"allowed_hosts": ["gitlab.com"], "known_hosts": known}),
+    )
+    .await
+    .assert_status(204);
+    let listed = get(&app, &alice, &format!("/v1/orgs/{org}/secrets")).await;
+    assert_eq!(
+        listed.body["items"][0]["allowed_hosts"],
+        json!(["gitlab.com"])
+    );
+    assert_eq!(listed.body["items"][0]["known_hosts"], known);
+    assert_eq!(
+        stored_value(&app, &org, "git-token").await.as_deref(),
+        Some(TOKEN)
+    );
+    // Setting only the value keeps the binding.
+    put(&app, &alice, &secret, json!({"value": TOKEN_2}))
+        .await
+        .assert_status(204);
+    let listed = get(&app, &alice, &format!("/v1/orgs/{org}/secrets")).await;
+    assert_eq!(
+        listed.body["items"][0]["allowed_hosts"],
+        json!(["gitlab.com"])
+    );
+    assert_eq!(
+        stored_value(&app, &org, "git-token").await.as_deref(),
+        Some(TOKEN_2)
+    );
+}
+
 on_each_backend!(
+    secrets_are_bound_to_hosts,
     secret_lifecycle,
     secrets_go_with_their_org,
     secret_roles,

@@ -26,6 +26,11 @@ fn start_publisher(database_url: &str, allow_loopback: bool) -> (Child, tempfile
         .env("GANTRY_WEBHOOK_BACKOFF_CAP", "200ms")
         .env("GANTRY_WEBHOOK_MAX_ATTEMPTS", "3")
         .env("GANTRY_WEBHOOK_TIMEOUT", "2s")
+        // A proxy that refuses every connection: deliveries go direct (`.no_proxy()`), or the
+        // delivery tests fail.
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if allow_loopback {

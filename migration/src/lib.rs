@@ -11,6 +11,7 @@ mod m20261129_000006_codegen;
 mod m20261202_000007_backups;
 mod m20261202_000008_health;
 mod m20261202_000009_job_queue;
+mod m20261202_000010_secrets_at_rest;
 
 /// Every migration, in the order it is applied.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_health::Migration),
             Box::new(m20261202_000009_job_queue::Migration),
             Box::new(m20261202_000007_backups::Migration),
+            Box::new(m20261202_000010_secrets_at_rest::Migration),
         ]
     }
 }

@@ -1,7 +1,7 @@
 //! `/v1/admin/*`: operator views for platform admins (realm role `gantry-admin`).
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Page};
+use super::pagination::{page_request, Limit, Page};
 use super::responses::{Accepted, NoContent};
 use crate::app::AppState;
 use crate::auth::PlatformAdmin;
@@ -10,6 +10,8 @@ use crate::jobs::admin::DeadJobAction;
 use crate::resources::probe::ProbeRequest;
 use crate::store;
 use chrono::{DateTime, Utc};
+use rocket::futures::stream::{BoxStream, StreamExt};
+use rocket::response::stream::{Event, EventStream};
 use rocket::serde::json::Json;
 use rocket::{delete, get, post, State};
 use rocket_okapi::okapi::openapi3::OpenApi;
@@ -37,13 +39,7 @@ pub async fn outbox_status(
     state: &State<AppState>,
     _admin: PlatformAdmin,
 ) -> Result<Json<OutboxStatus>, ApiError> {
-    let (backlog, oldest) = store::outbox::backlog(&state.db).await?;
-    let age = oldest.map(age_seconds).unwrap_or(0.0);
-    Ok(Json(OutboxStatus {
-        backlog,
-        oldest_unpublished_at: oldest,
-        oldest_unpublished_age_seconds: age,
-    }))
+    Ok(Json(outbox_snapshot(&state.db).await?))
 }
 
 /// Every queue's job counts.
@@ -70,6 +66,8 @@ pub struct QueueStatus {
     pub dead: u64,
     /// Finished and still remembered by the backend.
     pub done: u64,
+    /// Finished within the last hour (webhooks: delivered within the last hour).
+    pub done_last_hour: u64,
     /// Age in seconds of the oldest ready job (`null` when none is ready, or on Redis, which
     /// keeps no enqueue times).
     pub oldest_pending_age_seconds: Option<f64>,
@@ -82,18 +80,93 @@ pub async fn queues_status(
     state: &State<AppState>,
     _admin: PlatformAdmin,
 ) -> Result<Json<QueuesStatus>, ApiError> {
-    let queues = state
-        .queues
+    Ok(Json(queues_snapshot(&state.queues).await?))
+}
+
+async fn queues_snapshot(queues: &crate::jobs::Queues) -> Result<QueuesStatus, ApiError> {
+    let all = queues
         .stats_of_all()
         .await
         .map_err(queue_error)?
         .into_iter()
         .map(|(queue, stats)| QueueStatus::new(queue, stats))
         .collect();
-    Ok(Json(QueuesStatus {
-        backend: state.queues.backend_name().to_owned(),
-        queues,
-    }))
+    Ok(QueuesStatus {
+        backend: queues.backend_name().to_owned(),
+        queues: all,
+    })
+}
+
+async fn outbox_snapshot(db: &sea_orm::DatabaseConnection) -> Result<OutboxStatus, ApiError> {
+    let (backlog, oldest) = store::outbox::backlog(db).await?;
+    Ok(OutboxStatus {
+        backlog,
+        oldest_unpublished_at: oldest,
+        oldest_unpublished_age_seconds: oldest.map(age_seconds).unwrap_or(0.0),
+    })
+}
+
+/// One sample of the live feed: every queue's counts and the outbox backlog.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StatsSample {
+    /// When the sample was taken.
+    pub at: DateTime<Utc>,
+    /// Job counts per queue.
+    pub queues: QueuesStatus,
+    /// The outbox backlog.
+    pub outbox: OutboxStatus,
+}
+
+/// Bounds of `interval_ms` of the live feed.
+const STREAM_INTERVAL_MS: std::ops::RangeInclusive<u64> = 250..=60_000;
+/// Default `interval_ms` of the live feed.
+const STREAM_DEFAULT_INTERVAL_MS: u64 = 2_000;
+
+/// Live queue statistics as Server-Sent Events: an `event: stats` with a [`StatsSample`] at
+/// once and then every `interval_ms` (250..=60000, default 2000) until the client leaves. A
+/// sample that cannot be taken (database or Redis down) is sent as `event: error` with the
+/// problem detail, and sampling goes on.
+#[openapi(tag = "Admin")]
+#[get("/v1/admin/stats/stream?<interval_ms>")]
+pub async fn stats_stream(
+    state: &State<AppState>,
+    _admin: PlatformAdmin,
+    interval_ms: Option<u64>,
+    mut shutdown: rocket::Shutdown,
+) -> Result<EventStream<BoxStream<'static, Event>>, ApiError> {
+    let interval_ms = interval_ms.unwrap_or(STREAM_DEFAULT_INTERVAL_MS);
+    if !STREAM_INTERVAL_MS.contains(&interval_ms) {
+        return Err(ApiError::BadRequest(format!(
+            "interval_ms must be between {} and {}",
+            STREAM_INTERVAL_MS.start(),
+            STREAM_INTERVAL_MS.end()
+        )));
+    }
+    let queues = state.queues.clone();
+    let db = state.db.clone();
+    let samples = rocket::async_stream::stream! {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut shutdown => break,
+            }
+            let sample = async {
+                Ok::<_, ApiError>(StatsSample {
+                    at: Utc::now(),
+                    queues: queues_snapshot(&queues).await?,
+                    outbox: outbox_snapshot(&db).await?,
+                })
+            };
+            yield match sample.await {
+                Ok(sample) => Event::json(&sample).event("stats"),
+                Err(err) => Event::data(err.to_string()).event("error"),
+            };
+        }
+    }
+    .boxed();
+    Ok(EventStream::from(samples).heartbeat(std::time::Duration::from_secs(15)))
 }
 
 impl QueueStatus {
@@ -105,6 +178,7 @@ impl QueueStatus {
             scheduled: stats.scheduled,
             dead: stats.dead,
             done: stats.done,
+            done_last_hour: stats.done_last_hour,
             oldest_pending_age_seconds: stats.oldest_pending_at.map(age_seconds),
         }
     }
@@ -153,9 +227,69 @@ impl From<crate::jobs::admin::JobView> for JobView {
             enqueued_at: job.enqueued_at,
             run_at: job.run_at,
             last_error: job.last_error,
-            args: job.args,
+            args: redact_secrets(job.args),
         }
     }
+}
+
+/// What a redacted value is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// Object keys whose values are never shown (matched case-insensitively as substrings).
+const SECRET_KEY_PARTS: [&str; 9] = [
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "api_key",
+    "apikey",
+    "private_key",
+    "credential",
+    "authorization",
+];
+
+/// `args` with secrets replaced by [`REDACTED`]: values under secret-looking keys, and the
+/// password of URLs with credentials (`https://user:pass@host` keeps `user`). Job arguments
+/// should never carry secrets; this makes sure the admin API does not show one that slipped in.
+pub fn redact_secrets(args: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match args {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| {
+                    let lower = key.to_ascii_lowercase();
+                    if SECRET_KEY_PARTS.iter().any(|part| lower.contains(part)) && !value.is_null()
+                    {
+                        (key, Value::String(REDACTED.to_owned()))
+                    } else {
+                        (key, redact_secrets(value))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(redact_secrets).collect()),
+        Value::String(text) => Value::String(redact_url_password(text)),
+        other => other,
+    }
+}
+
+/// `text` with the password of a `scheme://user:password@host…` URL replaced.
+fn redact_url_password(text: String) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text;
+    };
+    let rest = &text[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return text;
+    };
+    let Some(colon) = authority[..at].find(':') else {
+        return text;
+    };
+    let start = scheme_end + 3 + colon + 1;
+    let end = scheme_end + 3 + at;
+    format!("{}{REDACTED}{}", &text[..start], &text[end..])
 }
 
 const JOB_STATES: [&str; 5] = ["pending", "scheduled", "running", "done", "dead"];
@@ -191,7 +325,7 @@ pub async fn list_jobs(
     _admin: PlatformAdmin,
     queue: Option<&str>,
     state: Option<&str>,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<JobView>>, ApiError> {
     let (queue, job_state) = job_filter(queue, state)?;
@@ -249,6 +383,66 @@ pub async fn retry_job(
         DeadJobAction::Discarded => Err(ApiError::NotFound),
         DeadJobAction::NotDead => Err(not_dead(state, id).await?),
     }
+}
+
+/// `POST /v1/admin/jobs/retry` body: which dead jobs to run again.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFilter {
+    /// The queue whose dead jobs are retried (not `webhooks`: redeliver those).
+    pub queue: String,
+    /// At most this many (1..=10000, default 1000), oldest ids first.
+    pub limit: Option<u64>,
+}
+
+/// The outcome of a bulk retry.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RetriedJobs {
+    /// How many dead jobs were queued again.
+    pub retried: u64,
+    /// Their ids.
+    pub ids: Vec<Uuid>,
+}
+
+/// Runs the dead jobs of a queue again, each with a fresh set of attempts (as `retry` does one
+/// by one); `202` with how many. Queue `webhooks` answers 422: failed deliveries are redelivered
+/// through their webhook.
+#[openapi(tag = "Admin")]
+#[post("/v1/admin/jobs/retry", data = "<body>")]
+pub async fn retry_jobs(
+    state: &State<AppState>,
+    _admin: PlatformAdmin,
+    body: JsonBody<RetryFilter>,
+) -> Result<Accepted<RetriedJobs>, ApiError> {
+    let RetryFilter { queue, limit } = body.0;
+    if queue == crate::jobs::admin::WEBHOOKS_QUEUE {
+        return Err(ApiError::invalid(
+            "/queue",
+            "failed webhook deliveries are redelivered through their webhook",
+        ));
+    }
+    if crate::workers::registry::job_kind(&queue).is_none() {
+        return Err(ApiError::invalid(
+            "/queue",
+            format!("unknown queue {queue:?}"),
+        ));
+    }
+    let limit = limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("/limit", "must be between 1 and 10000"));
+    }
+    let retried = state
+        .queues
+        .retry_dead_of(&queue, limit)
+        .await
+        .map_err(queue_error)?;
+    Ok(Accepted {
+        location: format!("/v1/admin/jobs?queue={queue}&state=pending"),
+        body: RetriedJobs {
+            retried: retried.len() as u64,
+            ids: retried.into_iter().map(|job| job.job_id).collect(),
+        },
+    })
 }
 
 /// 409 for a live job, 404 for an unknown one.
@@ -362,5 +556,5 @@ pub async fn get_probes(
 
 /// Routes of this module with their OpenAPI spec.
 pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
-    openapi_get_routes_spec![settings: outbox_status, queues_status, list_jobs, get_job, retry_job, delete_job, create_probes, get_probes]
+    openapi_get_routes_spec![settings: outbox_status, queues_status, stats_stream, list_jobs, get_job, retry_job, retry_jobs, delete_job, create_probes, get_probes]
 }

@@ -3,7 +3,7 @@
 //! intent (`pending`) with its command event; the backup executor does the work.
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Page};
+use super::pagination::{page_request, Limit, Page};
 use super::responses::{Accepted, Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, OrgAccess, Viewer};
@@ -99,7 +99,7 @@ pub async fn list_backup_policies(
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
     workspace_id: Uuid,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<PolicyView>>, ApiError> {
     let page = page_request(limit, cursor)?;
@@ -234,7 +234,7 @@ pub async fn list_backups(
     workspace_id: Uuid,
     status: Option<&str>,
     policy_id: Option<&str>,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<BackupView>>, ApiError> {
     let page = page_request(limit, cursor)?;

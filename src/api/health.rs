@@ -47,25 +47,36 @@ async fn check_redis(client: &redis::Client) -> Result<(), String> {
     }
 }
 
-/// 200 when the database (and Redis, if configured) answer; otherwise 503 naming what is down.
+/// 200 when the database (and Redis, if configured) answer; otherwise 503 naming what is down
+/// (`database: down`). The causes are logged, never answered: the endpoint is anonymous.
 #[openapi(tag = "Health")]
 #[get("/health/ready")]
 pub async fn ready(state: &State<OpsState>) -> Result<Json<Health>, ApiError> {
     let mut checks = BTreeMap::new();
     let mut down = Vec::new();
-    match tokio::time::timeout(CHECK_TIMEOUT, store::ping(&state.db)).await {
-        Ok(Ok(())) => {
+    let database = match tokio::time::timeout(CHECK_TIMEOUT, store::ping(&state.db)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    };
+    match database {
+        Ok(()) => {
             checks.insert("database".to_owned(), "ok".to_owned());
         }
-        Ok(Err(e)) => down.push(format!("database: {e}")),
-        Err(_) => down.push("database: timed out".to_owned()),
+        Err(err) => {
+            tracing::warn!(component = "database", %err, "readiness check failed");
+            down.push("database: down");
+        }
     }
     match &state.redis {
         Some(client) => match check_redis(client).await {
             Ok(()) => {
                 checks.insert("redis".to_owned(), "ok".to_owned());
             }
-            Err(e) => down.push(format!("redis: {e}")),
+            Err(err) => {
+                tracing::warn!(component = "redis", %err, "readiness check failed");
+                down.push("redis: down");
+            }
         },
         None => {
             checks.insert("redis".to_owned(), "not configured".to_owned());
@@ -80,6 +91,9 @@ pub async fn ready(state: &State<OpsState>) -> Result<Json<Health>, ApiError> {
     }))
 }
 
+/// Path of the Prometheus endpoint (on `ROCKET_PORT`, or alone on `GANTRY_METRICS_PORT`).
+pub const METRICS_PATH: &str = "/metrics";
+
 /// Prometheus metrics in text format.
 #[openapi(tag = "Health")]
 #[get("/metrics")]
@@ -93,6 +107,11 @@ pub async fn metrics(state: &State<OpsState>) -> Result<String, ApiError> {
 /// Routes of this module with their OpenAPI spec.
 pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
     openapi_get_routes_spec![settings: live, ready, metrics]
+}
+
+/// Only `/metrics`, for the separate metrics port.
+pub fn metrics_routes() -> Vec<rocket::Route> {
+    rocket::routes![metrics]
 }
 
 /// The same routes for a process that serves nothing else (worker-only).

@@ -4,7 +4,7 @@
 //! neither removed nor demoted. Any member may remove itself (leave).
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Page};
+use super::pagination::{page_request, Limit, Page};
 use super::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, OrgAccess, Viewer};
@@ -84,7 +84,7 @@ pub async fn list_members(
     state: &State<AppState>,
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<MemberView>>, ApiError> {
     let page = page_request::<String>(limit, cursor)?;

@@ -1,7 +1,7 @@
 //! `/v1/orgs`: organizations.
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Page};
+use super::pagination::{page_request, Limit, Page, Strict};
 use super::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, Caller, OrgAccess, Owner, Viewer};
@@ -76,6 +76,15 @@ pub async fn create_org(
         return Err(ApiError::Validation(errors));
     };
     let txn = store::begin_write(&state.db).await?;
+    // The user row is the parent of the count: locked, two concurrent creates cannot both
+    // pass the quota.
+    store::users::lock(&txn, &caller.sub).await?;
+    let max = state.limits.orgs_per_user;
+    if store::orgs::count_owned_live(&txn, &caller.sub).await? >= max {
+        return Err(ApiError::QuotaExceeded(format!(
+            "a user may own at most {max} organizations"
+        )));
+    }
     let org = store::orgs::insert(&txn, &name, &slug)
         .await
         .map_err(slug_taken)?;
@@ -95,12 +104,12 @@ pub async fn create_org(
 pub async fn list_orgs(
     state: &State<AppState>,
     caller: Caller,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
-    all: Option<bool>,
+    all: Strict<bool>,
 ) -> Result<Json<Page<OrgView>>, ApiError> {
     let page = page_request(limit, cursor)?;
-    let (rows, more) = if all == Some(true) {
+    let (rows, more) = if all.get("all")? == Some(true) {
         if !caller.is_platform_admin {
             return Err(ApiError::Forbidden(
                 "all=true needs the gantry-admin realm role".to_owned(),
@@ -159,7 +168,9 @@ pub async fn delete_org(
     org_id: Uuid,
 ) -> Result<NoContent, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    let access = access.recheck(&txn).await?;
+    // Locked like workspace creation locks it, so a workspace created concurrently is either
+    // counted here (409) or refused there (the organization is gone).
+    let access = access.lock(&txn).await?;
     let active = store::workspaces::count_active(&txn, org_id).await?;
     if active > 0 {
         return Err(ApiError::Conflict(format!(

@@ -1,5 +1,6 @@
 //! Cursor pagination: `?limit=` (default 50, max 200) and an opaque `?cursor=`.
 
+pub use super::query::{PageLimit, Strict};
 use crate::error::ApiError;
 use crate::store::PageRequest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -47,20 +48,18 @@ pub fn encode_cursor(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(key)
 }
 
-/// Parses `?limit=`: [`DEFAULT_LIMIT`] when absent, 400 outside `1..=MAX_LIMIT`.
-pub fn parse_limit(limit: Option<i64>) -> Result<u64, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(l) if (1..=MAX_LIMIT as i64).contains(&l) => Ok(l as u64),
-        Some(l) => Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and {MAX_LIMIT}, got {l}"
-        ))),
-    }
+/// The `?limit=` parameter of every list.
+pub type Limit = Strict<PageLimit>;
+
+/// Parses `?limit=`: [`DEFAULT_LIMIT`] when absent, 400 when not a whole number in
+/// `1..=MAX_LIMIT`.
+pub fn parse_limit(limit: Limit) -> Result<u64, ApiError> {
+    Ok(limit.get("limit")?.map_or(DEFAULT_LIMIT, |l| l.0))
 }
 
 /// Parses `?limit=` and `?cursor=` into a page request over keys of type `K`.
 pub fn page_request<K: FromStr>(
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<PageRequest<K>, ApiError> {
     let limit = parse_limit(limit)?;
@@ -82,14 +81,13 @@ mod tests {
 
     #[test]
     fn limits_and_cursors() {
-        let page: PageRequest<u32> = page_request(None, None).expect("defaults");
+        let page: PageRequest<u32> = page_request(Strict::absent(), None).expect("defaults");
         assert_eq!(page.limit, DEFAULT_LIMIT);
-        assert!(page_request::<u32>(Some(0), None).is_err());
-        assert!(page_request::<u32>(Some(201), None).is_err());
         let cursor = encode_cursor("42");
-        let page: PageRequest<u32> = page_request(Some(200), Some(&cursor)).expect("valid");
+        let page: PageRequest<u32> =
+            page_request(Strict::of(PageLimit(200)), Some(&cursor)).expect("valid");
         assert_eq!(page.after, Some(42));
-        assert!(page_request::<u32>(None, Some("!!")).is_err());
-        assert!(page_request::<uuid::Uuid>(None, Some(&cursor)).is_err());
+        assert!(page_request::<u32>(Strict::absent(), Some("!!")).is_err());
+        assert!(page_request::<uuid::Uuid>(Strict::absent(), Some(&cursor)).is_err());
     }
 }

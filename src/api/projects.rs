@@ -2,7 +2,7 @@
 
 use super::body::JsonBody;
 use super::headers::{Header, HeaderSpec};
-use super::pagination::{page_request, Page};
+use super::pagination::{page_request, Limit, Page, Strict};
 use super::responses::{Created, NoContent, Tagged};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
@@ -171,6 +171,7 @@ pub async fn create_project(
         &name,
         &quota,
         &access.caller.sub,
+        state.limits.projects_per_workspace,
     )
     .await?;
     txn.commit().await?;
@@ -187,10 +188,11 @@ pub async fn list_projects(
     state: &State<AppState>,
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
-    workspace_id: Option<Uuid>,
-    limit: Option<i64>,
+    workspace_id: Strict<Uuid>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<ProjectView>>, ApiError> {
+    let workspace_id = workspace_id.get("workspace_id")?;
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::projects::list(&state.db, org_id, workspace_id, &page).await?;
     Ok(Json(Page::from_rows(
@@ -298,7 +300,14 @@ pub async fn put_graph(
     let txn = store::begin_write(&state.db).await?;
     let project = live_project(&txn, org_id, project_id).await?;
     if_match.require(project.graph_version)?;
-    let updated = project::replace_graph(&txn, &project, body.0.graph, &access.caller.sub).await?;
+    let updated = project::replace_graph(
+        &txn,
+        &project,
+        body.0.graph,
+        &access.caller.sub,
+        state.limits.graph_versions_kept,
+    )
+    .await?;
     txn.commit().await?;
     Ok(Tagged {
         etag: etag(updated.graph_version),
@@ -317,7 +326,7 @@ pub async fn list_graph_versions(
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Uuid,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<GraphVersionSummary>>, ApiError> {
     let page = page_request(limit, cursor)?;

@@ -2,7 +2,7 @@
 //! signing secrets and their deliveries.
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Page};
+use super::pagination::{page_request, Limit, Page};
 use super::responses::{Accepted, Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, OrgAccess};
@@ -238,9 +238,23 @@ pub async fn create_webhook(
     check_new_webhook(state, &url, &events, description.as_deref()).await?;
     let secret = new_secret()?;
     let txn = store::begin_write(&state.db).await?;
-    access.recheck(&txn).await?;
-    let webhook =
-        store::webhooks::insert(&txn, org_id, &url, &events, description, &secret).await?;
+    access.lock(&txn).await?;
+    let max = state.limits.webhooks_per_org;
+    if store::webhooks::count_live(&txn, org_id).await? >= max {
+        return Err(ApiError::QuotaExceeded(format!(
+            "an organization may have at most {max} webhooks"
+        )));
+    }
+    let webhook = store::webhooks::insert(
+        &txn,
+        org_id,
+        &url,
+        &events,
+        description,
+        &state.secrets,
+        &secret,
+    )
+    .await?;
     txn.commit().await?;
     Ok(Created {
         location: format!("/v1/orgs/{org_id}/webhooks/{}", webhook.id),
@@ -258,7 +272,7 @@ pub async fn list_webhooks(
     state: &State<AppState>,
     _access: OrgAccess<Admin>,
     org_id: Uuid,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<WebhookView>>, ApiError> {
     let page = page_request(limit, cursor)?;
@@ -345,7 +359,7 @@ pub async fn rotate_secret(
     let secret = new_secret()?;
     let txn = store::begin_write(&state.db).await?;
     let webhook = live_webhook(&txn, org_id, webhook_id).await?;
-    let webhook = store::webhooks::set_secret(&txn, webhook, &secret).await?;
+    let webhook = store::webhooks::set_secret(&txn, webhook, &state.secrets, &secret).await?;
     txn.commit().await?;
     Ok(Json(WebhookWithSecret {
         webhook: WebhookView::from(&webhook),
@@ -361,7 +375,7 @@ pub async fn list_deliveries(
     _access: OrgAccess<Admin>,
     org_id: Uuid,
     webhook_id: Uuid,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<DeliveryView>>, ApiError> {
     let page = page_request(limit, cursor)?;

@@ -2,7 +2,7 @@
 //! `deleting`); the vCluster provisioner does the work.
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Page};
+use super::pagination::{page_request, Limit, Page};
 use super::responses::Accepted;
 use crate::app::AppState;
 use crate::auth::{Admin, Member, OrgAccess, Viewer};
@@ -88,7 +88,15 @@ pub async fn create_workspace(
     let CreateWorkspace { name, plan } = body.0;
     let name = DnsLabel::parse(&name).map_err(|e| ApiError::invalid("/name", e))?;
     let txn = store::begin_write(&state.db).await?;
-    access.recheck(&txn).await?;
+    // The organization row is locked until commit: a concurrent DELETE of the organization
+    // waits (and then sees this workspace), and concurrent creates count each other.
+    access.lock(&txn).await?;
+    let max = state.limits.workspaces_per_org;
+    if store::workspaces::count_live(&txn, org_id).await? >= max {
+        return Err(ApiError::QuotaExceeded(format!(
+            "an organization may have at most {max} workspaces"
+        )));
+    }
     let workspace = store::workspaces::insert(&txn, org_id, name.as_str(), plan)
         .await
         .map_err(|err| {
@@ -111,7 +119,7 @@ pub async fn list_workspaces(
     state: &State<AppState>,
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<WorkspaceView>>, ApiError> {
     let page = page_request(limit, cursor)?;

@@ -24,6 +24,8 @@ pub struct Caller {
     pub email: Option<String>,
     /// Holds realm role `gantry-admin`.
     pub is_platform_admin: bool,
+    /// When the caller's token expires (Unix seconds).
+    pub expires_at: u64,
 }
 
 fn bearer_token<'a>(req: &'a Request<'_>) -> Option<&'a str> {
@@ -75,13 +77,39 @@ pub async fn authenticate(req: &Request<'_>) -> Outcome<Caller, ApiError> {
         }
         state.users_seen.remember(&identity);
     }
+    // Guards may authenticate more than once per request; the write is counted once.
+    let counted = req.local_cache(|| RateCounted(std::sync::atomic::AtomicBool::new(false)));
+    if is_write(req) && !counted.0.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        if let Err(wait) = state.write_limiter.check(&identity.sub) {
+            tracing::info!(sub = %identity.sub, path = %req.uri(), "write rate limited");
+            return fail(
+                req,
+                ApiError::RateLimited {
+                    retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                },
+            );
+        }
+    }
     Outcome::Success(Caller {
         sub: identity.sub,
         preferred_username: identity.preferred_username,
         email: identity.email,
         is_platform_admin: identity.is_platform_admin,
+        expires_at: identity.expires_at,
     })
 }
+
+/// Methods that change state, counted by the write rate limit.
+fn is_write(req: &Request<'_>) -> bool {
+    use rocket::http::Method;
+    matches!(
+        req.method(),
+        Method::Post | Method::Put | Method::Patch | Method::Delete
+    )
+}
+
+/// Whether the request's write was already counted by the rate limit.
+struct RateCounted(std::sync::atomic::AtomicBool);
 
 /// The application state a guard reads; a 500 if the server was built without it.
 pub fn managed_state<'a>(req: &'a Request<'_>) -> Result<&'a AppState, ApiError> {

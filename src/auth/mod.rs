@@ -5,6 +5,8 @@ pub mod access;
 pub mod dev;
 pub mod guard;
 pub mod keys;
+pub mod rate;
+pub mod streams;
 pub mod validator;
 
 pub use access::{Admin, Member, OrgAccess, Owner, PlatformAdmin, Viewer};
@@ -35,6 +37,9 @@ pub enum AuthError {
     /// Neither `aud` contains the audience nor `azp` equals it.
     #[error("token is not for audience {0:?}")]
     Audience(String),
+    /// `typ` is not `Bearer` (an ID or refresh token, or none at all).
+    #[error("token type {0:?} is not Bearer")]
+    TokenType(String),
     /// The key set could not be fetched.
     #[error("key set unavailable: {0}")]
     KeySet(String),

@@ -24,6 +24,9 @@ pub struct Identity {
     pub email: Option<String>,
     /// Has realm role `gantry-admin`.
     pub is_platform_admin: bool,
+    /// `exp`: when the token stops being valid (Unix seconds); long-lived responses such as
+    /// event streams end then.
+    pub expires_at: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,13 +54,20 @@ struct RealmAccess {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
     aud: Option<Audience>,
     azp: Option<String>,
     preferred_username: Option<String>,
     email: Option<String>,
+    /// Keycloak's token type: `Bearer` for access tokens, `ID` for ID tokens, `Refresh`, ….
+    typ: Option<String>,
     #[serde(default)]
     realm_access: RealmAccess,
 }
+
+/// The only `typ` an API bearer may carry: ID and refresh tokens of the same realm are
+/// signed by the same keys and must not be usable as access tokens.
+pub const ACCESS_TOKEN_TYPE: &str = "Bearer";
 
 /// Where verification keys come from.
 enum KeySource {
@@ -138,14 +148,20 @@ pub struct TokenValidator {
 }
 
 impl TokenValidator {
-    /// A validator for a Keycloak realm; keys are fetched on first use.
-    pub fn keycloak(issuer: &str, audience: &str, jwks_uri: Option<String>) -> Self {
+    /// A validator for a Keycloak realm; keys are fetched on first use. Fails when the HTTP
+    /// client cannot be built (never falls back to one without timeouts).
+    pub fn keycloak(
+        issuer: &str,
+        audience: &str,
+        jwks_uri: Option<String>,
+    ) -> Result<Self, AuthError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|e| AuthError::KeySet(format!("cannot build the JWKS HTTP client: {e}")))?;
+        Ok(Self {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             source: KeySource::Remote(RemoteKeys {
@@ -155,7 +171,7 @@ impl TokenValidator {
                 keys: RwLock::new(KeySet::default()),
                 last_refetch: Mutex::new(None),
             }),
-        }
+        })
     }
 
     /// A validator over a fixed key set (the embedded dev issuer).
@@ -222,6 +238,9 @@ impl TokenValidator {
         if !audience_ok {
             return Err(AuthError::Audience(self.audience.clone()));
         }
+        if claims.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+            return Err(AuthError::TokenType(claims.typ.unwrap_or_default()));
+        }
         if claims.sub.is_empty() {
             return Err(AuthError::Invalid("empty sub".to_owned()));
         }
@@ -230,6 +249,7 @@ impl TokenValidator {
             sub: claims.sub,
             preferred_username: claims.preferred_username,
             email: claims.email,
+            expires_at: claims.exp,
         })
     }
 }

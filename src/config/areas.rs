@@ -20,6 +20,9 @@ pub struct CodegenConfig {
     pub llm_timeout: Duration,
     /// `GANTRY_LLM_MAX_ATTEMPTS`: answers that fail to parse before the job fails.
     pub llm_max_attempts: u32,
+    /// `GANTRY_LLM_MAX_CALLS`: chat-completions requests one job may send in all (answers ×
+    /// HTTP tries).
+    pub llm_max_calls: u32,
     /// `GANTRY_GIT_ALLOWED_SCHEMES`: URL schemes `target.git.url` may use.
     pub git_allowed_schemes: Vec<String>,
     /// `GANTRY_GIT_TIMEOUT`: one git command (clone, push).
@@ -48,6 +51,25 @@ impl std::fmt::Debug for LlmConfig {
     }
 }
 
+/// Keys sealing stored secrets at rest. Its `Debug` shows whether a key is set, never the key.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretsKeyConfig {
+    /// `GANTRY_SECRETS_KEY`: seals new values; `None` = generated into the data dir
+    /// (development only).
+    pub current: Option<[u8; 32]>,
+    /// `GANTRY_SECRETS_KEY_PREVIOUS`: still opens values sealed before a rotation.
+    pub previous: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for SecretsKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsKeyConfig")
+            .field("current", &self.current.map(|_| "<redacted>"))
+            .field("previous", &self.previous.map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 /// vCluster provisioner knobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionerConfig {
@@ -61,7 +83,7 @@ pub struct ProvisionerConfig {
     /// `GANTRY_PROVISION_TIMEOUT`: how long a workspace may take to become ready (or go away).
     pub timeout: Duration,
     /// `GANTRY_KUBECONFIG_CLIENT_ID`: OIDC client id in generated kubeconfigs (default
-    /// `KEYCLOAK_AUDIENCE`).
+    /// `gantry-kubectl`).
     pub kubeconfig_client_id: String,
     /// `GANTRY_VCLUSTER_ENDPOINT`: how a vCluster's API is reached, with `{release}` and
     /// `{namespace}` filled in (default `https://{release}.{namespace}.svc:443`).
@@ -271,4 +293,29 @@ impl std::fmt::Debug for BackupStorage {
         // The secret key never reaches a log line.
         f.write_str(&self.location())
     }
+}
+
+/// Tenancy quotas, the write rate limit and event-stream limits (README "Security").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `GANTRY_QUOTA_ORGS_PER_USER`: organizations one user may create (owns).
+    pub orgs_per_user: u64,
+    /// `GANTRY_QUOTA_WORKSPACES_PER_ORG`: live workspaces per organization.
+    pub workspaces_per_org: u64,
+    /// `GANTRY_QUOTA_PROJECTS_PER_WORKSPACE`: live projects per workspace.
+    pub projects_per_workspace: u64,
+    /// `GANTRY_GRAPH_VERSIONS_KEPT`: graph versions kept per project; older ones are pruned.
+    pub graph_versions_kept: u64,
+    /// `GANTRY_QUOTA_CODEGEN_PENDING_PER_ORG`: codegen jobs pending or running per organization.
+    pub codegen_pending_per_org: u64,
+    /// `GANTRY_QUOTA_WEBHOOKS_PER_ORG`: live webhooks per organization.
+    pub webhooks_per_org: u64,
+    /// `GANTRY_QUOTA_STREAMS_PER_USER`: SSE streams one user may hold open per process.
+    pub streams_per_user: u64,
+    /// `GANTRY_RATE_LIMIT_WRITES_PER_SECOND`: sustained writes per caller (0 = no limit).
+    pub writes_per_second: u32,
+    /// `GANTRY_RATE_LIMIT_WRITE_BURST`: writes a caller may make at once.
+    pub write_burst: u32,
+    /// `GANTRY_STREAM_RECHECK_INTERVAL`: how often an open stream re-checks membership.
+    pub stream_recheck: Duration,
 }

@@ -5,7 +5,8 @@ mod env;
 
 pub use areas::{
     BackupConfig, BackupStorage, CodegenConfig, HealthConfig, JobsConfig, KubeDriverKind,
-    LlmConfig, OutboxConfig, PlanConfig, ProvisionerConfig, QueueConfig, WebhookConfig,
+    LimitsConfig, LlmConfig, OutboxConfig, PlanConfig, ProvisionerConfig, QueueConfig,
+    SecretsKeyConfig, WebhookConfig,
 };
 use env::{check_http_url, duration, number, parse_failures};
 use std::net::IpAddr;
@@ -16,6 +17,9 @@ use std::time::Duration;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://gantry.db?mode=rwc";
 /// Default audience a token must carry (`aud` or `azp`).
 pub const DEFAULT_AUDIENCE: &str = "gantry";
+/// Default OIDC client of generated kubeconfigs: a client of its own, so the tokens kubectl
+/// caches on disk are not API bearers (they lack the API audience).
+pub const DEFAULT_KUBECONFIG_CLIENT_ID: &str = "gantry-kubectl";
 
 /// Deployment environment: decides log format and whether dev auth may exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +83,14 @@ pub struct Config {
     pub health: HealthConfig,
     /// The backup executor (keys, storage, scheduler).
     pub backup: BackupConfig,
+    /// `GANTRY_SECRETS_KEY` / `GANTRY_SECRETS_KEY_PREVIOUS`: encryption at rest of secrets.
+    pub secrets: SecretsKeyConfig,
+    /// Quotas, the write rate limit and event-stream limits.
+    pub limits: LimitsConfig,
+    /// `GANTRY_ALLOW_DEV_AUTH_ON_NETWORK`: serve embedded dev auth on a non-loopback address.
+    pub allow_dev_auth_on_network: bool,
+    /// `GANTRY_METRICS_PORT`: serve `/metrics` on this port (and not on `ROCKET_PORT`).
+    pub metrics_port: Option<u16>,
 }
 
 /// A configuration value that cannot be used; the message names the variable.
@@ -292,7 +304,7 @@ impl Config {
             simulated_failures: parse_failures(&var("GANTRY_SIMULATED_FAIL").unwrap_or_default())?,
             timeout: duration(&var, "GANTRY_PROVISION_TIMEOUT", Duration::from_secs(600))?,
             kubeconfig_client_id: var("GANTRY_KUBECONFIG_CLIENT_ID")
-                .unwrap_or_else(|| audience.clone()),
+                .unwrap_or_else(|| DEFAULT_KUBECONFIG_CLIENT_ID.to_owned()),
             vcluster_endpoint: var("GANTRY_VCLUSTER_ENDPOINT"),
             vcluster_chart_version: var("GANTRY_VCLUSTER_CHART_VERSION")
                 .unwrap_or_else(|| "0.20.0".to_owned()),
@@ -362,6 +374,7 @@ impl Config {
             llm,
             llm_timeout: duration(&var, "GANTRY_LLM_TIMEOUT", Duration::from_secs(120))?,
             llm_max_attempts: number(&var, "GANTRY_LLM_MAX_ATTEMPTS", 3, 1..=10)? as u32,
+            llm_max_calls: number(&var, "GANTRY_LLM_MAX_CALLS", 10, 1..=1000)? as u32,
             git_allowed_schemes,
             git_timeout: duration(&var, "GANTRY_GIT_TIMEOUT", Duration::from_secs(120))?,
         };
@@ -417,6 +430,78 @@ impl Config {
         }
         check_http_url("GANTRY_PAGERDUTY_URL", &health.pagerduty_url)?;
         let backup = backup_config(&var, &data_dir)?;
+        let secrets = SecretsKeyConfig {
+            current: key_var(&var, "GANTRY_SECRETS_KEY")?,
+            previous: key_var(&var, "GANTRY_SECRETS_KEY_PREVIOUS")?,
+        };
+        if secrets.previous.is_some() && secrets.current.is_none() {
+            return Err(invalid(
+                "GANTRY_SECRETS_KEY_PREVIOUS",
+                "is set but GANTRY_SECRETS_KEY is not",
+            ));
+        }
+
+        let limits = LimitsConfig {
+            orgs_per_user: number(&var, "GANTRY_QUOTA_ORGS_PER_USER", 10, 1..=1_000_000)?,
+            workspaces_per_org: number(&var, "GANTRY_QUOTA_WORKSPACES_PER_ORG", 10, 1..=1_000_000)?,
+            projects_per_workspace: number(
+                &var,
+                "GANTRY_QUOTA_PROJECTS_PER_WORKSPACE",
+                100,
+                1..=1_000_000,
+            )?,
+            graph_versions_kept: number(&var, "GANTRY_GRAPH_VERSIONS_KEPT", 200, 1..=1_000_000)?,
+            codegen_pending_per_org: number(
+                &var,
+                "GANTRY_QUOTA_CODEGEN_PENDING_PER_ORG",
+                20,
+                1..=1_000_000,
+            )?,
+            webhooks_per_org: number(&var, "GANTRY_QUOTA_WEBHOOKS_PER_ORG", 20, 1..=1_000_000)?,
+            streams_per_user: number(&var, "GANTRY_QUOTA_STREAMS_PER_USER", 10, 1..=1_000_000)?,
+            writes_per_second: number(
+                &var,
+                "GANTRY_RATE_LIMIT_WRITES_PER_SECOND",
+                20,
+                0..=1_000_000,
+            )? as u32,
+            write_burst: number(&var, "GANTRY_RATE_LIMIT_WRITE_BURST", 100, 1..=1_000_000)? as u32,
+            stream_recheck: duration(
+                &var,
+                "GANTRY_STREAM_RECHECK_INTERVAL",
+                Duration::from_secs(30),
+            )?,
+        };
+        if limits.stream_recheck.is_zero() || limits.stream_recheck > Duration::from_secs(30) {
+            return Err(invalid(
+                "GANTRY_STREAM_RECHECK_INTERVAL",
+                "must be more than 0 and at most 30s",
+            ));
+        }
+        let allow_dev_auth_on_network = match var("GANTRY_ALLOW_DEV_AUTH_ON_NETWORK").as_deref() {
+            None | Some("false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "GANTRY_ALLOW_DEV_AUTH_ON_NETWORK",
+                    format!("{other:?} is not one of: true, false"),
+                ))
+            }
+        };
+        let metrics_port = match var("GANTRY_METRICS_PORT") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != port)
+                    .ok_or_else(|| {
+                        invalid(
+                            "GANTRY_METRICS_PORT",
+                            format!("{v:?} is not a port (0-65535) other than ROCKET_PORT"),
+                        )
+                    })?,
+            ),
+        };
 
         Ok(Self {
             database_url,
@@ -437,6 +522,10 @@ impl Config {
             codegen,
             health,
             backup,
+            secrets,
+            limits,
+            allow_dev_auth_on_network,
+            metrics_port,
         })
     }
 
@@ -446,6 +535,40 @@ impl Config {
             return Err(invalid(
                 "KEYCLOAK_ISSUER",
                 "is required when GANTRY_ENV=production (embedded dev auth is for development only)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses to serve embedded dev auth beyond loopback: anyone who can reach the port could
+    /// otherwise use tokens minted from the local key (exit 2 unless explicitly allowed).
+    pub fn check_dev_auth_exposure(&self) -> Result<(), ConfigError> {
+        if self.auth == AuthConfig::Embedded
+            && !self.address.is_loopback()
+            && !self.allow_dev_auth_on_network
+        {
+            return Err(invalid(
+                "ROCKET_ADDRESS",
+                format!(
+                    "{} is not a loopback address, and embedded dev auth (no KEYCLOAK_ISSUER) \
+                     must not be served on a network; set KEYCLOAK_ISSUER, bind 127.0.0.1, or \
+                     set GANTRY_ALLOW_DEV_AUTH_ON_NETWORK=true to accept the risk",
+                    self.address
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Refuses production without `GANTRY_SECRETS_KEY` (a generated key file is for
+    /// development only); checked before serving or running workers.
+    pub fn check_production_secrets(&self) -> Result<(), ConfigError> {
+        if self.environment == Environment::Production && self.secrets.current.is_none() {
+            return Err(invalid(
+                "GANTRY_SECRETS_KEY",
+                "is required when GANTRY_ENV=production (32 bytes, base64: openssl rand -base64 32)",
             ));
         }
         Ok(())

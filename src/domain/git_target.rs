@@ -151,6 +151,118 @@ fn check_scp_like(url: &str) -> Result<CheckedUrl, String> {
     })
 }
 
+/// Most entries in a secret's `allowed_hosts`.
+pub const MAX_ALLOWED_HOSTS: usize = 50;
+
+/// The port git uses for `scheme` when the URL names none.
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "https" => Some(443),
+        "http" => Some(80),
+        "ssh" => Some(22),
+        _ => None,
+    }
+}
+
+/// The host (lower case, IPv6 without brackets) and port git connects to for `url`; `None`
+/// for `file://` and anything that is not a remote URL.
+pub fn remote_host_port(url: &str) -> Option<(String, u16)> {
+    let checked = check_url(url).ok()?;
+    if checked.transport == Transport::File {
+        return None;
+    }
+    if url.contains("://") {
+        let parsed = reqwest::Url::parse(url).ok()?;
+        let host = parsed
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = parsed.port().or_else(|| default_port(&checked.scheme))?;
+        Some((host.to_ascii_lowercase(), port))
+    } else {
+        let (user_host, _) = url.split_once(':')?;
+        let host = user_host.rsplit_once('@').map_or(user_host, |(_, h)| h);
+        Some((host.to_ascii_lowercase(), 22))
+    }
+}
+
+/// Parses one `allowed_hosts` entry, `host` or `host:port` (`[v6]` or `[v6]:port` for IPv6),
+/// into its normal form: lower case, IPv6 in brackets.
+pub fn parse_allowed_host(entry: &str) -> Result<String, String> {
+    let entry = entry.trim().to_ascii_lowercase();
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let (v6, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{entry:?}: an IPv6 address needs its closing ']'"))?;
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("{entry:?}: {v6:?} is not an IPv6 address"));
+        }
+        match after {
+            "" => (format!("[{v6}]"), None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (format!("[{v6}]"), Some(port)),
+                None => return Err(format!("{entry:?} must be host or host:port")),
+            },
+        }
+    } else {
+        match entry.split_once(':') {
+            Some((host, port)) => (host.to_owned(), Some(port)),
+            None => (entry.clone(), None),
+        }
+    };
+    if !host.starts_with('[') {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+            return Err(format!(
+                "{entry:?} must be a host name or IP address, optionally with :port (no scheme,                  path or wildcard)"
+            ));
+        }
+    }
+    match port {
+        None => Ok(host),
+        Some(port) => match port.parse::<u16>() {
+            Ok(p) if p > 0 && port == p.to_string() => Ok(format!("{host}:{p}")),
+            _ => Err(format!("{entry:?}: {port:?} is not a port (1-65535)")),
+        },
+    }
+}
+
+/// Whether a secret bound to `allowed` may be sent to `url`: an entry `host` allows the host on
+/// the URL scheme's default port (443, 80, 22), `host:port` that port only. `file://` URLs
+/// never receive credentials, so nothing is needed there.
+pub fn host_allowed(allowed: &[String], url: &str) -> bool {
+    let Ok(checked) = check_url(url) else {
+        return false;
+    };
+    if checked.transport == Transport::File {
+        return true;
+    }
+    let Some((host, port)) = remote_host_port(url) else {
+        return false;
+    };
+    let bracketed = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let default = default_port(&checked.scheme);
+    allowed.iter().any(|entry| {
+        let Ok(entry) = parse_allowed_host(entry) else {
+            return false;
+        };
+        if entry == bracketed {
+            return default == Some(port);
+        }
+        entry == format!("{bracketed}:{port}")
+    })
+}
+
 /// Checks `branch` is a branch name git accepts (`git check-ref-format --branch`).
 pub fn check_branch(branch: &str) -> Result<(), String> {
     if branch.is_empty() {
@@ -291,6 +403,43 @@ mod tests {
             "@host:repo",
         ] {
             assert!(check_url(url).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn allowed_hosts() {
+        let allowed = vec!["GitHub.com".to_owned(), "git.example.com:8443".to_owned()];
+        for url in [
+            "https://github.com/acme/deploy.git",
+            "https://github.com:443/acme/deploy.git",
+            "ssh://git@github.com/acme/deploy.git",
+            "git@github.com:acme/deploy.git",
+            "https://git.example.com:8443/a/b.git",
+            "file:///srv/git/x.git",
+        ] {
+            assert!(host_allowed(&allowed, url), "{url}");
+        }
+        for url in [
+            "https://evil.example/acme/deploy.git",
+            "https://github.com.evil.example/a/b.git",
+            "https://github.com:8443/a/b.git",
+            "https://git.example.com/a/b.git",
+            "ssh://git@github.com:2222/a/b.git",
+        ] {
+            assert!(!host_allowed(&allowed, url), "{url}");
+        }
+        assert!(!host_allowed(&[], "https://github.com/a/b.git"));
+        assert_eq!(parse_allowed_host("[::1]:22"), Ok("[::1]:22".to_owned()));
+        for bad in [
+            "",
+            "https://github.com",
+            "*.github.com",
+            "a b",
+            "host:0",
+            "host:x",
+            "[zz]",
+        ] {
+            assert!(parse_allowed_host(bad).is_err(), "{bad}");
         }
     }
 

@@ -11,6 +11,14 @@ use redis::AsyncCommands;
 /// (not a job queue), and their `failed` deliveries are listed like dead jobs.
 pub const WEBHOOKS_QUEUE: &str = "webhooks";
 
+/// The window of [`QueueStats::done_last_hour`].
+pub const DONE_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Unix ms one [`DONE_WINDOW`] ago.
+fn done_window_start_ms() -> i64 {
+    now_ms() - DONE_WINDOW.as_millis() as i64
+}
+
 /// Jobs per state in one queue.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueStats {
@@ -24,6 +32,8 @@ pub struct QueueStats {
     pub dead: u64,
     /// Finished and still remembered by the backend.
     pub done: u64,
+    /// Finished within the last hour ([`DONE_WINDOW`]).
+    pub done_last_hour: u64,
     /// When the oldest ready job became ready.
     pub oldest_pending_at: Option<DateTime<Utc>>,
 }
@@ -76,6 +86,8 @@ impl Queues {
             all.push((queue, self.stats(queue).await?));
         }
         let webhooks = store::webhooks::delivery_counts(&self.db).await?;
+        let delivered_recently =
+            store::webhooks::count_delivered_since(&self.db, Utc::now() - DONE_WINDOW).await?;
         let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
         all.push((
             WEBHOOKS_QUEUE,
@@ -85,6 +97,7 @@ impl Queues {
                 scheduled: n(webhooks.scheduled),
                 dead: n(webhooks.dead),
                 done: n(webhooks.done),
+                done_last_hour: delivered_recently,
                 oldest_pending_at: webhooks
                     .oldest_pending_run_at
                     .and_then(|s| DateTime::from_timestamp(s, 0)),
@@ -122,6 +135,31 @@ impl Queues {
         Ok(DeadJobAction::Done(view))
     }
 
+    /// Runs again up to `limit` dead jobs of `queue` (oldest ids first), each like
+    /// [`Queues::retry_dead`]; the jobs as queued.
+    pub async fn retry_dead_of(&self, queue: &str, limit: u64) -> Result<Vec<JobView>, QueueError> {
+        let mut retried = Vec::new();
+        let mut after = None;
+        while (retried.len() as u64) < limit {
+            let page = store::PageRequest {
+                limit: (limit - retried.len() as u64).min(BULK_PAGE),
+                after,
+            };
+            let (dead, more) = store::jobs::list_dead(&self.db, Some(queue), &page).await?;
+            after = dead.last().map(|row| row.id);
+            for row in dead {
+                // Another operator may have retried or discarded it meanwhile: skip it then.
+                if let DeadJobAction::Done(view) = self.retry_dead(row.id).await? {
+                    retried.push(view);
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        Ok(retried)
+    }
+
     /// Counts the unfinished jobs of `queue` (`done` left at 0): what the depth gauge needs,
     /// cheap enough to run every heartbeat in every worker process.
     pub async fn depth(&self, queue: &str) -> Result<QueueStats, QueueError> {
@@ -141,8 +179,10 @@ impl Queues {
                     .zcard(&keys.scheduled)
                     .zcard(&keys.running)
                     .zcard(&keys.done)
+                    .zcount(&keys.done, done_window_start_ms(), "+inf")
                     .lindex(&keys.pending, 0);
-                let (pending, due, scheduled, running, done, head): (
+                let (pending, due, scheduled, running, done, done_recently, head): (
+                    u64,
                     u64,
                     u64,
                     u64,
@@ -166,15 +206,19 @@ impl Queues {
                     scheduled: scheduled - due.min(scheduled),
                     dead,
                     done: if include_done { done } else { 0 },
+                    done_last_hour: if include_done { done_recently } else { 0 },
                     oldest_pending_at,
                 })
             }
             Backend::Postgres(db) | Backend::Sqlite(db) => {
                 let counts = store::jobs::queue_counts(db, &name, now_ms()).await?;
-                let done = if include_done {
-                    store::jobs::count_done(db, &name).await?
+                let (done, done_last_hour) = if include_done {
+                    (
+                        store::jobs::count_done(db, &name).await?,
+                        store::jobs::count_done_since(db, &name, done_window_start_ms()).await?,
+                    )
                 } else {
-                    0
+                    (0, 0)
                 };
                 let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
                 Ok(QueueStats {
@@ -183,6 +227,7 @@ impl Queues {
                     scheduled: n(counts.scheduled),
                     dead,
                     done,
+                    done_last_hour,
                     oldest_pending_at: counts
                         .oldest_pending_run_at
                         .and_then(DateTime::from_timestamp_millis),
@@ -382,6 +427,9 @@ impl Queues {
         }
     }
 }
+
+/// Dead jobs read per page by [`Queues::retry_dead_of`] (the store's largest page).
+const BULK_PAGE: u64 = 200;
 
 /// Highest attempt number looked up when finding a job by id.
 const MAX_ATTEMPT_LOOKUP: u32 = 200;

@@ -1,6 +1,8 @@
 //! The transactional outbox: event types, the envelope every consumer sees, and the writer used
 //! inside the transaction of each state change.
 
+pub mod hub;
+
 use crate::store::outbox::{self as outbox_store, NewEvent, StoredEvent};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;

@@ -121,6 +121,7 @@ pub async fn create(
     name: &DnsLabel,
     quota: &ProjectQuota,
     created_by: &str,
+    max_projects: u64,
 ) -> Result<ProjectView, ApiError> {
     let workspace = store::workspaces::find_live(txn, org_id, workspace_id)
         .await?
@@ -134,6 +135,13 @@ pub async fn create(
         return Err(ApiError::Conflict(
             "the workspace is being deleted".to_owned(),
         ));
+    }
+    // The workspace row is the parent of the count: locked, concurrent creates count each other.
+    store::workspaces::find_for_update(txn, workspace.id).await?;
+    if store::projects::count_live_in_workspace(txn, workspace.id).await? >= max_projects {
+        return Err(ApiError::QuotaExceeded(format!(
+            "a workspace may have at most {max_projects} projects"
+        )));
     }
     let project = store::projects::insert(
         txn,
@@ -152,12 +160,14 @@ pub async fn create(
 }
 
 /// Validates `new_graph` (422 with every problem), stores it as the next version of `project`
+/// (pruning versions older than the newest `versions_kept`)
 /// (412 if another writer got there first) and records `project.graph_updated`.
 pub async fn replace_graph(
     txn: &impl ConnectionTrait,
     project: &Project,
     new_graph: serde_json::Value,
     created_by: &str,
+    versions_kept: u64,
 ) -> Result<Project, ApiError> {
     graph::validate(&new_graph, "/graph").map_err(ApiError::Validation)?;
     let updated =
@@ -166,6 +176,8 @@ pub async fn replace_graph(
             .ok_or_else(|| {
                 ApiError::PreconditionFailed("the graph changed concurrently".to_owned())
             })?;
+    // Bounded history: only the newest versions are kept.
+    store::projects::prune_versions(txn, updated.id, updated.graph_version, versions_kept).await?;
     let data = serde_json::json!({
         "project_id": updated.id,
         "workspace_id": updated.workspace_id,

@@ -460,3 +460,12 @@ pub async fn all_artifacts(
         .all(db)
         .await
 }
+
+/// How many of the organization's live codegen jobs are pending or running (the in-flight
+/// codegen quota).
+pub async fn count_unfinished(db: &impl ConnectionTrait, org_id: Uuid) -> Result<u64, DbErr> {
+    super::live_in_org::<entity::Entity>(org_id)
+        .filter(entity::Column::Status.is_in([CodegenStatus::Pending, CodegenStatus::Running]))
+        .count(db)
+        .await
+}

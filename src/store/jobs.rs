@@ -523,6 +523,29 @@ pub async fn count_done(db: &impl ConnectionTrait, queue: &str) -> Result<u64, D
     Ok(row.map_or(0, |r| r.n.max(0) as u64))
 }
 
+/// Attempts of `queue` finished at or after `since_ms` (Unix ms) and still remembered.
+pub async fn count_done_since(
+    db: &impl ConnectionTrait,
+    queue: &str,
+    since_ms: i64,
+) -> Result<u64, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        n: i64,
+    }
+    let backend = db.get_database_backend();
+    let sql =
+        "SELECT COUNT(*) AS n FROM job_queue WHERE queue = $1 AND state = 'done' AND done_at >= $2";
+    let row = Row::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        sql_for(backend, sql),
+        [queue.into(), since_ms.into()],
+    ))
+    .one(db)
+    .await?;
+    Ok(row.map_or(0, |r| r.n.max(0) as u64))
+}
+
 /// One `job_queue` row, for the admin API.
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct QueueRow {

@@ -126,3 +126,21 @@ pub async fn find_live_for_update(
         .one(db)
         .await
 }
+
+/// How many live organizations `sub` owns (the orgs-per-user quota).
+pub async fn count_owned_live(db: &impl ConnectionTrait, sub: &str) -> Result<u64, DbErr> {
+    let owned: Vec<Uuid> = super::members::of_user(db, sub)
+        .await?
+        .into_iter()
+        .filter(|m| m.role() == crate::domain::Role::Owner)
+        .map(|m| m.org_id)
+        .collect();
+    if owned.is_empty() {
+        return Ok(0);
+    }
+    entity::Entity::find()
+        .filter(entity::Column::Id.is_in(owned))
+        .filter(entity::Column::DeletedAt.is_null())
+        .count(db)
+        .await
+}

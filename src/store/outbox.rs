@@ -8,7 +8,7 @@
 use super::now;
 use super::paging::{keyset, KeyOrder, Page, PageRequest};
 use sea_orm::entity::prelude::*;
-use sea_orm::{DatabaseBackend, QueryOrder, Set, Statement};
+use sea_orm::{DatabaseBackend, QueryOrder, QuerySelect, Set, Statement};
 
 /// Advisory-lock key that orders outbox writers on Postgres (ASCII "gantry-o").
 const OUTBOX_WRITE_LOCK_KEY: i64 = 0x6761_6e74_7279_2d6f;
@@ -209,6 +209,29 @@ pub async fn list_for_org(
     }
     let page = PageRequest { limit, after };
     keyset(db, query, entity::Column::Id, KeyOrder::Ascending, &page).await
+}
+
+/// Events of every organization after `after`, oldest first (the event hub's one read).
+pub async fn list_after(
+    db: &impl ConnectionTrait,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<StoredEvent>, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::Id.gt(after))
+        .order_by_asc(entity::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// The newest event id of all (0 when there is none).
+pub async fn latest_id(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    let latest = entity::Entity::find()
+        .order_by_desc(entity::Column::Id)
+        .one(db)
+        .await?;
+    Ok(latest.map_or(0, |event| event.id))
 }
 
 /// The newest event id of an organization (where a fresh stream starts).

@@ -320,3 +320,35 @@ pub async fn set_status(
     row.updated_at = Set(super::now());
     row.update(db).await
 }
+
+/// How many live projects the workspace has (the project quota).
+pub async fn count_live_in_workspace(
+    db: &impl ConnectionTrait,
+    workspace_id: Uuid,
+) -> Result<u64, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::WorkspaceId.eq(workspace_id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .count(db)
+        .await
+}
+
+/// Deletes the project's graph versions older than the newest `keep` (version 0, the empty
+/// start, is pruned like the others).
+pub async fn prune_versions(
+    db: &impl ConnectionTrait,
+    project_id: Uuid,
+    newest: i32,
+    keep: u64,
+) -> Result<u64, DbErr> {
+    let oldest_kept = i64::from(newest) - i64::try_from(keep).unwrap_or(i64::MAX) + 1;
+    if oldest_kept <= 0 {
+        return Ok(0);
+    }
+    let result = version_entity::Entity::delete_many()
+        .filter(version_entity::Column::ProjectId.eq(project_id))
+        .filter(version_entity::Column::Version.lt(oldest_kept))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

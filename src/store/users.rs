@@ -75,3 +75,15 @@ pub async fn find_by_sub(db: &impl ConnectionTrait, sub: &str) -> Result<Option<
         .one(db)
         .await
 }
+
+/// Locks the user row `sub` for the rest of the transaction (Postgres; SQLite write
+/// transactions are serialized already), so two concurrent creates by one user count each
+/// other (the per-user quotas). The row exists: it is stored on first sight of a token.
+pub async fn lock(db: &impl ConnectionTrait, sub: &str) -> Result<(), DbErr> {
+    use sea_orm::QuerySelect;
+    let query = entity::Entity::find().filter(entity::Column::Sub.eq(sub));
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        query.lock_exclusive().one(db).await?;
+    }
+    Ok(())
+}

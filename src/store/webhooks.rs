@@ -2,6 +2,7 @@
 
 use super::paging::{keyset, KeyOrder, Page, PageRequest};
 use super::{new_id, now};
+use crate::sealed::{SealError, SecretsCipher};
 use sea_orm::entity::prelude::*;
 use sea_orm::{DatabaseBackend, Set, Statement};
 
@@ -30,8 +31,9 @@ stored_names!(DeliveryStatus {
 pub mod entity {
     use sea_orm::entity::prelude::*;
 
-    /// A webhook subscription; `events` is a JSON array of patterns.
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    /// A webhook subscription; `events` is a JSON array of patterns. Its `Debug` hides the
+    /// secret.
+    #[derive(Clone, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "webhooks")]
     pub struct Model {
         /// Primary key.
@@ -48,7 +50,8 @@ pub mod entity {
         /// Free-text description, if any.
         #[sea_orm(column_type = "Text", nullable)]
         pub description: Option<String>,
-        /// Signing secret for delivery signatures.
+        /// Signing secret for delivery signatures, sealed at rest (see
+        /// [`super::Webhook::signing_secret`]).
         pub secret: String,
         /// When the row was inserted.
         pub created_at: DateTimeUtc,
@@ -56,6 +59,25 @@ pub mod entity {
         pub updated_at: DateTimeUtc,
         /// When the row was soft-deleted; `None` while live.
         pub deleted_at: Option<DateTimeUtc>,
+        /// Id of the key that sealed `secret`; `None` = stored before encryption at rest.
+        pub secret_key_id: Option<String>,
+    }
+
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Webhook")
+                .field("id", &self.id)
+                .field("org_id", &self.org_id)
+                .field("url", &self.url)
+                .field("events", &self.events)
+                .field("description", &self.description)
+                .field("secret", &"[redacted]")
+                .field("secret_key_id", &self.secret_key_id)
+                .field("created_at", &self.created_at)
+                .field("updated_at", &self.updated_at)
+                .field("deleted_at", &self.deleted_at)
+                .finish()
+        }
     }
 
     /// No relations are declared; queries join explicitly.
@@ -121,7 +143,33 @@ pub mod delivery_entity {
 pub use delivery_entity::Model as Delivery;
 pub use entity::Model as Webhook;
 
+/// Associated data sealing the secret of webhook `id` (a value moved to another row fails).
+fn secret_aad(id: Uuid) -> String {
+    format!("webhooks:{id}")
+}
+
+/// `secret` sealed for webhook `id`, as the two stored columns.
+fn seal_secret(
+    cipher: &SecretsCipher,
+    id: Uuid,
+    secret: &str,
+) -> Result<(String, Option<String>), DbErr> {
+    let sealed = cipher
+        .seal(&secret_aad(id), secret)
+        .map_err(|e| DbErr::Custom(format!("sealing a webhook secret: {e}")))?;
+    Ok((sealed.ciphertext, Some(sealed.key_id)))
+}
+
 impl Webhook {
+    /// The signing secret in clear, for signing a delivery.
+    pub fn signing_secret(&self, cipher: &SecretsCipher) -> Result<String, SealError> {
+        cipher.open(
+            &secret_aad(self.id),
+            self.secret_key_id.as_deref(),
+            &self.secret,
+        )
+    }
+
     /// The subscribed event patterns.
     pub fn patterns(&self) -> Vec<String> {
         serde_json::from_value(self.events.clone()).unwrap_or_default()
@@ -135,16 +183,20 @@ pub async fn insert(
     url: &str,
     events: &[String],
     description: Option<String>,
+    cipher: &SecretsCipher,
     secret: &str,
 ) -> Result<Webhook, DbErr> {
     let at = now();
+    let id = new_id();
+    let (secret, secret_key_id) = seal_secret(cipher, id, secret)?;
     entity::ActiveModel {
-        id: Set(new_id()),
+        id: Set(id),
         org_id: Set(org_id),
         url: Set(url.to_owned()),
         events: Set(serde_json::json!(events)),
         description: Set(description),
-        secret: Set(secret.to_owned()),
+        secret: Set(secret),
+        secret_key_id: Set(secret_key_id),
         created_at: Set(at),
         updated_at: Set(at),
         deleted_at: Set(None),
@@ -202,16 +254,58 @@ pub async fn update(
     row.update(db).await
 }
 
-/// Replaces the signing secret.
+/// Replaces the signing secret (sealed under the current key).
 pub async fn set_secret(
     db: &impl ConnectionTrait,
     webhook: Webhook,
+    cipher: &SecretsCipher,
     secret: &str,
 ) -> Result<Webhook, DbErr> {
+    let (sealed, key_id) = seal_secret(cipher, webhook.id, secret)?;
     let mut row: entity::ActiveModel = webhook.into();
-    row.secret = Set(secret.to_owned());
+    row.secret = Set(sealed);
+    row.secret_key_id = Set(key_id);
     row.updated_at = Set(now());
     row.update(db).await
+}
+
+/// Seals again, under the current key, every webhook secret (deleted ones too) that is
+/// plaintext or sealed by another key; answers how many. Used at start-up (plaintext only) and
+/// by `gantry rotate-secrets` (all stale ones).
+pub async fn reseal_secrets(
+    db: &impl ConnectionTrait,
+    cipher: &SecretsCipher,
+    plaintext_only: bool,
+) -> Result<u64, DbErr> {
+    let mut query = entity::Entity::find();
+    query = if plaintext_only {
+        query.filter(entity::Column::SecretKeyId.is_null())
+    } else {
+        query.filter(
+            sea_orm::Condition::any()
+                .add(entity::Column::SecretKeyId.is_null())
+                .add(entity::Column::SecretKeyId.ne(cipher.current_key_id())),
+        )
+    };
+    let mut count = 0;
+    for webhook in query.all(db).await? {
+        let clear = webhook
+            .signing_secret(cipher)
+            .map_err(|e| DbErr::Custom(format!("webhook {}: {e}", webhook.id)))?;
+        let (sealed, key_id) = seal_secret(cipher, webhook.id, &clear)?;
+        entity::Entity::update_many()
+            .col_expr(entity::Column::Secret, Expr::value(sealed))
+            .col_expr(entity::Column::SecretKeyId, Expr::value(key_id))
+            .filter(entity::Column::Id.eq(webhook.id))
+            .filter(match &webhook.secret_key_id {
+                None => entity::Column::SecretKeyId.is_null(),
+                Some(old) => entity::Column::SecretKeyId.eq(old.clone()),
+            })
+            .exec(db)
+            .await?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// Soft-deletes the webhook.
@@ -436,6 +530,18 @@ pub struct DeliveryCounts {
     pub oldest_pending_run_at: Option<i64>,
 }
 
+/// Deliveries that succeeded at or after `since`.
+pub async fn count_delivered_since(
+    db: &impl ConnectionTrait,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, DbErr> {
+    delivery_entity::Entity::find()
+        .filter(delivery_entity::Column::Status.eq(DeliveryStatus::Delivered))
+        .filter(delivery_entity::Column::DeliveredAt.gte(since))
+        .count(db)
+        .await
+}
+
 /// Deliveries per state, shaped like a job queue's counts for the admin API: ready now,
 /// waiting for a retry, being attempted (leased), failed for good, delivered; plus when the
 /// oldest ready one became due.
@@ -495,4 +601,9 @@ pub async fn list_failed_deliveries(
         page,
     )
     .await
+}
+
+/// How many live webhooks the organization has (the webhook quota).
+pub async fn count_live(db: &impl ConnectionTrait, org_id: Uuid) -> Result<u64, DbErr> {
+    super::live_in_org::<entity::Entity>(org_id).count(db).await
 }

@@ -336,3 +336,8 @@ pub async fn stale_in(
         .all(db)
         .await
 }
+
+/// How many live (not deleted) workspaces the organization has (the workspace quota).
+pub async fn count_live(db: &impl ConnectionTrait, org_id: Uuid) -> Result<u64, DbErr> {
+    super::live_in_org::<entity::Entity>(org_id).count(db).await
+}

@@ -7,8 +7,11 @@ use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 
 /// Ranges that are never a public destination (IANA special-purpose registries, RFC 6890 and
-/// successors): loopback, private, shared, link-local, documentation, benchmarking, multicast,
-/// reserved, and the IPv6 equivalents, including IPv4-mapped and NAT64 forms.
+/// successors, as of 2026): loopback, private, shared, link-local, documentation, benchmarking,
+/// multicast, reserved, and the IPv6 equivalents, including IPv4-mapped and NAT64 forms.
+/// Kept here because no maintained crate ships the registries (`IpAddr::is_global` is still
+/// unstable; the crates that copy it are single releases); whole blocks are refused even where
+/// the registry carves a reachable piece out (e.g. `192.0.0.9`), erring on the safe side.
 const NON_PUBLIC: &[&str] = &[
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -34,6 +37,8 @@ const NON_PUBLIC: &[&str] = &[
     "100::/64",
     "2001::/23",
     "2001:db8::/32",
+    "3fff::/20",
+    "5f00::/16",
     "2002::/16",
     "fc00::/7",
     "fe80::/10",
@@ -52,8 +57,9 @@ pub enum OutboundError {
     /// The host did not resolve.
     #[error("host {0} does not resolve")]
     Unresolvable(String),
-    /// The host resolves to an address that is not public.
-    #[error("{host} resolves to {addr}, which is not a public address")]
+    /// The host resolves to an address that is not public. The message leaves the address out:
+    /// it would tell a tenant about the internal network.
+    #[error("{host} does not resolve to a public address")]
     NotPublic {
         /// The URL's host.
         host: String,
@@ -179,6 +185,14 @@ mod tests {
             "http://[fd00::1]/",
             "http://0.0.0.0/",
             "http://100.64.0.1/",
+            "http://198.18.0.1/",
+            "http://240.0.0.1/",
+            "http://[2001:db8::1]/",
+            "http://[3fff::1]/",
+            "http://[5f00::1]/",
+            "http://[64:ff9b::a00:1]/",
+            "http://[fe80::1]/",
+            "http://[ff02::1]/",
         ] {
             assert!(
                 matches!(

@@ -84,6 +84,8 @@ impl WebhookSender {
             .dns_resolver(Arc::new(PolicyResolver {
                 policy: policy.clone(),
             }))
+            // A proxy would resolve the host itself, past the policy resolver.
+            .no_proxy()
             .user_agent(concat!("Gantry-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { client, policy })

@@ -41,6 +41,8 @@ pub struct WorkerContext {
     pub metrics: Arc<Metrics>,
     /// The job queues.
     pub queues: crate::jobs::Queues,
+    /// Opens stored secrets (org secrets, webhook signing secrets).
+    pub secrets: Arc<crate::sealed::SecretsCipher>,
 }
 
 pub use registry::queue_for_event;

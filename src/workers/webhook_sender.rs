@@ -100,11 +100,16 @@ async fn attempt(
     let event = outbox_store::find_by_event_id(&ctx.db, delivery.event_id).await?;
     let (outcome, elapsed) = match (webhook, event) {
         (Some(webhook), Some(event)) if webhook.deleted_at.is_none() => {
+            // A secret that does not open (key dropped without rotating) is the database's
+            // error here: the attempt stays pending until an operator fixes the keys.
+            let secret = webhook
+                .signing_secret(&ctx.secrets)
+                .map_err(|e| sea_orm::DbErr::Custom(format!("webhook {}: {e}", webhook.id)))?;
             let body = serde_json::to_vec(&Envelope::from(&event)).unwrap_or_default();
             sender
                 .send(
                     &webhook.url,
-                    &webhook.secret,
+                    &secret,
                     &event.event_type,
                     &event.event_id.to_string(),
                     body,

@@ -51,6 +51,14 @@ pub fn test_redis_url(test: &str) -> Option<String> {
     }
 }
 
+/// `GANTRY_SECRETS_KEY` of every test app (32 bytes of 0x2a, base64), unless a test sets its own.
+pub const TEST_SECRETS_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
+
+/// The cipher the test apps seal stored secrets with (to read them the way workers do).
+pub fn secrets_cipher() -> gantry::sealed::SecretsCipher {
+    gantry::sealed::SecretsCipher::new([0x2a; 32], None)
+}
+
 /// How often [`eventually`] checks again.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -395,6 +403,8 @@ pub fn test_config(
     vars.insert("KEYCLOAK_ISSUER", issuer.issuer());
     vars.insert("KEYCLOAK_AUDIENCE", "gantry".to_owned());
     vars.insert("GANTRY_LOG", "warn".to_owned());
+    vars.entry("GANTRY_SECRETS_KEY")
+        .or_insert_with(|| TEST_SECRETS_KEY.to_owned());
     if let Some(redis_url) = redis_url {
         vars.insert("REDIS_URL", redis_url);
     }

@@ -17,6 +17,8 @@ pub fn gantry(dir: &Path) -> Command {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("GANTRY_LOG", "warn")
+        // The key the in-process test apps seal secrets with, so a worker process opens them.
+        .env("GANTRY_SECRETS_KEY", super::TEST_SECRETS_KEY)
         // Every process serves /health and /metrics: by default on a port the OS picks as it
         // binds, so two processes never share one and no test races for it. A test that talks
         // to the process starts it with `spawn_serving`, which knows the port.

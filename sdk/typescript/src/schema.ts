@@ -645,7 +645,7 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** @description Create a secret or replace its value (admin+). Answers `204` without the value. */
+        /** @description Create a secret or change its value and binding (admin+). A new secret needs `value` and `allowed_hosts`. Answers `204` without the value. */
         put: operations["put_secret"];
         post?: never;
         /** @description Delete a secret (admin+). Jobs that name it fail validation from then on. */
@@ -968,6 +968,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/stats/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Live queue statistics as Server-Sent Events: an `event: stats` with a [`StatsSample`] at once and then every `interval_ms` (250..=60000, default 2000) until the client leaves. A sample that cannot be taken (database or Redis down) is sent as `event: error` with the problem detail, and sampling goes on. */
+        get: operations["stats_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/jobs": {
         parameters: {
             query?: never;
@@ -1020,6 +1037,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/jobs/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Runs the dead jobs of a queue again, each with a fresh set of attempts (as `retry` does one by one); `202` with how many. Queue `webhooks` answers 422: failed deliveries are redelivered through their webhook. */
+        post: operations["retry_jobs"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/probes": {
         parameters: {
             query?: never;
@@ -1048,6 +1082,40 @@ export interface paths {
         get: operations["get_probes"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/console/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description How the console logs in; needs no token. */
+        get: operations["console_config"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/console/dev-token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Embedded development mode only: a token for the local user (`sub` `local`, with `gantry-admin`), for the console's log-in. Answers only clients on a loopback address (404 when dev log-in is off: with Keycloak or `GANTRY_ENV=production`). */
+        post: operations["dev_token"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2496,8 +2564,18 @@ export interface components {
         };
         /** @description Body of `PUT …/secrets/{name}`. */
         PutSecret: {
-            /** @description The value (1 byte to 64 KiB): a token, `user:token`, or an SSH private key. Write-only. */
-            value: string;
+            /** @description The value (1 byte to 64 KiB): a token, `user:token`, or an SSH private key. Write-only. Required for a new secret; omit it to change only the binding of an existing one. */
+            value?: string | null;
+            /**
+             * @description Hosts the value may be sent to, `host` (that host on the scheme's default port: 443, 80, 22) or `host:port`, e.g. `["github.com", "git.example.com:8443"]`. Required for a new secret; omitted, an existing secret keeps its list.
+             * @default null
+             */
+            allowed_hosts?: string[] | null;
+            /**
+             * @description SSH `known_hosts` lines (`ssh-keyscan` output). When set, ssh deliveries with this secret refuse any host key not listed; `""` clears it (unknown keys accepted on first use). Omitted, an existing secret keeps its value.
+             * @default null
+             */
+            known_hosts?: string | null;
         };
         /** @description One page of a list. */
         Page_for_SecretView: {
@@ -2510,6 +2588,10 @@ export interface components {
         SecretView: {
             /** @description Name (a DNS-1123 label), as jobs reference it. */
             name: string;
+            /** @description Hosts (`host` or `host:port`) the value may be sent to; `[]` = usable nowhere. */
+            allowed_hosts: string[];
+            /** @description SSH host keys (`known_hosts` lines) trusted for ssh deliveries, if set. */
+            known_hosts?: string | null;
             /**
              * Format: date-time
              * @description When it was created.
@@ -3099,6 +3181,11 @@ export interface components {
              */
             done: number;
             /**
+             * Format: uint64
+             * @description Finished within the last hour (webhooks: delivered within the last hour).
+             */
+            done_last_hour: number;
+            /**
              * Format: double
              * @description Age in seconds of the oldest ready job (`null` when none is ready, or on Redis, which keeps no enqueue times).
              */
@@ -3141,6 +3228,26 @@ export interface components {
             last_error?: string | null;
             /** @description The job's arguments. */
             args: unknown;
+        };
+        /** @description The outcome of a bulk retry. */
+        RetriedJobs: {
+            /**
+             * Format: uint64
+             * @description How many dead jobs were queued again.
+             */
+            retried: number;
+            /** @description Their ids. */
+            ids: string[];
+        };
+        /** @description `POST /v1/admin/jobs/retry` body: which dead jobs to run again. */
+        RetryFilter: {
+            /** @description The queue whose dead jobs are retried (not `webhooks`: redeliver those). */
+            queue: string;
+            /**
+             * Format: uint64
+             * @description At most this many (1..=10000, default 1000), oldest ids first.
+             */
+            limit?: number | null;
         };
         /** @description A probe batch's progress. */
         ProbeBatch: {
@@ -3192,6 +3299,31 @@ export interface components {
              * @description Each probe fails (retryably) its first this-many attempts (0..=100, default 0), to exercise retries and dead jobs.
              */
             fail_attempts?: number | null;
+        };
+        /** @description How the console should log in. */
+        ConsoleConfig: {
+            /** @description `keycloak` (OIDC authorization code + PKCE) or `embedded` (dev log-in). */
+            auth: string;
+            /** @description The realm URL, with Keycloak. */
+            issuer?: string | null;
+            /** @description The public OIDC client id, with Keycloak. */
+            client_id?: string | null;
+            /** @description Whether `POST /v1/console/dev-token` is available (embedded development mode; it then still answers only loopback clients). */
+            dev_login: boolean;
+        };
+        /** @description A minted dev token. */
+        DevToken: {
+            /** @description The bearer token. */
+            access_token: string;
+            /** @description Always `Bearer`. */
+            token_type: string;
+            /**
+             * Format: uint64
+             * @description Seconds until it expires.
+             */
+            expires_in: number;
+            /** @description Its subject. */
+            sub: string;
         };
     };
     responses: never;
@@ -9629,6 +9761,81 @@ export interface operations {
             };
         };
     };
+    stats_stream: {
+        parameters: {
+            query?: {
+                interval_ms?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": number[];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_jobs: {
         parameters: {
             query?: {
@@ -9930,6 +10137,83 @@ export interface operations {
             };
         };
     };
+    retry_jobs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RetryFilter"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetriedJobs"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     create_probes: {
         parameters: {
             query?: never;
@@ -10024,6 +10308,98 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ProbeBatch"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    console_config: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleConfig"];
+                };
+            };
+        };
+    };
+    dev_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DevToken"];
                 };
             };
             /** @description Malformed request (bad JSON syntax, bad query parameter) */

@@ -6,7 +6,7 @@ mod download;
 mod submit;
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Page};
+use super::pagination::{page_request, Limit, Page};
 use super::responses::{Accepted, NoContent};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
@@ -72,7 +72,14 @@ pub async fn create_codegen_job(
     body: JsonBody<CreateCodegenJob>,
 ) -> Result<Accepted<CodegenJobView>, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    access.recheck(&txn).await?;
+    access.lock(&txn).await?;
+    let max = state.limits.codegen_pending_per_org;
+    if store::codegen::count_unfinished(&txn, org_id).await? >= max {
+        return Err(ApiError::InFlightQuotaExceeded(format!(
+            "at most {max} codegen jobs may be pending or running per organization; \
+             wait for some to finish"
+        )));
+    }
     let view = submit::submit(state, &txn, org_id, &access.caller.sub, body.0).await?;
     txn.commit().await?;
     Ok(Accepted {
@@ -90,7 +97,7 @@ pub async fn list_codegen_jobs(
     org_id: Uuid,
     project_id: Option<&str>,
     status: Option<&str>,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<CodegenJobView>>, ApiError> {
     let page = page_request(limit, cursor)?;

@@ -3,10 +3,12 @@
 
 use super::{CodegenJobView, CreateCodegenJob, Engine, GitTargetSpec};
 use crate::app::AppState;
+use crate::domain::git_target::{host_allowed, remote_host_port};
 use crate::domain::graph;
 use crate::error::{ApiError, FieldError};
 use crate::outbox::{self, EventType};
 use crate::store::{self, projects::Project};
+use crate::webhooks::outbound::OutboundError;
 use crate::workers::codegen::git::check_target;
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
@@ -74,7 +76,8 @@ async fn check_graph_version(
     Ok(())
 }
 
-/// The Git target is allowed by the configuration and its credentials secret exists.
+/// The Git target is allowed by the configuration, its host passes the outbound policy, and
+/// its credentials secret exists and may be sent to that host.
 async fn check_git_target(
     state: &AppState,
     db: &impl ConnectionTrait,
@@ -82,15 +85,42 @@ async fn check_git_target(
     git: &GitTargetSpec,
     errors: &mut Vec<FieldError>,
 ) -> Result<(), ApiError> {
-    if let Err(problems) = check_target(&git.git_target(), &state.codegen.git_allowed_schemes, "") {
-        errors.extend(problems);
+    match check_target(&git.git_target(), &state.codegen.git_allowed_schemes, "") {
+        Err(problems) => errors.extend(problems),
+        Ok(()) => {
+            if let Some((host, port)) = remote_host_port(&git.url) {
+                // A name that does not resolve now may later: the worker checks again (and
+                // pins the address). One resolving to a non-public address is refused, without
+                // saying which address.
+                if let Err(OutboundError::NotPublic { .. }) =
+                    state.outbound.check_host(&host, port).await
+                {
+                    errors.push(FieldError::new(
+                        "/target/git/url",
+                        format!("{host} does not resolve to a public address"),
+                    ));
+                }
+            }
+        }
     }
     if let Some(secret) = &git.credentials_secret {
-        if !store::secrets::exists(db, org_id, secret).await? {
-            errors.push(FieldError::new(
+        match store::secrets::binding(db, org_id, secret).await? {
+            None => errors.push(FieldError::new(
                 "/target/git/credentials_secret",
                 format!("no org secret named {secret:?}"),
-            ));
+            )),
+            Some(binding) if !host_allowed(&binding.allowed_hosts, &git.url) => {
+                errors.push(FieldError::new(
+                    "/target/git/credentials_secret",
+                    format!(
+                        "the org secret {secret:?} may not be sent to this URL's host (its \
+                         allowed_hosts: {:?}; an admin can change them with PUT \
+                         …/secrets/{secret})",
+                        binding.allowed_hosts
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
     }
     Ok(())

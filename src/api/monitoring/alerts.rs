@@ -1,7 +1,7 @@
 //! `/v1/orgs/{org_id}/alert-channels` and `/v1/orgs/{org_id}/alert-rules` (admin+).
 
 use crate::api::body::JsonBody;
-use crate::api::pagination::{page_request, Page};
+use crate::api::pagination::{page_request, Limit, Page};
 use crate::api::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, OrgAccess};
@@ -70,7 +70,7 @@ pub async fn list_channels(
     state: &State<AppState>,
     _access: OrgAccess<Admin>,
     org_id: Uuid,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<ChannelView>>, ApiError> {
     let page = page_request(limit, cursor)?;
@@ -187,7 +187,7 @@ pub async fn list_rules(
     state: &State<AppState>,
     _access: OrgAccess<Admin>,
     org_id: Uuid,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<RuleView>>, ApiError> {
     let page = page_request(limit, cursor)?;

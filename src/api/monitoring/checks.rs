@@ -3,7 +3,7 @@
 
 use super::in_maintenance;
 use crate::api::body::JsonBody;
-use crate::api::pagination::{page_request, Page};
+use crate::api::pagination::{page_request, Limit, Page};
 use crate::api::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
@@ -71,7 +71,7 @@ pub async fn list_checks(
     state: &State<AppState>,
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<HealthCheckView>>, ApiError> {
     let page = page_request(limit, cursor)?;
@@ -146,7 +146,7 @@ pub async fn list_results(
     org_id: Uuid,
     check_id: Uuid,
     after: Option<&str>,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<ResultView>>, ApiError> {
     let since = after

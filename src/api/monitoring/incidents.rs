@@ -1,6 +1,6 @@
 //! `/v1/orgs/{org_id}/incidents`: incidents (viewer+ to read, member+ to acknowledge).
 
-use crate::api::pagination::{page_request, Page};
+use crate::api::pagination::{page_request, Limit, Page};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
 use crate::error::ApiError;
@@ -31,7 +31,7 @@ pub async fn list_incidents(
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
     status: Option<&str>,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<IncidentView>>, ApiError> {
     if let Some(s) = status.filter(|s| !matches!(*s, "open" | "resolved")) {

@@ -3,7 +3,7 @@
 //! notified; a check still failing when the window ends notifies once.
 
 use crate::api::body::JsonBody;
-use crate::api::pagination::{page_request, Page};
+use crate::api::pagination::{page_request, Limit, Page};
 use crate::api::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
@@ -44,7 +44,7 @@ pub async fn list_windows(
     state: &State<AppState>,
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
-    limit: Option<i64>,
+    limit: Limit,
     cursor: Option<&str>,
 ) -> Result<Json<Page<WindowView>>, ApiError> {
     let page = page_request(limit, cursor)?;

@@ -1,12 +1,12 @@
 //! `/v1/orgs/{org_id}/status`: the status overview, and its SSE stream of `health.*` and
 //! `incident.*` events.
 
-use crate::api::events::{poll_events, LastEventId};
+use crate::api::events::{live_events, LastEventId};
 use crate::app::AppState;
 use crate::auth::{OrgAccess, Viewer};
 use crate::error::ApiError;
 use crate::resources::status::{overview, StatusView};
-use crate::store::{self, outbox::TypeFilter};
+use crate::store::outbox::TypeFilter;
 use rocket::futures::stream::BoxStream;
 use rocket::response::stream::{Event, EventStream};
 use rocket::serde::json::Json;
@@ -37,24 +37,27 @@ pub async fn get_status(
 #[get("/v1/orgs/<org_id>/status/stream")]
 pub async fn stream_status(
     state: &State<AppState>,
-    _access: OrgAccess<Viewer>,
+    access: OrgAccess<Viewer>,
     org_id: Uuid,
     last_event_id: LastEventId,
     shutdown: Shutdown,
 ) -> Result<EventStream<BoxStream<'static, Event>>, ApiError> {
-    let cursor = match last_event_id.value.as_deref().filter(|v| !v.is_empty()) {
-        Some(value) => value
-            .parse::<i64>()
-            .map_err(|_| ApiError::BadRequest(format!("{value:?} is not an event cursor")))?,
-        None => store::outbox::latest_id_for_org(&state.db, org_id).await?,
-    };
-    let events = poll_events(
-        state.db.clone(),
+    let cursor =
+        match last_event_id.value.as_deref().filter(|v| !v.is_empty()) {
+            Some(value) => Some(value.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(
+                || ApiError::BadRequest(format!("{value:?} is not an event cursor")),
+            )?),
+            None => None,
+        };
+    let events = live_events(
+        state,
+        access.caller,
         org_id,
         cursor,
         TypeFilter::parse(STATUS_EVENTS),
         shutdown,
-    );
+    )
+    .await?;
     Ok(EventStream::from(events).heartbeat(Duration::from_secs(15)))
 }
 

@@ -17,12 +17,14 @@ pub mod objects;
 pub mod templates;
 
 use super::WorkerContext;
+use crate::domain::git_target::host_allowed;
 use crate::domain::graph::{self, Graph};
 use crate::jobs::{Command, Job, JobEnvelope, JobError};
 use crate::outbox::{self, EventType};
 use crate::resources::codegen::{CodegenError, CodegenJobView, CodegenTarget};
 use crate::resources::workspace::Progress;
 use crate::store::{self, codegen as job_store, codegen::CodegenJob, codegen::Transition};
+use crate::webhooks::outbound::OutboundPolicy;
 use objects::Object;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -311,19 +313,35 @@ async fn run(ctx: &WorkerContext, job_id: Uuid) -> Result<(), Failure> {
         "",
     )
     .map_err(|problems| Failure::invalid("git_rejected", &problems))?;
-    let credentials = match &git.credentials_secret {
+    let secret = match &git.credentials_secret {
         None => None,
-        Some(name) => Some(
-            store::secrets::get_value(&ctx.db, job.org_id, name)
+        Some(name) => {
+            let secret = store::secrets::find_for_use(&ctx.db, job.org_id, name)
                 .await?
                 .ok_or_else(|| {
                     Failure::permanent(
                         "git_rejected",
                         format!("the org secret {name:?} named by the target no longer exists"),
                     )
-                })?,
-        ),
+                })?;
+            // Checked again here: an admin may have narrowed the secret's hosts since submit.
+            if !host_allowed(&secret.binding.allowed_hosts, &git.url) {
+                return Err(Failure::permanent(
+                    "git_rejected",
+                    format!(
+                        "the org secret {name:?} may not be sent to this repository's host \
+                         (its allowed_hosts: {:?})",
+                        secret.binding.allowed_hosts
+                    ),
+                ));
+            }
+            let value = secret.value(&ctx.secrets).map_err(|e| {
+                Failure::permanent("git_rejected", format!("the org secret {name:?}: {e}"))
+            })?;
+            Some((value, secret.binding.known_hosts))
+        }
     };
+    let outbound = OutboundPolicy::new(ctx.config.outbound_allow.clone());
     let project = store::projects::find_any(&ctx.db, job.project_id).await?;
     let message = format!(
         "gantry: manifests for project {} (graph version {})\n\nCodegen job {}\n",
@@ -334,9 +352,11 @@ async fn run(ctx: &WorkerContext, job_id: Uuid) -> Result<(), Failure> {
     let sha = git::deliver(git::Delivery {
         target: &git.git_target(),
         files: &files,
-        credentials: credentials.as_deref(),
+        credentials: secret.as_ref().map(|(value, _)| value.as_str()),
         message: &message,
         timeout: ctx.config.codegen.git_timeout,
+        outbound: &outbound,
+        known_hosts: secret.as_ref().and_then(|(_, k)| k.as_deref()),
     })
     .await
     .map_err(|err| {
@@ -452,12 +472,16 @@ async fn refine(
         ctx.config.codegen.llm_timeout,
         ctx.config.codegen.llm_max_attempts,
     )
-    .map_err(|e| Failure::permanent("llm_rejected", e.to_string()))?;
+    .map_err(|e| Failure::permanent("llm_rejected", e.to_string()))?
+    .with_max_calls(ctx.config.codegen.llm_max_calls);
     client.refine(graph, objects).await.map_err(|err| {
         if err.is_retryable() {
             Failure::retryable("llm_unavailable", err.to_string())
         } else if matches!(err, llm::LlmError::Unusable { .. }) {
             Failure::permanent("llm_unparseable", err.to_string())
+        } else if matches!(err, llm::LlmError::Budget { .. }) {
+            // Spent: running the job again would only spend another budget.
+            Failure::permanent("llm_unavailable", err.to_string())
         } else {
             Failure::permanent("llm_rejected", err.to_string())
         }

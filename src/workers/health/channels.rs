@@ -41,6 +41,8 @@ impl ChannelSender {
             .timeout(config.notify_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(PolicyResolver::new(policy.clone())))
+            // A proxy would resolve the host itself, past the policy resolver.
+            .no_proxy()
             .user_agent(concat!("Gantry-Alerts/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let webhooks = WebhookSender::new(policy, config.notify_timeout)?;

@@ -30,6 +30,8 @@ impl Prober {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(PolicyResolver::new(policy.clone())))
+            // A proxy would resolve the host itself, past the policy resolver.
+            .no_proxy()
             .tls_info(true)
             .pool_max_idle_per_host(4)
             .user_agent(concat!("Gantry-Health/", env!("CARGO_PKG_VERSION")))

@@ -48,6 +48,15 @@ impl WorkspaceSpec {
     }
 }
 
+/// Pod Security admission labels on every namespace Gantry manages: `restricted` is enforced
+/// (and warned/audited) at the latest policy version, so a privileged pod created inside a
+/// vCluster is refused both by the vCluster's API server and, once synced, by the host's.
+pub const POD_SECURITY_LABELS: [(&str, &str); 4] = [
+    ("pod-security.kubernetes.io/enforce", "restricted"),
+    ("pod-security.kubernetes.io/enforce-version", "latest"),
+    ("pod-security.kubernetes.io/warn", "restricted"),
+    ("pod-security.kubernetes.io/audit", "restricted"),
+];
 /// A project as a namespace inside its workspace's vCluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectSpec {

@@ -4,7 +4,7 @@
 
 use super::driver::{
     Applied, DriverError, ExecOutcome, ExecRequest, KubeDriver, KubeObject, ProjectSpec, Readiness,
-    WorkspaceObjects, WorkspaceSpec,
+    WorkspaceObjects, WorkspaceSpec, POD_SECURITY_LABELS,
 };
 use crate::store;
 use chrono::{DateTime, Utc};
@@ -151,6 +151,16 @@ fn db_error(err: DbErr) -> DriverError {
     DriverError::Transient(format!("simulated cluster store: {err}"))
 }
 
+/// Adds the Pod Security `restricted` labels every managed namespace carries.
+fn with_pod_security(mut labels: serde_json::Value) -> serde_json::Value {
+    if let Some(map) = labels.as_object_mut() {
+        for (key, value) in POD_SECURITY_LABELS {
+            map.insert(key.to_owned(), value.into());
+        }
+    }
+    labels
+}
+
 fn expected_objects(
     workspace: &WorkspaceSpec,
 ) -> Vec<(&'static str, String, String, serde_json::Value)> {
@@ -161,11 +171,11 @@ fn expected_objects(
             "Namespace",
             String::new(),
             ns.clone(),
-            json!({"labels": {
+            json!({"labels": with_pod_security(json!({
                 "gantry.dev/org-id": workspace.org_id,
                 "gantry.dev/workspace-id": workspace.workspace_id,
                 "app.kubernetes.io/managed-by": "gantry",
-            }}),
+            }))}),
         ),
         (
             "ResourceQuota",
@@ -333,7 +343,7 @@ impl KubeDriver for SimulatedDriver {
             (
                 "Namespace".to_owned(),
                 project.namespace.clone(),
-                json!({"project_id": project.project_id}),
+                json!({"project_id": project.project_id, "labels": with_pod_security(json!({}))}),
             ),
             (
                 "ResourceQuota".to_owned(),

@@ -10,8 +10,9 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Command;
 
-/// Environment variables a git child inherits: the program path, temp dir, trust store and
-/// proxies. Everything else (GIT_TRACE, SSH_AUTH_SOCK, XDG_CONFIG_HOME, …) is cleared.
+/// Environment variables a git child inherits: the program path, temp dir and trust store.
+/// Everything else (GIT_TRACE, SSH_AUTH_SOCK, XDG_CONFIG_HOME, proxies, …) is cleared: a proxy
+/// would resolve the host itself, past the outbound policy and the pinned address.
 const INHERITED_ENV: &[&str] = &[
     "PATH",
     "TMPDIR",
@@ -19,14 +20,6 @@ const INHERITED_ENV: &[&str] = &[
     "SSL_CERT_DIR",
     "GIT_SSL_CAINFO",
     "GIT_SSL_CAPATH",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
 ];
 
 /// The git subcommands we run, for messages and classification.

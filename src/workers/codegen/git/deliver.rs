@@ -5,8 +5,52 @@ use super::auth::{prepare_auth, shell_quote, write_key, Auth};
 use super::cli::{base_env, push_config, rejections, Git, Op, RACE_REASONS};
 use super::target::{check_branch, check_files, check_url, normalize_path, Transport};
 use super::{io_error, Delivery, GitError, DEFAULT_MESSAGE, PUSH_ATTEMPTS};
+use crate::domain::git_target::remote_host_port;
+use crate::webhooks::outbound::OutboundError;
 use crate::workers::codegen::GeneratedFile;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+
+/// Where git will connect: the URL's host and port and the checked address to pin it to
+/// (`None` for an IP literal, which needs no resolving).
+struct Pin {
+    host: String,
+    port: u16,
+    addr: Option<SocketAddr>,
+}
+
+/// Resolves the remote's host and checks every address against the outbound policy; `None`
+/// for `file://`.
+async fn resolve_remote(delivery: &Delivery<'_>) -> Result<Option<Pin>, GitError> {
+    let Some((host, port)) = remote_host_port(&delivery.target.url) else {
+        return Ok(None);
+    };
+    let addrs = delivery
+        .outbound
+        .check_host(&host, port)
+        .await
+        .map_err(|e| match e {
+            OutboundError::Unresolvable(_) => GitError::Unavailable {
+                url: delivery.target.url.clone(),
+                detail: e.to_string(),
+            },
+            // The address itself stays out of the message (it says something about the
+            // network the tenant should not learn).
+            _ => GitError::Destination(format!(
+                "{host} does not resolve to a public address, so it cannot be a git target                  (operators may allow ranges with GANTRY_OUTBOUND_ALLOW_CIDRS)"
+            )),
+        })?;
+    let literal = host.parse::<IpAddr>().is_ok();
+    Ok(Some(Pin {
+        addr: if literal {
+            None
+        } else {
+            addrs.first().copied()
+        },
+        host,
+        port,
+    }))
+}
 
 /// What the remote holds: the target branch's tip, and the default branch.
 pub(super) struct RemoteState {
@@ -275,6 +319,7 @@ pub async fn deliver(delivery: Delivery<'_>) -> Result<String, GitError> {
         normalize_path(&target.path).map_err(|e| GitError::InvalidTarget(format!("path {e}")))?;
     let paths = check_files(delivery.files)?;
     let (auth, scrubber) = prepare_auth(url.transport, delivery.credentials)?;
+    let pin = resolve_remote(&delivery).await?;
 
     // Everything (working copies, HOME, the key) lives here and is deleted on drop, also when
     // the future is cancelled.
@@ -298,19 +343,69 @@ pub async fn deliver(delivery: Delivery<'_>) -> Result<String, GitError> {
     ];
     if let Auth::Header(header) = &auth {
         config.push(("http.extraHeader", header.as_str()));
-        // The header must not follow a redirect to another host.
+    }
+    let resolve_entry;
+    if url.transport == Transport::Http {
+        // Never follow a redirect, with or without credentials: it could lead anywhere,
+        // including past the outbound policy.
         config.push(("http.followRedirects", "false"));
+        if let Some(Pin {
+            host,
+            port,
+            addr: Some(addr),
+        }) = &pin
+        {
+            // curl connects to the checked address, whatever DNS answers later.
+            let ip = match addr.ip() {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            };
+            resolve_entry = format!("{host}:{port}:{ip}");
+            config.push(("http.curloptResolve", resolve_entry.as_str()));
+        }
     }
     push_config(&mut env, &config);
     if url.transport == Transport::Ssh {
         let known_hosts = scratch.path().join("known_hosts");
+        // With the secret's known_hosts, an unknown or changed host key is refused; without,
+        // the first key seen is accepted (into a file deleted with the scratch directory).
+        let checking = match delivery.known_hosts.filter(|k| !k.trim().is_empty()) {
+            Some(lines) => {
+                let mut lines = lines.replace("\r\n", "\n");
+                if !lines.ends_with('\n') {
+                    lines.push('\n');
+                }
+                write_key(&known_hosts, &lines).map_err(io_error("writing known_hosts"))?;
+                "yes"
+            }
+            None => "accept-new",
+        };
         let mut ssh = format!(
-            "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=accept-new \
-             -o UserKnownHostsFile={} -o IdentityAgent=none -o IdentitiesOnly=yes \
-             -o ConnectTimeout={}",
+            "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking={checking} \
+             -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o IdentityAgent=none \
+             -o IdentitiesOnly=yes -o ConnectTimeout={}",
             shell_quote(&known_hosts),
             delivery.timeout.as_secs().clamp(1, 60)
         );
+        if let Some(Pin {
+            host,
+            port,
+            addr: Some(addr),
+        }) = &pin
+        {
+            // Connect to the checked address; host keys are still looked up by name (in the
+            // `[host]:port` form ssh-keyscan writes for other ports).
+            let alias = if *port == 22 {
+                host.clone()
+            } else {
+                format!("[{host}]:{port}")
+            };
+            ssh.push_str(&format!(
+                " -o HostName={} -o HostKeyAlias={}",
+                shell_quote(Path::new(&addr.ip().to_string())),
+                shell_quote(Path::new(&alias))
+            ));
+        }
         match &auth {
             Auth::SshKey(key) => {
                 let key_path = scratch.path().join("id_gantry");

@@ -25,6 +25,7 @@ mod target;
 pub use deliver::deliver;
 pub use target::{check_target, GitTarget};
 
+use crate::webhooks::outbound::OutboundPolicy;
 use crate::workers::codegen::GeneratedFile;
 use std::time::Duration;
 
@@ -50,6 +51,11 @@ pub struct Delivery<'a> {
     pub message: &'a str,
     /// Limit for each git command; a command running longer is killed.
     pub timeout: Duration,
+    /// Which addresses the remote may have: its host is resolved, checked and the connection
+    /// pinned to the checked address.
+    pub outbound: &'a OutboundPolicy,
+    /// SSH `known_hosts` lines of the secret: when set, unknown host keys are refused.
+    pub known_hosts: Option<&'a str>,
 }
 
 impl std::fmt::Debug for Delivery<'_> {
@@ -60,6 +66,7 @@ impl std::fmt::Debug for Delivery<'_> {
             .field("credentials", &self.credentials.map(|_| "[redacted]"))
             .field("message", &self.message)
             .field("timeout", &self.timeout)
+            .field("known_hosts", &self.known_hosts.is_some())
             .finish()
     }
 }
@@ -73,6 +80,9 @@ pub enum GitError {
     /// A file path is not acceptable (absolute, `..`, inside `.git`, duplicated).
     #[error("invalid file: {0}")]
     InvalidFiles(String),
+    /// The remote's host resolves to an address the outbound policy refuses.
+    #[error("{0}")]
+    Destination(String),
     /// The credentials cannot be used with this URL (an SSH key for https, a token for ssh).
     #[error("unusable credentials: {0}")]
     InvalidCredentials(String),
@@ -167,6 +177,7 @@ impl GitError {
             GitError::InvalidTarget(_)
             | GitError::InvalidFiles(_)
             | GitError::InvalidCredentials(_)
+            | GitError::Destination(_)
             | GitError::Auth { .. }
             | GitError::NotFound { .. }
             | GitError::PushRejected { .. }

@@ -1,22 +1,25 @@
-//! Checking an answer: split into YAML documents, parsed into our typed objects, matched one to
-//! one with the given ones, and the facts a refinement must keep compared.
+//! Checking an answer: split into YAML documents, parsed into our typed objects and matched one
+//! to one with the given ones (what may change inside an object is [`super::allowed`]'s).
 
 use crate::workers::codegen::objects::{Object, ObjectError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// One given object: how it is matched, and the facts an answer must keep.
+/// One given object: how it is matched, and its fields (to compare the answer's with).
 pub(super) struct Expected {
     pub(super) key: (String, String),
     pub(super) value: Value,
 }
+
+/// The answer's objects with their fields, keyed by (kind, name).
+pub(super) type Answered = BTreeMap<(String, String), (Object, Value)>;
 
 /// Parses an answer into objects keyed by (kind, name), or says everything wrong with it.
 pub(super) fn check_answer(
     text: &str,
     finish_reason: Option<&str>,
     expected: &[Expected],
-) -> Result<BTreeMap<(String, String), Object>, String> {
+) -> Result<Answered, String> {
     let mut problems = Vec::new();
     if finish_reason == Some("length") {
         problems.push(
@@ -26,7 +29,7 @@ pub(super) fn check_answer(
     }
     let wanted: BTreeMap<&(String, String), &Expected> =
         expected.iter().map(|e| (&e.key, e)).collect();
-    let mut found: BTreeMap<(String, String), Object> = BTreeMap::new();
+    let mut found: BTreeMap<(String, String), (Object, Value)> = BTreeMap::new();
     for (index, document) in split_documents(text).iter().enumerate() {
         let number = index + 1;
         let object = match Object::from_yaml(document) {
@@ -38,12 +41,12 @@ pub(super) fn check_answer(
         };
         let object_key = key(&object);
         let label = format!("{}/{}", object_key.0, object_key.1);
-        let Some(given) = wanted.get(&object_key) else {
+        if !wanted.contains_key(&object_key) {
             problems.push(format!(
                 "document {number}: {label} was not given; add or rename no objects"
             ));
             continue;
-        };
+        }
         if found.contains_key(&object_key) {
             problems.push(format!("document {number}: {label} appears more than once"));
             continue;
@@ -53,14 +56,11 @@ pub(super) fn check_answer(
             .map_err(|e| e.to_string())
             .and_then(|y| yaml_value(&y))
         {
-            Ok(value) => problems.extend(
-                kept_facts(&given.value, &value)
-                    .into_iter()
-                    .map(|p| format!("{label}: {p}")),
-            ),
+            Ok(value) => {
+                found.insert(object_key, (object, value));
+            }
             Err(err) => problems.push(format!("{label}: {err}")),
         }
-        found.insert(object_key, object);
     }
     for e in expected {
         if !found.contains_key(&e.key) {
@@ -170,99 +170,6 @@ pub(super) fn yaml_value(yaml: &str) -> Result<Value, String> {
     serde_saphyr::from_str::<Value>(yaml).map_err(|e| e.to_string())
 }
 
-/// Fields that must be identical in the answer (where selectors and targets live).
-const SAME: &[&str] = &[
-    "/metadata/namespace",
-    "/spec/selector",
-    "/spec/podSelector",
-    "/spec/scaleTargetRef",
-    "/spec/serviceName",
-];
-/// Label maps whose given entries must all still be present.
-const LABELS: &[&str] = &[
-    "/metadata/labels",
-    "/spec/template/metadata/labels",
-    "/spec/jobTemplate/spec/template/metadata/labels",
-];
-/// Pod specs whose containers must keep their images.
-const POD_SPECS: &[&str] = &[
-    "/spec/template/spec",
-    "/spec/jobTemplate/spec/template/spec",
-];
-
-/// The hard rules the code can check on one object: selectors, labels, namespace and images.
-fn kept_facts(given: &Value, answer: &Value) -> Vec<String> {
-    let mut problems = Vec::new();
-    for pointer in SAME {
-        if given.pointer(pointer) != answer.pointer(pointer) {
-            problems.push(format!(
-                "{} changed; keep it exactly as given",
-                dotted(pointer)
-            ));
-        }
-    }
-    for pointer in LABELS {
-        let Some(Value::Object(labels)) = given.pointer(pointer) else {
-            continue;
-        };
-        for (name, value) in labels {
-            let kept = answer.pointer(pointer).and_then(|l| l.get(name));
-            if kept != Some(value) {
-                problems.push(format!(
-                    "{} must keep {name}: {}",
-                    dotted(pointer),
-                    value.as_str().unwrap_or_default()
-                ));
-            }
-        }
-    }
-    for pointer in POD_SPECS {
-        let answer_images = images(answer.pointer(pointer));
-        for (container, image) in images(given.pointer(pointer)) {
-            match answer_images.get(&container) {
-                None => problems.push(format!("container {container} is missing")),
-                Some(kept) if *kept != image => {
-                    problems.push(format!("container {container} must keep image {image}"))
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    problems
-}
-
-/// Container name → image of a pod spec (containers and init containers).
-pub(super) fn images(pod_spec: Option<&Value>) -> BTreeMap<String, String> {
-    let mut found = BTreeMap::new();
-    let Some(pod_spec) = pod_spec else {
-        return found;
-    };
-    for list in ["containers", "initContainers"] {
-        for container in pod_spec
-            .get(list)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = container
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let image = container
-                .get("image")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            found.insert(name.to_owned(), image.to_owned());
-        }
-    }
-    found
-}
-
-/// `/spec/selector` → `spec.selector`.
-fn dotted(pointer: &str) -> String {
-    pointer.trim_start_matches('/').replace('/', ".")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,35 +187,5 @@ mod tests {
         assert_eq!(split_documents(wrapped), ["a: 1\n", "b: 2\n"]);
         // A fence cut off by the token limit still yields what came before the cut.
         assert_eq!(split_documents("```yaml\na: 1\n"), ["a: 1\n"]);
-    }
-
-    #[test]
-    fn kept_facts_catch_selector_label_and_image_changes() {
-        let given = serde_json::json!({
-            "metadata": {"namespace": "shop", "labels": {"app": "web"}},
-            "spec": {
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}
-                }
-            }
-        });
-        assert!(kept_facts(&given, &given).is_empty());
-        let mut refined = given.clone();
-        refined["metadata"]["labels"]["tier"] = "frontend".into();
-        refined["spec"]["template"]["spec"]["containers"][0]["resources"] =
-            serde_json::json!({"limits": {"memory": "256Mi"}});
-        assert!(
-            kept_facts(&given, &refined).is_empty(),
-            "additions are fine"
-        );
-        let mut broken = given.clone();
-        broken["metadata"]["namespace"] = "other".into();
-        broken["spec"]["selector"]["matchLabels"]["app"] = "x".into();
-        broken["spec"]["template"]["metadata"]["labels"] = serde_json::json!({});
-        broken["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:latest".into();
-        let problems = kept_facts(&given, &broken);
-        assert_eq!(problems.len(), 4, "{problems:?}");
     }
 }

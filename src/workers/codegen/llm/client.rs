@@ -100,9 +100,40 @@ enum Try {
     Refused(LlmError),
 }
 
+/// Requests one refinement may still send (`GANTRY_LLM_MAX_CALLS` across answers and tries).
+pub(super) struct Budget {
+    left: u32,
+    spent: u32,
+}
+
+impl Budget {
+    /// A budget of `calls` requests.
+    pub(super) fn new(calls: u32) -> Self {
+        Self {
+            left: calls,
+            spent: 0,
+        }
+    }
+
+    /// Takes one request from the budget; false when it is spent.
+    fn take(&mut self) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        self.spent += 1;
+        true
+    }
+}
+
 impl LlmClient {
-    /// Sends the conversation, trying again while the endpoint is busy or unreachable.
-    pub(super) async fn complete(&self, messages: &[Message]) -> Result<Reply, LlmError> {
+    /// Sends the conversation, trying again while the endpoint is busy or unreachable, as long
+    /// as `budget` allows.
+    pub(super) async fn complete(
+        &self,
+        messages: &[Message],
+        budget: &mut Budget,
+    ) -> Result<Reply, LlmError> {
         let request = ChatRequest {
             model: &self.model,
             temperature: 0,
@@ -110,6 +141,16 @@ impl LlmClient {
         };
         let mut last = String::new();
         for attempt in 1..=TRIES_PER_REQUEST {
+            if !budget.take() {
+                return Err(LlmError::Budget {
+                    calls: budget.spent,
+                    last: if last.is_empty() {
+                        "no answer was usable".to_owned()
+                    } else {
+                        last
+                    },
+                });
+            }
             let wait = match self.try_once(&request).await {
                 Try::Done(reply) => return Ok(reply),
                 Try::Refused(err) => return Err(err),
@@ -118,8 +159,9 @@ impl LlmClient {
                     retry_after,
                 } => {
                     last = reason;
+                    // Jitter, so jobs failing together do not come back together.
                     retry_after.unwrap_or_else(|| {
-                        crate::workers::backoff::ceiling(self.retry_base, MAX_WAIT, attempt)
+                        crate::workers::backoff::full_jitter(self.retry_base, MAX_WAIT, attempt)
                     })
                 }
             };

@@ -4,9 +4,10 @@
 //! The protocol (prompt, message layout, retries, what counts as a usable answer) is documented
 //! for operators in `docs/llm-engine.md`; keep the two in step.
 //!
-//! `prompt` says what the model is asked, `client` sends it (with retries), `answer` checks what
-//! comes back.
+//! `prompt` says what the model is asked, `client` sends it (with retries, within a budget of
+//! calls), `answer` checks what comes back and `allowed` what it may have changed.
 
+mod allowed;
 mod answer;
 mod client;
 mod prompt;
@@ -17,8 +18,9 @@ use crate::config::LlmConfig;
 use crate::domain::graph::Graph;
 use crate::webhooks::sender::describe;
 use crate::workers::codegen::objects::Object;
+use allowed::disallowed_changes;
 use answer::{check_answer, key, yaml_value, Expected};
-use client::{excerpt, Message, Reply, DEFAULT_RETRY_BASE};
+use client::{excerpt, Budget, Message, Reply, DEFAULT_RETRY_BASE};
 use prompt::{correction, user_message};
 use std::time::Duration;
 
@@ -47,6 +49,21 @@ pub enum LlmError {
         /// Start of the response body (at most 500 characters, API key redacted).
         body: String,
     },
+    /// The answer changed fields outside the allow-list (resources, probes, replicas,
+    /// annotations, plain env values): refused outright, not asked again.
+    #[error("LLM answer refused: {problem}")]
+    Disallowed {
+        /// The changes (at most 500 characters).
+        problem: String,
+    },
+    /// `GANTRY_LLM_MAX_CALLS` requests were sent without a usable answer.
+    #[error("LLM call budget of {calls} requests spent without a usable answer: {last}")]
+    Budget {
+        /// Requests sent.
+        calls: u32,
+        /// What the last one came to.
+        last: String,
+    },
     /// No answer parsed into the same set of objects within the allowed attempts.
     #[error("LLM answer unusable after {attempts} attempts: {problem}")]
     Unusable {
@@ -72,8 +89,13 @@ pub struct LlmClient {
     api_key: Option<String>,
     model: String,
     max_attempts: u32,
+    max_calls: u32,
     retry_base: Duration,
 }
+
+/// Requests one refinement may send in all when the client is not told otherwise
+/// (`GANTRY_LLM_MAX_CALLS`'s default).
+pub const DEFAULT_MAX_CALLS: u32 = 10;
 
 impl std::fmt::Debug for LlmClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,6 +105,7 @@ impl std::fmt::Debug for LlmClient {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("model", &self.model)
             .field("max_attempts", &self.max_attempts)
+            .field("max_calls", &self.max_calls)
             .finish()
     }
 }
@@ -110,6 +133,8 @@ impl LlmClient {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             // A redirected POST may turn into a GET; a wrong base URL should fail loudly instead.
             .redirect(reqwest::redirect::Policy::none())
+            // The configured endpoint directly: no proxy from the environment in between.
+            .no_proxy()
             .user_agent(concat!("Gantry-Codegen/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| LlmError::Setup(describe(&e)))?;
@@ -120,8 +145,15 @@ impl LlmClient {
             model: config.model.clone(),
             // Zero would mean "never ask", which can only be a misconfiguration.
             max_attempts: max_attempts.max(1),
+            max_calls: DEFAULT_MAX_CALLS,
             retry_base: DEFAULT_RETRY_BASE,
         })
+    }
+
+    /// Caps the requests one refinement sends in all (answers × HTTP tries; at least 1).
+    pub fn with_max_calls(mut self, max_calls: u32) -> Self {
+        self.max_calls = max_calls.max(1);
+        self
     }
 
     /// Sets the first backoff delay when the endpoint sends no `Retry-After` (default 1 s).
@@ -173,8 +205,9 @@ impl LlmClient {
             Message::user(user_message(&graph_json, &documents, &listing)),
         ];
         let mut problem = String::new();
+        let mut budget = Budget::new(self.max_calls);
         for attempt in 1..=self.max_attempts {
-            match self.complete(&messages).await? {
+            match self.complete(&messages, &mut budget).await? {
                 Reply::Malformed(why) => {
                     tracing::warn!(attempt, problem = %why, "LLM response unusable; asking again");
                     problem = why;
@@ -184,6 +217,25 @@ impl LlmClient {
                     finish_reason,
                 } => match check_answer(&text, finish_reason.as_deref(), &expected) {
                     Ok(mut refined) => {
+                        let changes: Vec<String> = expected
+                            .iter()
+                            .filter_map(|e| refined.get(&e.key).map(|(_, v)| (e, v)))
+                            .flat_map(|(e, answer)| {
+                                disallowed_changes(&e.value, answer)
+                                    .into_iter()
+                                    .map(|p| format!("{}/{}: {p}", e.key.0, e.key.1))
+                            })
+                            .collect();
+                        if !changes.is_empty() {
+                            tracing::warn!(
+                                attempt,
+                                problem = %excerpt(&changes.join("; ")),
+                                "LLM answer changes fields outside the allow-list; refused"
+                            );
+                            return Err(LlmError::Disallowed {
+                                problem: excerpt(&changes.join("\n")),
+                            });
+                        }
                         tracing::info!(
                             attempt,
                             objects = refined.len(),
@@ -192,7 +244,7 @@ impl LlmClient {
                         // Given order, so rendering stays deterministic whatever order the model chose.
                         return Ok(expected
                             .iter()
-                            .filter_map(|e| refined.remove(&e.key))
+                            .filter_map(|e| refined.remove(&e.key).map(|(object, _)| object))
                             .collect());
                     }
                     Err(why) => {

@@ -1,5 +1,5 @@
 //! Drift: what differs between a workspace's host objects and what Gantry applied.
-use super::objects::{workspace_labels, workspace_quota};
+use super::objects::{namespace_labels, workspace_labels, workspace_quota};
 use super::requests::get_opt;
 use super::{
     KubernetesDriver, DEFAULT_DENY_POLICY_NAME, LIMIT_RANGE_NAME, QUOTA_NAME,
@@ -30,7 +30,7 @@ impl KubernetesDriver {
             Some(namespace) => label_drift(
                 &ns_label,
                 &namespace.metadata,
-                &workspace_labels(workspace),
+                &namespace_labels(workspace_labels(workspace)),
                 &mut drift,
             ),
         }

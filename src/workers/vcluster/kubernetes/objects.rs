@@ -4,7 +4,7 @@ use super::{
     KubernetesDriver, DEFAULT_DENY_POLICY_NAME, FIELD_MANAGER, LABEL_MANAGED_BY, LABEL_ORG_ID,
     LABEL_PROJECT_ID, LABEL_WORKSPACE_ID, LIMIT_RANGE_NAME, QUOTA_NAME, VCLUSTER_API_POLICY_NAME,
 };
-use crate::workers::vcluster::driver::{PlanSpec, ProjectSpec, WorkspaceSpec};
+use crate::workers::vcluster::driver::{PlanSpec, ProjectSpec, WorkspaceSpec, POD_SECURITY_LABELS};
 use k8s_openapi::api::core::v1::{
     LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
 };
@@ -167,12 +167,20 @@ pub(super) fn project_labels(project: &ProjectSpec) -> BTreeMap<String, String> 
     labels.insert(LABEL_PROJECT_ID.to_owned(), project.project_id.to_string());
     labels
 }
-/// A namespace Gantry manages (a workspace's on the host, a project's in its vCluster).
+/// The labels of a managed namespace: the owner labels plus [`POD_SECURITY_LABELS`].
+pub(super) fn namespace_labels(mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    for (key, value) in POD_SECURITY_LABELS {
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    labels
+}
+/// A namespace Gantry manages (a workspace's on the host, a project's in its vCluster), under
+/// Pod Security `restricted`.
 pub(super) fn namespace(name: &str, labels: BTreeMap<String, String>) -> Namespace {
     Namespace {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
-            labels: Some(labels),
+            labels: Some(namespace_labels(labels)),
             ..Default::default()
         },
         ..Default::default()
@@ -320,7 +328,26 @@ fn vcluster_values(workspace: &WorkspaceSpec, endpoint: &str) -> Value {
                 }
             },
             "statefulSet": {
-                "resources": { "requests": requests, "limits": limits }
+                "resources": { "requests": requests, "limits": limits },
+                // The host namespace enforces Pod Security `restricted`, the vCluster's own
+                // pod included: non-root, no privilege escalation, no capabilities, seccomp.
+                "security": {
+                    "podSecurityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": 12345,
+                        "runAsGroup": 12345,
+                        "fsGroup": 12345,
+                        "seccompProfile": { "type": "RuntimeDefault" }
+                    },
+                    "containerSecurityContext": {
+                        "allowPrivilegeEscalation": false,
+                        "runAsNonRoot": true,
+                        "runAsUser": 12345,
+                        "runAsGroup": 12345,
+                        "capabilities": { "drop": ["ALL"] },
+                        "seccompProfile": { "type": "RuntimeDefault" }
+                    }
+                }
             },
             "proxy": { "extraSANs": extra_sans }
         },

@@ -1,0 +1,131 @@
+//! Query parameters that are refused when malformed: Rocket's `Option<T>` turns a value that
+//! does not parse (`?limit=abc`) into `None`, silently ignoring it. [`Strict<T>`] keeps the
+//! failure so the handler answers 400, and documents the parameter with `T`'s schema.
+
+use crate::error::ApiError;
+use rocket::form::{
+    self, error::ErrorKind, DataField, FromForm, FromFormField, Options, ValueField,
+};
+use schemars::gen::SchemaGenerator;
+use schemars::schema::{InstanceType, Schema, SchemaObject};
+use schemars::JsonSchema;
+
+/// An optional query parameter of type `T`: absent is `None`, present but malformed is a
+/// 400 when read with [`Strict::get`].
+#[derive(Debug)]
+pub struct Strict<T>(Result<Option<T>, String>);
+
+impl<T> Strict<T> {
+    /// A present value (for calls from code rather than from a request).
+    pub fn of(value: T) -> Self {
+        Self(Ok(Some(value)))
+    }
+
+    /// An absent value.
+    pub fn absent() -> Self {
+        Self(Ok(None))
+    }
+
+    /// The value, `None` when absent; 400 naming `name` when it did not parse.
+    pub fn get(self, name: &str) -> Result<Option<T>, ApiError> {
+        self.0
+            .map_err(|reason| ApiError::BadRequest(format!("query parameter {name}: {reason}")))
+    }
+}
+
+#[rocket::async_trait]
+impl<'v, T: FromForm<'v> + Send> FromForm<'v> for Strict<T> {
+    type Context = <T as FromForm<'v>>::Context;
+
+    fn init(_opts: Options) -> Self::Context {
+        // Strict: a repeated parameter (`?limit=1&limit=2`) is an error, not the first wins.
+        T::init(Options::Strict)
+    }
+
+    fn push_value(ctxt: &mut Self::Context, field: ValueField<'v>) {
+        T::push_value(ctxt, field)
+    }
+
+    async fn push_data(ctxt: &mut Self::Context, field: DataField<'v, '_>) {
+        T::push_data(ctxt, field).await
+    }
+
+    fn finalize(this: Self::Context) -> form::Result<'v, Self> {
+        Ok(Strict(match T::finalize(this) {
+            Ok(value) => Ok(Some(value)),
+            Err(errors) if errors.iter().all(|e| matches!(e.kind, ErrorKind::Missing)) => Ok(None),
+            Err(errors) => Err(errors
+                .iter()
+                .map(|e| e.kind.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }))
+    }
+
+    fn default(_opts: Options) -> Option<Self> {
+        Some(Strict(Ok(None)))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Strict<T> {
+    fn schema_name() -> String {
+        T::schema_name()
+    }
+
+    fn is_referenceable() -> bool {
+        false
+    }
+
+    fn json_schema(gen: &mut SchemaGenerator) -> Schema {
+        // Marked nullable so rocket_okapi documents the parameter as optional; the document's
+        // post-processing turns that into `required: false` (a query value is never null).
+        let mut schema = gen.subschema_for::<T>().into_object();
+        schema
+            .extensions
+            .insert("nullable".to_owned(), serde_json::Value::Bool(true));
+        Schema::Object(schema)
+    }
+}
+
+/// `?limit=`: a page size in `1..=MAX_LIMIT`; anything else is 400.
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimit(pub u64);
+
+#[rocket::async_trait]
+impl<'v> FromFormField<'v> for PageLimit {
+    fn from_value(field: ValueField<'v>) -> form::Result<'v, Self> {
+        let max = super::pagination::MAX_LIMIT;
+        match field.value.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(PageLimit(n)),
+            _ => Err(form::Error::validation(format!(
+                "limit must be a whole number between 1 and {max}, got {:?}",
+                field.value
+            ))
+            .into()),
+        }
+    }
+}
+
+impl JsonSchema for PageLimit {
+    fn schema_name() -> String {
+        "PageLimit".to_owned()
+    }
+
+    fn is_referenceable() -> bool {
+        false
+    }
+
+    fn json_schema(_gen: &mut SchemaGenerator) -> Schema {
+        let max = super::pagination::MAX_LIMIT;
+        let mut schema = SchemaObject {
+            instance_type: Some(InstanceType::Integer.into()),
+            format: Some("int64".to_owned()),
+            ..SchemaObject::default()
+        };
+        schema.number().minimum = Some(1.0);
+        schema.number().maximum = Some(max as f64);
+        schema.metadata().default = Some(super::pagination::DEFAULT_LIMIT.into());
+        schema.metadata().description = Some(format!("Page size, 1 to {max}."));
+        Schema::Object(schema)
+    }
+}

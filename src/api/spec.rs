@@ -1,0 +1,150 @@
+//! Refinements of the generated OpenAPI document that rocket_okapi cannot express from types:
+//! optional query parameters (not `nullable`), cursor formats, and `links` from each create
+//! operation to the operations that take the id it returns (so stateful tests reach them).
+
+use serde_json::{json, Map, Value};
+
+/// Opaque list cursors are base64url without padding.
+const CURSOR_PATTERN: &str = "^[A-Za-z0-9_-]*$";
+/// Event cursors are outbox ids.
+const EVENT_CURSOR_PATTERN: &str = "^[0-9]{1,18}$";
+/// HTTP methods an OpenAPI path item can hold.
+const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
+
+/// Applies every refinement to the document (as JSON).
+pub fn refine(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        for method in METHODS {
+            if let Some(op) = item.get_mut(*method) {
+                refine_parameters(path, op);
+            }
+        }
+    }
+    add_links(paths);
+}
+
+/// Query parameters: optional rather than `nullable` (a query value is never null), and the
+/// cursor formats stated.
+fn refine_parameters(path: &str, op: &mut Value) {
+    let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for param in params {
+        if param.get("in").and_then(Value::as_str) != Some("query") {
+            continue;
+        }
+        let name = param
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let Some(schema) = param.get_mut("schema").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let nullable = schema.remove("nullable").is_some();
+        let is_events = path.ends_with("/events") || path.ends_with("/stream");
+        match name.as_str() {
+            "cursor" => {
+                schema.insert("pattern".into(), json!(CURSOR_PATTERN));
+                schema.insert("maxLength".into(), json!(512));
+            }
+            "after" if is_events => {
+                schema.insert("pattern".into(), json!(EVENT_CURSOR_PATTERN));
+            }
+            _ => {}
+        }
+        if nullable {
+            if let Some(obj) = param.as_object_mut() {
+                obj.insert("required".into(), json!(false));
+            }
+        }
+    }
+}
+
+/// The response field holding the value of path parameter `name` in a create answer.
+fn id_field(name: &str) -> &'static str {
+    match name {
+        "user_sub" => "/user_sub",
+        "batch_id" => "/batch_id",
+        _ => "/id",
+    }
+}
+
+/// `{name}` parameters of a path template, in order.
+fn path_params(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// For each `POST P` answering 201/202, links to every operation under `P/{name}` whose path
+/// parameters are those of `P` plus `name` (`name` from the response body, the rest from the
+/// request path).
+fn add_links(paths: &mut Map<String, Value>) {
+    let snapshot: Vec<(String, Vec<(String, String)>)> = paths
+        .iter()
+        .map(|(path, item)| {
+            let ops = METHODS
+                .iter()
+                .filter_map(|m| {
+                    let id = item.get(*m)?.get("operationId")?.as_str()?;
+                    Some(((*m).to_owned(), id.to_owned()))
+                })
+                .collect();
+            (path.clone(), ops)
+        })
+        .collect();
+    for (path, item) in paths.iter_mut() {
+        let Some(post) = item.get_mut("post") else {
+            continue;
+        };
+        let parent_params = path_params(path);
+        let prefix = format!("{path}/{{");
+        let mut links = Map::new();
+        for (target, ops) in &snapshot {
+            let Some(rest) = target.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((name, _)) = rest.split_once('}') else {
+                continue;
+            };
+            let params = path_params(target);
+            let covered = params
+                .iter()
+                .all(|p| p == name || parent_params.contains(p));
+            if !covered {
+                continue;
+            }
+            let mut parameters = Map::new();
+            for p in &params {
+                let source = if p == name {
+                    format!("$response.body#{}", id_field(name))
+                } else {
+                    format!("$request.path.{p}")
+                };
+                parameters.insert(p.clone(), json!(source));
+            }
+            for (_, operation_id) in ops {
+                links.insert(
+                    operation_id.clone(),
+                    json!({"operationId": operation_id, "parameters": parameters}),
+                );
+            }
+        }
+        if links.is_empty() {
+            continue;
+        }
+        let Some(responses) = post.get_mut("responses").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for code in ["201", "202"] {
+            if let Some(response) = responses.get_mut(code).and_then(Value::as_object_mut) {
+                response.insert("links".into(), Value::Object(links.clone()));
+            }
+        }
+    }
+}
