@@ -28,7 +28,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description 200 when the database (and Redis, if configured) answer; otherwise 503 naming what is down. */
+        /** @description 200 when the database (and Redis, if configured) answer; otherwise 503 naming what is down (`database: down`). The causes are logged, never answered: the endpoint is anonymous. */
         get: operations["ready"];
         put?: never;
         post?: never;
@@ -49,6 +49,194 @@ export interface paths {
         get: operations["metrics"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Jobs of a queue (default `probe`) in a state (default `dead`), paged. Queue `webhooks` lists failed webhook deliveries as its dead jobs (with their last error; redeliver them through the webhook's deliveries). */
+        get: operations["list_jobs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/jobs/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Runs the dead jobs of a queue again, each with a fresh set of attempts (as `retry` does one by one); `202` with how many. Queue `webhooks` answers 422: failed deliveries are redelivered through their webhook. */
+        post: operations["retry_jobs"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/jobs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A job by id (its latest attempt), live or dead. */
+        get: operations["get_job"];
+        put?: never;
+        post?: never;
+        /** @description Discards a dead job: `204`, and it is gone from the API (its record is kept so the reconciler does not bring it back). A job that is not dead answers 409. */
+        delete: operations["delete_job"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/jobs/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Runs a dead job again with a fresh set of attempts; `202` with the job as queued. A job that is not dead answers 409. */
+        post: operations["retry_job"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/outbox": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Outbox backlog and the age of its oldest unpublished event. */
+        get: operations["outbox_status"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/probes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Writes `count` probe events through the outbox in one transaction; `202` with the batch. */
+        post: operations["create_probes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/probes/{batch_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A probe batch's progress. */
+        get: operations["get_probes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/queues": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Job counts per queue. */
+        get: operations["queues_status"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/stats/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Live queue statistics as Server-Sent Events: an `event: stats` with a [`StatsSample`] at once and then every `interval_ms` (250..=60000, default 2000) until the client leaves. A sample that cannot be taken (database or Redis down) is sent as `event: error` with the problem detail, and sampling goes on. */
+        get: operations["stats_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/console/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description How the console logs in; needs no token. */
+        get: operations["console_config"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/console/dev-token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Embedded development mode only: a token for the local user (`sub` `local`, with `gantry-admin`), for the console's log-in. Answers only clients on a loopback address (404 when dev log-in is off: with Keycloak or `GANTRY_ENV=production`). */
+        post: operations["dev_token"];
         delete?: never;
         options?: never;
         head?: never;
@@ -109,25 +297,78 @@ export interface paths {
         patch: operations["update_org"];
         trace?: never;
     };
-    "/v1/orgs/{org_id}/members": {
+    "/v1/orgs/{org_id}/alert-channels": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** @description List members. */
-        get: operations["list_members"];
+        /** @description List alert channels (admin+). */
+        get: operations["list_channels"];
         put?: never;
-        /** @description Add a member (admin+; owners only to add an owner). */
-        post: operations["add_member"];
+        /** @description Create an alert channel (admin+). A `webhook` channel's signing secret is answered once. */
+        post: operations["create_channel"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/v1/orgs/{org_id}/members/{user_sub}": {
+    "/v1/orgs/{org_id}/alert-channels/{channel_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Get one alert channel (admin+). */
+        get: operations["get_channel"];
+        put?: never;
+        post?: never;
+        /** @description Delete an alert channel (admin+); its pending notifications fail. */
+        delete: operations["delete_channel"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/alert-channels/{channel_id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description Send a test notification to the channel now (admin+) and say whether it was accepted. */
+        post: operations["test_channel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/alert-rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List alert rules (admin+). */
+        get: operations["list_rules"];
+        put?: never;
+        /** @description Create an alert rule (admin+): for one check or for every check carrying some labels. */
+        post: operations["create_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/alert-rules/{rule_id}": {
         parameters: {
             query?: never;
             header?: never;
@@ -137,168 +378,8 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** @description Remove a member (admin+, or the member itself; owners only to remove an owner). */
-        delete: operations["remove_member"];
-        options?: never;
-        head?: never;
-        /** @description Change a member's role (admin+; owners only when an owner is involved). */
-        patch: operations["update_member"];
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/workspaces": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description List workspaces. */
-        get: operations["list_workspaces"];
-        put?: never;
-        /** @description Request a workspace (admin+): answers 202 with status `pending`. */
-        post: operations["create_workspace"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/workspaces/{workspace_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Get one workspace. */
-        get: operations["get_workspace"];
-        put?: never;
-        post?: never;
-        /** @description Request deletion (admin+): answers 202 with status `deleting`. Repeating it is harmless. */
-        delete: operations["delete_workspace"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/workspaces/{workspace_id}/retry": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** @description Retry a failed workspace (admin+): answers 202 with status `pending` and requests it again; 409 unless it is `failed`. */
-        post: operations["retry_workspace"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/workspaces/{workspace_id}/kubeconfig": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description A kubeconfig for a ready workspace (member+): the cluster is the vCluster's endpoint with its CA, the user runs the OIDC exec plugin (`kubectl oidc-login get-token`) against the configured issuer — never a static credential. 409 unless the workspace is `ready`. */
-        get: operations["get_kubeconfig"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/projects": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description List projects, optionally of one workspace. */
-        get: operations["list_projects"];
-        put?: never;
-        /** @description Create a project in a workspace (member+). */
-        post: operations["create_project"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/projects/{project_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Get one project. */
-        get: operations["get_project"];
-        put?: never;
-        post?: never;
-        /** @description Delete a project (member+). */
-        delete: operations["delete_project"];
-        options?: never;
-        head?: never;
-        /** @description Rename a project (member+). */
-        patch: operations["update_project"];
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/projects/{project_id}/graph": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description The current graph, with its version as `ETag`. */
-        get: operations["get_graph"];
-        /** @description Store a new graph version (member+). `If-Match` must carry the current `ETag`. */
-        put: operations["put_graph"];
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/projects/{project_id}/graph/versions": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Every stored version of the graph, oldest first. */
-        get: operations["list_graph_versions"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/projects/{project_id}/graph/versions/{version}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description One stored version of the graph. */
-        get: operations["get_graph_version"];
-        put?: never;
-        post?: never;
-        delete?: never;
+        /** @description Delete an alert rule (admin+). */
+        delete: operations["delete_rule"];
         options?: never;
         head?: never;
         patch?: never;
@@ -335,23 +416,6 @@ export interface paths {
         post?: never;
         /** @description Delete a job (member+; soft): it disappears from the API with its artifacts; a pending or running job is stopped as by cancel. */
         delete: operations["delete_codegen_job"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/codegen-jobs/{job_id}/cancel": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** @description Cancel a job (member+): a pending job is cancelled at once and never runs; a running one stops at its next step. 409 when it already finished. */
-        post: operations["cancel_codegen_job"];
-        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -408,80 +472,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backup-policies": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description List the workspace's backup policies. */
-        get: operations["list_backup_policies"];
-        put?: never;
-        /** @description Create a backup policy (admin+; the workspace must be on the dedicated plan). */
-        post: operations["create_backup_policy"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backup-policies/{policy_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Get one backup policy. */
-        get: operations["get_backup_policy"];
-        put?: never;
-        post?: never;
-        /** @description Delete a backup policy (admin+, soft); its backups stay until deleted or expired. */
-        delete: operations["delete_backup_policy"];
-        options?: never;
-        head?: never;
-        /** @description Change a backup policy (admin+); the result is checked as a whole. */
-        patch: operations["update_backup_policy"];
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backups": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description List the workspace's backups, newest first; filter by `status` and `policy_id`. */
-        get: operations["list_backups"];
-        put?: never;
-        /** @description Request a backup now (admin+): answers 202 with status `pending`. */
-        post: operations["create_backup"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backups/{backup_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Get one backup. */
-        get: operations["get_backup"];
-        put?: never;
-        post?: never;
-        /** @description Delete a backup (admin+, soft); its chunks go once no other backup uses them. 409 while it is pending or running. */
-        delete: operations["delete_backup"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backups/{backup_id}/restore": {
+    "/v1/orgs/{org_id}/codegen-jobs/{job_id}/cancel": {
         parameters: {
             query?: never;
             header?: never;
@@ -490,25 +481,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Restore a backup (admin+): answers 202 with the restore, status `pending`. The target is a live workspace of the same organization (default: the backup's own). */
-        post: operations["restore_backup"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/workspaces/{workspace_id}/restores/{restore_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Get one restore (addressed under the backup's workspace). */
-        get: operations["get_restore"];
-        put?: never;
-        post?: never;
+        /** @description Cancel a job (member+): a pending job is cancelled at once and never runs; a running one stops at its next step. 409 when it already finished. */
+        post: operations["cancel_codegen_job"];
         delete?: never;
         options?: never;
         head?: never;
@@ -539,131 +513,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description Server-Sent Events: each event's `id:` is its cursor, `event:` its type and `data:` the envelope. Resumes after `Last-Event-ID` (or `?after=`); without either it starts with the next new event. Heartbeat comments keep idle connections open. */
+        /** @description Server-Sent Events: each event's `id:` is its cursor, `event:` its type and `data:` the envelope. Resumes after `Last-Event-ID` (or `?after=`); without either it starts with the next new event. Heartbeat comments keep idle connections open. The stream ends when the token expires or the caller is no longer a member (re-checked periodically); a user may hold a bounded number of streams open (429 `quota-exceeded` past it). */
         get: operations["stream_events"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/webhooks": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description List webhooks (admin+). */
-        get: operations["list_webhooks"];
-        put?: never;
-        /** @description Subscribe a URL to the organization's events (admin+). The answer carries the signing secret, once. */
-        post: operations["create_webhook"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/webhooks/{webhook_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Get one webhook (admin+). */
-        get: operations["get_webhook"];
-        put?: never;
-        post?: never;
-        /** @description Delete a webhook (admin+); pending deliveries are not attempted any more. */
-        delete: operations["delete_webhook"];
-        options?: never;
-        head?: never;
-        /** @description Change a webhook's URL, events or description (admin+). */
-        patch: operations["update_webhook"];
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/webhooks/{webhook_id}/rotate-secret": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** @description Replace the signing secret (admin+); the new secret is answered once. */
-        post: operations["rotate_secret"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/webhooks/{webhook_id}/deliveries": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description A webhook's deliveries, newest first (admin+). */
-        get: operations["list_deliveries"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** @description Deliver an event again (admin+): the delivery becomes pending with a fresh attempt budget. */
-        post: operations["redeliver"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/secrets/{name}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        /** @description Create a secret or change its value and binding (admin+). A new secret needs `value` and `allowed_hosts`. Answers `204` without the value. */
-        put: operations["put_secret"];
-        post?: never;
-        /** @description Delete a secret (admin+). Jobs that name it fail validation from then on. */
-        delete: operations["delete_secret"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/secrets": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description List the organization's secrets by name (member+): names and dates, never values. */
-        get: operations["list_secrets"];
         put?: never;
         post?: never;
         delete?: never;
@@ -777,94 +628,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/orgs/{org_id}/alert-channels": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description List alert channels (admin+). */
-        get: operations["list_channels"];
-        put?: never;
-        /** @description Create an alert channel (admin+). A `webhook` channel's signing secret is answered once. */
-        post: operations["create_channel"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/alert-channels/{channel_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Get one alert channel (admin+). */
-        get: operations["get_channel"];
-        put?: never;
-        post?: never;
-        /** @description Delete an alert channel (admin+); its pending notifications fail. */
-        delete: operations["delete_channel"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/alert-channels/{channel_id}/test": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** @description Send a test notification to the channel now (admin+) and say whether it was accepted. */
-        post: operations["test_channel"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/alert-rules": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description List alert rules (admin+). */
-        get: operations["list_rules"];
-        put?: never;
-        /** @description Create an alert rule (admin+): for one check or for every check carrying some labels. */
-        post: operations["create_rule"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/orgs/{org_id}/alert-rules/{rule_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        /** @description Delete an alert rule (admin+). */
-        delete: operations["delete_rule"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/orgs/{org_id}/maintenance-windows": {
         parameters: {
             query?: never;
@@ -895,6 +658,166 @@ export interface paths {
         post?: never;
         /** @description Delete (end) a maintenance window (member+). */
         delete: operations["delete_window"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List members. */
+        get: operations["list_members"];
+        put?: never;
+        /** @description Add a member (admin+; owners only to add an owner). */
+        post: operations["add_member"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/members/{user_sub}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** @description Remove a member (admin+, or the member itself; owners only to remove an owner). */
+        delete: operations["remove_member"];
+        options?: never;
+        head?: never;
+        /** @description Change a member's role (admin+; owners only when an owner is involved). */
+        patch: operations["update_member"];
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/projects": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List projects, optionally of one workspace. */
+        get: operations["list_projects"];
+        put?: never;
+        /** @description Create a project in a workspace (member+). */
+        post: operations["create_project"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/projects/{project_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Get one project. */
+        get: operations["get_project"];
+        put?: never;
+        post?: never;
+        /** @description Delete a project (member+). */
+        delete: operations["delete_project"];
+        options?: never;
+        head?: never;
+        /** @description Rename a project (member+). */
+        patch: operations["update_project"];
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/projects/{project_id}/graph": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The current graph, with its version as `ETag`. */
+        get: operations["get_graph"];
+        /** @description Store a new graph version (member+). `If-Match` must carry the current `ETag`. */
+        put: operations["put_graph"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/projects/{project_id}/graph/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Every stored version of the graph, oldest first. */
+        get: operations["list_graph_versions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/projects/{project_id}/graph/versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description One stored version of the graph. */
+        get: operations["get_graph_version"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/secrets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List the organization's secrets by name (member+): names and dates, never values. */
+        get: operations["list_secrets"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/secrets/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** @description Create a secret or change its value and binding (admin+). A new secret needs `value` and `allowed_hosts`. Answers `204` without the value. */
+        put: operations["put_secret"];
+        post?: never;
+        /** @description Delete a secret (admin+). Jobs that name it fail validation from then on. */
+        delete: operations["delete_secret"];
         options?: never;
         head?: never;
         patch?: never;
@@ -934,15 +857,52 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/admin/outbox": {
+    "/v1/orgs/{org_id}/webhooks": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** @description Outbox backlog and the age of its oldest unpublished event. */
-        get: operations["outbox_status"];
+        /** @description List webhooks (admin+). */
+        get: operations["list_webhooks"];
+        put?: never;
+        /** @description Subscribe a URL to the organization's events (admin+). The answer carries the signing secret, once. */
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/webhooks/{webhook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Get one webhook (admin+). */
+        get: operations["get_webhook"];
+        put?: never;
+        post?: never;
+        /** @description Delete a webhook (admin+); pending deliveries are not attempted any more. */
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        /** @description Change a webhook's URL, events or description (admin+). */
+        patch: operations["update_webhook"];
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/webhooks/{webhook_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A webhook's deliveries, newest first (admin+). */
+        get: operations["list_deliveries"];
         put?: never;
         post?: never;
         delete?: never;
@@ -951,76 +911,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/admin/queues": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Job counts per queue. */
-        get: operations["queues_status"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/admin/stats/stream": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Live queue statistics as Server-Sent Events: an `event: stats` with a [`StatsSample`] at once and then every `interval_ms` (250..=60000, default 2000) until the client leaves. A sample that cannot be taken (database or Redis down) is sent as `event: error` with the problem detail, and sampling goes on. */
-        get: operations["stats_stream"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/admin/jobs": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description Jobs of a queue (default `probe`) in a state (default `dead`), paged. Queue `webhooks` lists failed webhook deliveries as its dead jobs (with their last error; redeliver them through the webhook's deliveries). */
-        get: operations["list_jobs"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/admin/jobs/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** @description A job by id (its latest attempt), live or dead. */
-        get: operations["get_job"];
-        put?: never;
-        post?: never;
-        /** @description Discards a dead job: `204`, and it is gone from the API (its record is kept so the reconciler does not bring it back). A job that is not dead answers 409. */
-        delete: operations["delete_job"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/admin/jobs/{id}/retry": {
+    "/v1/orgs/{org_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": {
         parameters: {
             query?: never;
             header?: never;
@@ -1029,15 +920,15 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Runs a dead job again with a fresh set of attempts; `202` with the job as queued. A job that is not dead answers 409. */
-        post: operations["retry_job"];
+        /** @description Deliver an event again (admin+): the delivery becomes pending with a fresh attempt budget. */
+        post: operations["redeliver"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/v1/admin/jobs/retry": {
+    "/v1/orgs/{org_id}/webhooks/{webhook_id}/rotate-secret": {
         parameters: {
             query?: never;
             header?: never;
@@ -1046,15 +937,124 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Runs the dead jobs of a queue again, each with a fresh set of attempts (as `retry` does one by one); `202` with how many. Queue `webhooks` answers 422: failed deliveries are redelivered through their webhook. */
-        post: operations["retry_jobs"];
+        /** @description Replace the signing secret (admin+); the new secret is answered once. */
+        post: operations["rotate_secret"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/v1/admin/probes": {
+    "/v1/orgs/{org_id}/workspaces": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List workspaces. */
+        get: operations["list_workspaces"];
+        put?: never;
+        /** @description Request a workspace (admin+): answers 202 with status `pending`. */
+        post: operations["create_workspace"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Get one workspace. */
+        get: operations["get_workspace"];
+        put?: never;
+        post?: never;
+        /** @description Request deletion (admin+): answers 202 with status `deleting`. Repeating it is harmless. */
+        delete: operations["delete_workspace"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backup-policies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List the workspace's backup policies. */
+        get: operations["list_backup_policies"];
+        put?: never;
+        /** @description Create a backup policy (admin+; the workspace must be on the dedicated plan). */
+        post: operations["create_backup_policy"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backup-policies/{policy_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Get one backup policy. */
+        get: operations["get_backup_policy"];
+        put?: never;
+        post?: never;
+        /** @description Delete a backup policy (admin+, soft); its backups stay until deleted or expired. */
+        delete: operations["delete_backup_policy"];
+        options?: never;
+        head?: never;
+        /** @description Change a backup policy (admin+); the result is checked as a whole. */
+        patch: operations["update_backup_policy"];
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description List the workspace's backups, newest first; filter by `status` and `policy_id`. */
+        get: operations["list_backups"];
+        put?: never;
+        /** @description Request a backup now (admin+): answers 202 with status `pending`. */
+        post: operations["create_backup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backups/{backup_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Get one backup. */
+        get: operations["get_backup"];
+        put?: never;
+        post?: never;
+        /** @description Delete a backup (admin+, soft); its chunks go once no other backup uses them. 409 while it is pending or running. */
+        delete: operations["delete_backup"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/backups/{backup_id}/restore": {
         parameters: {
             query?: never;
             header?: never;
@@ -1063,23 +1063,23 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Writes `count` probe events through the outbox in one transaction; `202` with the batch. */
-        post: operations["create_probes"];
+        /** @description Restore a backup (admin+): answers 202 with the restore, status `pending`. The target is a live workspace of the same organization (default: the backup's own). */
+        post: operations["restore_backup"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/v1/admin/probes/{batch_id}": {
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/kubeconfig": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** @description A probe batch's progress. */
-        get: operations["get_probes"];
+        /** @description A kubeconfig for a ready workspace (member+): the cluster is the vCluster's endpoint with its CA, the user runs the OIDC exec plugin (`kubectl oidc-login get-token`) against the configured issuer — never a static credential. 409 unless the workspace is `ready`. */
+        get: operations["get_kubeconfig"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1088,15 +1088,15 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/console/config": {
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/restores/{restore_id}": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** @description How the console logs in; needs no token. */
-        get: operations["console_config"];
+        /** @description Get one restore (addressed under the backup's workspace). */
+        get: operations["get_restore"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1105,7 +1105,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/console/dev-token": {
+    "/v1/orgs/{org_id}/workspaces/{workspace_id}/retry": {
         parameters: {
             query?: never;
             header?: never;
@@ -1114,8 +1114,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Embedded development mode only: a token for the local user (`sub` `local`, with `gantry-admin`), for the console's log-in. Answers only clients on a loopback address (404 when dev log-in is off: with Keycloak or `GANTRY_ENV=production`). */
-        post: operations["dev_token"];
+        /** @description Retry a failed workspace (admin+): answers 202 with status `pending` and requests it again; 409 unless it is `failed`. */
+        post: operations["retry_workspace"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1126,50 +1126,1093 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description Body of `POST …/members`. */
+        AddMember: {
+            /** @description Role to grant. */
+            role: components["schemas"]["Role"];
+            /** @description Keycloak `sub` of the user (the user need not have signed in yet). */
+            user_sub: string;
+        };
+        /** @description The aggregate an event is about. */
+        AggregateRef: {
+            /**
+             * Format: uuid
+             * @description Its id.
+             */
+            id: string;
+            /** @description `org`, `workspace`, `project`, … */
+            type: string;
+        };
+        /** @description The files of a job. */
+        ArtifactList: {
+            /** @description Every file, by path. */
+            items: components["schemas"]["ArtifactView"][];
+        };
+        /** @description One generated file. */
+        ArtifactView: {
+            /** @description Media type. */
+            media_type: string;
+            /** @description Relative path (`deployment-web.yaml`). */
+            path: string;
+            /** @description Lower-case hex SHA-256 of the content. */
+            sha256: string;
+            /**
+             * Format: int64
+             * @description Size in bytes.
+             */
+            size: number;
+        };
+        /** @description Horizontal autoscaling on CPU utilisation. */
+        Autoscaling: {
+            /**
+             * Format: uint32
+             * @description Most replicas (≥ `min_replicas`).
+             */
+            max_replicas: number;
+            /**
+             * Format: uint32
+             * @description Fewest replicas (≥ 1).
+             */
+            min_replicas: number;
+            /**
+             * Format: uint32
+             * @description Target average CPU utilisation in percent (default 75).
+             */
+            target_cpu_utilization?: number | null;
+        };
+        /** @description What a stored backup holds. */
+        BackupStats: {
+            /**
+             * Format: uint64
+             * @description Bytes of their canonical serialization.
+             */
+            bytes_logical: number;
+            /**
+             * Format: uint64
+             * @description Bytes stored by this backup (new encrypted chunks and the manifest).
+             */
+            bytes_stored_new: number;
+            /**
+             * Format: uint64
+             * @description Chunks this backup stored.
+             */
+            chunks_new: number;
+            /**
+             * Format: uint64
+             * @description Chunks already stored by an earlier backup.
+             */
+            chunks_reused: number;
+            /**
+             * Format: double
+             * @description How long making it took.
+             */
+            duration_seconds: number;
+            /**
+             * Format: uint64
+             * @description Objects backed up.
+             */
+            objects: number;
+        };
+        /** @description Lifecycle of a backup. */
+        BackupStatus: "pending" | "running" | "succeeded" | "failed" | "partially_failed" | "expired" | "deleted";
+        /** @description A backup. */
+        BackupView: {
+            /**
+             * Format: date-time
+             * @description Requested.
+             */
+            created_at: string;
+            /** @description Why it failed. */
+            error?: components["schemas"]["FailureView"] | null;
+            /**
+             * Format: date-time
+             * @description Finished.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description The workspace data key it is encrypted under. */
+            key_id?: string | null;
+            /**
+             * Format: uuid
+             * @description Organization.
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description The policy it ran for (or whose selectors it used).
+             */
+            policy_id?: string | null;
+            /** @description `{step, done, total}`. */
+            progress?: components["schemas"]["Progress"] | null;
+            /**
+             * Format: date-time
+             * @description Due time, for scheduled runs.
+             */
+            scheduled_for?: string | null;
+            /**
+             * Format: date-time
+             * @description Started.
+             */
+            started_at?: string | null;
+            /** @description Statistics, once stored. */
+            stats?: components["schemas"]["BackupStats"] | null;
+            /** @description pending → running → succeeded | failed | partially_failed | expired | deleted. */
+            status: components["schemas"]["BackupStatus"];
+            /** @description Where it lives. */
+            storage: components["schemas"]["StorageView"];
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+            /**
+             * Format: uuid
+             * @description Workspace.
+             */
+            workspace_id: string;
+        };
+        /** @description Body of `POST …/alert-channels`. */
+        ChannelInput: {
+            /** @description `webhook` (signed like webhooks), `slack` (incoming webhook), `email` (SMTP), `pagerduty` (Events API v2). */
+            kind: string;
+            /** @description Display name. */
+            name: string;
+            /** @description `pagerduty`: the integration's routing key. */
+            routing_key?: string | null;
+            /** @description `email`: recipients. */
+            to?: string[] | null;
+            /** @description `webhook`, `slack`: where to POST; `pagerduty`: the Events API URL (default `GANTRY_PAGERDUTY_URL`). */
+            url?: string | null;
+        };
+        /** @description The answer of `POST …/alert-channels/{id}/test`. */
+        ChannelTestView: {
+            /** @description Why not. */
+            error?: string | null;
+            /** @description Whether the test notification was accepted by the receiver. */
+            success: boolean;
+        };
+        /** @description An alert channel (a `webhook` channel's secret is shown only when it is created). */
+        ChannelView: {
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description Kind. */
+            kind: string;
+            /** @description Name. */
+            name: string;
+            /**
+             * Format: uuid
+             * @description Organization id.
+             */
+            org_id: string;
+            /** @description Signing secret of a `webhook` channel: in the create answer only. */
+            secret?: string | null;
+            /** @description Email recipients. */
+            to?: string[] | null;
+            /** @description URL, if the kind has one. */
+            url?: string | null;
+        };
+        /** @description A check definition as sent (create, or a PATCH merged onto the current one). */
+        CheckInput: {
+            /** @description `http`: request body. */
+            body?: string | null;
+            /**
+             * @description Condition expressions, e.g. `status == 200`, `response_time < 500ms`.
+             * @default []
+             */
+            conditions?: string[];
+            /** @description False pauses the check (default true). */
+            enabled?: boolean | null;
+            /**
+             * Format: int64
+             * @description 1–20 (default 3).
+             */
+            failure_threshold?: number | null;
+            /** @description `http`: request headers. */
+            headers?: {
+                [key: string]: string;
+            } | null;
+            /** @description `10s`–`1h` (default `60s`). */
+            interval?: components["schemas"]["DurationInput"] | null;
+            /** @description `http`, `tcp`, `dns` or `tls`. */
+            kind: string;
+            /** @description Labels (alert rules and maintenance windows select by them). */
+            labels?: {
+                [key: string]: string;
+            } | null;
+            /** @description `http`: method (default `GET`). */
+            method?: string | null;
+            /** @description Display name (1–200 characters). */
+            name: string;
+            /**
+             * Format: int64
+             * @description 1–20 (default 2).
+             */
+            success_threshold?: number | null;
+            /** @description `http`: a URL; `tcp`/`tls`: `host:port`; `dns`: `{name, record_type, resolver?}`. */
+            target: unknown;
+            /** @description At most the interval (default `10s`). */
+            timeout?: components["schemas"]["DurationInput"] | null;
+        };
+        /** @description `PATCH …/health-checks/{id}`: absent fields are unchanged (the kind cannot change). */
+        CheckPatch: {
+            /** @description New body. */
+            body?: string | null;
+            /** @description New conditions. */
+            conditions?: string[] | null;
+            /** @description Pause (false) or resume (true). */
+            enabled?: boolean | null;
+            /**
+             * Format: int64
+             * @description New failure threshold.
+             */
+            failure_threshold?: number | null;
+            /** @description New headers. */
+            headers?: {
+                [key: string]: string;
+            } | null;
+            /** @description New interval. */
+            interval?: components["schemas"]["DurationInput"] | null;
+            /** @description New labels. */
+            labels?: {
+                [key: string]: string;
+            } | null;
+            /** @description New method. */
+            method?: string | null;
+            /** @description New name. */
+            name?: string | null;
+            /**
+             * Format: int64
+             * @description New success threshold.
+             */
+            success_threshold?: number | null;
+            /** @description New target (same shape as on create). */
+            target?: unknown;
+            /** @description New timeout. */
+            timeout?: components["schemas"]["DurationInput"] | null;
+        };
+        /** @description One check in the overview. */
+        CheckStatus: {
+            /**
+             * Format: uuid
+             * @description The check.
+             */
+            id: string;
+            /** @description Latency over 24 h. */
+            latency_ms: components["schemas"]["Latency"];
+            /** @description Its name. */
+            name: string;
+            /** @description `unknown`, `up`, `down`, `degraded`, `maintenance`, `paused`. */
+            status: string;
+            /**
+             * Format: date-time
+             * @description Since when.
+             */
+            status_since: string;
+            /** @description Uptime. */
+            uptime: components["schemas"]["Uptime"];
+        };
+        /** @description Why a job failed. */
+        CodegenError: {
+            /** @description Human-readable detail. */
+            detail: string;
+            /** @description Stable machine-readable kind: `invalid_graph`, `graph_not_found`, `template`, `llm_unparseable`, `llm_rejected`, `llm_unavailable`, `git_rejected`, `git_unavailable`, `internal`. */
+            type: string;
+        };
+        /** @description A codegen job. */
+        CodegenJobView: {
+            /** @description Cancellation was requested; a running job stops at its next step. */
+            cancel_requested: boolean;
+            /** @description The commit pushed to `target.git` (succeeded jobs with a Git target). */
+            commit_sha?: string | null;
+            /**
+             * Format: date-time
+             * @description Submitted.
+             */
+            created_at: string;
+            /** @description Engine. */
+            engine: components["schemas"]["Engine"];
+            /** @description Why it failed. */
+            error?: components["schemas"]["CodegenError"] | null;
+            /**
+             * Format: int32
+             * @description The graph version generated.
+             */
+            graph_version: number;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description Organization id.
+             */
+            org_id: string;
+            /** @description What the runner is doing (`{step, done, total}`). */
+            progress?: components["schemas"]["Progress"] | null;
+            /**
+             * Format: uuid
+             * @description Project id.
+             */
+            project_id: string;
+            /** @description Lifecycle status. */
+            status: components["schemas"]["CodegenStatus"];
+            /** @description Delivery target, if any. */
+            target?: components["schemas"]["CodegenTarget"] | null;
+            /** @description Start, finish and durations. */
+            timings: components["schemas"]["Timings"];
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+        };
+        /** @description Lifecycle of a codegen job. */
+        CodegenStatus: "pending" | "running" | "succeeded" | "failed" | "cancelled";
+        /** @description Where a succeeded job's files are delivered besides its artifacts. */
+        CodegenTarget: {
+            /** @description Commit and push to a Git repository. */
+            git?: components["schemas"]["GitTargetSpec"] | null;
+        };
+        /** @description An observed condition, Kubernetes style. */
+        Condition: {
+            /**
+             * Format: date-time
+             * @description When `status` last changed.
+             */
+            last_transition_time: string;
+            /** @description Human-readable detail. */
+            message: string;
+            /** @description Machine-readable reason. */
+            reason: string;
+            /** @description `True`, `False` or `Unknown`. */
+            status: string;
+            /** @description `Applied`, `Ready`, `Drifted`, `Deleted`. */
+            type: string;
+        };
+        /** @description One condition's verdict in a result. */
+        ConditionResult: {
+            /** @description What was observed. */
+            actual?: string | null;
+            /** @description The expression. */
+            expr: string;
+            /** @description Whether it held. */
+            success: boolean;
+        };
+        /** @description `kind: config`. */
+        ConfigSpec: {
+            /** @description Keys and values (non-secret). */
+            data: {
+                [key: string]: string;
+            };
+            /** @description Where mounted workloads see the keys as files; absent: as environment variables. */
+            mount_path?: string | null;
+        };
+        /** @description How the console should log in. */
+        ConsoleConfig: {
+            /** @description `keycloak` (OIDC authorization code + PKCE) or `embedded` (dev log-in). */
+            auth: string;
+            /** @description The public OIDC client id, with Keycloak. */
+            client_id?: string | null;
+            /** @description Whether `POST /v1/console/dev-token` is available (embedded development mode; it then still answers only loopback clients). */
+            dev_login: boolean;
+            /** @description The realm URL, with Keycloak. */
+            issuer?: string | null;
+        };
+        /** @description Body of `POST …/backups`. */
+        CreateBackup: {
+            /**
+             * Format: uuid
+             * @description Use this policy's selectors and hooks (and count it for its retention); none: the whole workspace, no hooks.
+             * @default null
+             */
+            policy_id?: string | null;
+        };
+        /** @description Body of `POST …/codegen-jobs`. */
+        CreateCodegenJob: {
+            /**
+             * @description `templates` (default) or `llm`.
+             * @default null
+             */
+            engine?: components["schemas"]["Engine"] | null;
+            /**
+             * Format: int32
+             * @description The graph version (default: the project's current version).
+             * @default null
+             */
+            graph_version?: number | null;
+            /**
+             * Format: uuid
+             * @description The project whose graph is generated.
+             */
+            project_id: string;
+            /**
+             * @description Delivery target.
+             * @default null
+             */
+            target?: components["schemas"]["CodegenTarget"] | null;
+        };
+        /** @description Body of `POST /v1/orgs`. */
+        CreateOrg: {
+            /** @description Display name (1–100 characters). */
+            name: string;
+            /** @description Unique DNS-1123 label. */
+            slug: string;
+        };
+        /** @description Body of `POST …/backup-policies`. */
+        CreatePolicy: {
+            /**
+             * @description Whether the scheduler runs it (default true).
+             * @default null
+             */
+            enabled?: boolean | null;
+            /**
+             * @description Never these namespaces.
+             * @default null
+             */
+            exclude_namespaces?: string[] | null;
+            /**
+             * @description Pre and post hooks.
+             * @default null
+             */
+            hooks?: components["schemas"]["Hooks"] | null;
+            /**
+             * @description Only these namespaces.
+             * @default null
+             */
+            include_namespaces?: string[] | null;
+            /**
+             * @description Equality-based label selector (`app=web,tier!=cache`).
+             * @default null
+             */
+            label_selector?: string | null;
+            /** @description Name (DNS-1123 label). */
+            name: string;
+            /** @description Retention (at least one of `keep_last`, `max_age`). */
+            retention: components["schemas"]["Retention"];
+            /** @description Cron (five fields) or `@daily`, `@hourly`, … */
+            schedule: string;
+            /**
+             * @description IANA time zone (default `UTC`).
+             * @default null
+             */
+            timezone?: string | null;
+        };
+        /** @description `POST /v1/admin/probes` body. */
+        CreateProbes: {
+            /**
+             * Format: int64
+             * @description How many probe jobs (1..=100000).
+             */
+            count: number;
+            /**
+             * Format: int64
+             * @description Simulated work per probe run in milliseconds (0..=60000, default 0).
+             */
+            delay_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Each probe fails (retryably) its first this-many attempts (0..=100, default 0), to exercise retries and dead jobs.
+             */
+            fail_attempts?: number | null;
+        };
+        /** @description Body of `POST …/projects`. */
+        CreateProject: {
+            /** @description DNS-1123 label, unique in the workspace. */
+            name: string;
+            /** @description The namespace's quota (default `{"cpu": "2", "memory": "4Gi"}`). */
+            quota?: components["schemas"]["ProjectQuota"] | null;
+            /**
+             * Format: uuid
+             * @description Workspace of the same organization.
+             */
+            workspace_id: string;
+        };
+        /** @description Body of `POST …/backups/{id}/restore`; also the restore's stored options. */
+        CreateRestore: {
+            /**
+             * @description List what would change; change nothing.
+             * @default null
+             */
+            dry_run?: boolean | null;
+            /**
+             * @description `skip` (default) or `update`.
+             * @default null
+             */
+            existing?: components["schemas"]["Existing"] | null;
+            /**
+             * @description Rename namespaces on the way (`{"old": "new"}`).
+             * @default null
+             */
+            namespace_mapping?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * @description Only these namespaces of the backup.
+             * @default null
+             */
+            namespaces?: string[] | null;
+            /**
+             * Format: uuid
+             * @description Workspace to restore into (same organization; default the backup's).
+             * @default null
+             */
+            target_workspace_id?: string | null;
+        };
+        /** @description Body of `POST …/webhooks`. */
+        CreateWebhook: {
+            /** @description Free text. */
+            description?: string | null;
+            /** @description Event patterns (at least one). */
+            events: string[];
+            /** @description Public http(s) URL. */
+            url: string;
+        };
+        /** @description Body of `POST …/workspaces`. */
+        CreateWorkspace: {
+            /** @description DNS-1123 label, unique in the organization. */
+            name: string;
+            /** @description `shared` or `dedicated`. */
+            plan: components["schemas"]["Plan"];
+        };
+        /** @description `kind: cron_job`. */
+        CronJobSpec: {
+            /** @description Container arguments. */
+            args?: string[];
+            /** @description Container command. */
+            command?: string[];
+            /** @description `Forbid` (default), `Allow` or `Replace`. */
+            concurrency_policy?: string | null;
+            /**
+             * @description Plain environment variables.
+             * @default {}
+             */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Container image reference. */
+            image: string;
+            /** @description Requests and limits. */
+            resources?: components["schemas"]["Resources"] | null;
+            /** @description Five-field cron schedule (`*\/5 * * * *`). */
+            schedule: string;
+        };
+        /** @description Scheduled logical backups of a database into a PVC. */
+        DatabaseBackup: {
+            /**
+             * Format: uint32
+             * @description Days of dumps kept (default 7).
+             */
+            retention_days?: number | null;
+            /** @description Five-field cron schedule. */
+            schedule: string;
+            /** @description Size of the backup volume (default `10Gi`). */
+            storage?: string | null;
+        };
+        /** @description Database engines the templates know. */
+        DatabaseEngine: "postgres" | "mysql" | "redis";
+        /** @description `kind: database`. */
+        DatabaseSpec: {
+            /** @description Scheduled backups. */
+            backup?: components["schemas"]["DatabaseBackup"] | null;
+            /** @description Secret (a `secret_ref` node id) holding the engine's credentials. */
+            credentials?: string | null;
+            /** @description The engine. */
+            engine: components["schemas"]["DatabaseEngine"];
+            /** @description Requests and limits. */
+            resources?: components["schemas"]["Resources"] | null;
+            /** @description Data volume size (`20Gi`). */
+            storage: string;
+            /** @description Storage class (default: the cluster's default). */
+            storage_class?: string | null;
+            /** @description Engine version, used as the image tag (`16`). */
+            version: string;
+        };
+        /** @description One delivery of an event to a webhook. */
+        DeliveryView: {
+            /**
+             * Format: int32
+             * @description Attempts made.
+             */
+            attempts: number;
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description When it was delivered.
+             */
+            delivered_at?: string | null;
+            /**
+             * Format: int32
+             * @description Duration of the last attempt, in milliseconds.
+             */
+            duration_ms?: number | null;
+            /**
+             * Format: uuid
+             * @description The event delivered (also sent as `Gantry-Delivery`).
+             */
+            event_id: string;
+            /** @description Its type. */
+            event_type: string;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description Error of the last attempt. */
+            last_error?: string | null;
+            /**
+             * Format: date-time
+             * @description When the next attempt is due (pending only).
+             */
+            next_attempt_at?: string | null;
+            /**
+             * Format: int32
+             * @description HTTP status of the last attempt.
+             */
+            response_code?: number | null;
+            /** @description `pending`, `delivered` or `failed`. */
+            status: string;
+            /**
+             * Format: uuid
+             * @description Webhook id.
+             */
+            webhook_id: string;
+        };
+        /** @description A minted dev token. */
+        DevToken: {
+            /** @description The bearer token. */
+            access_token: string;
+            /**
+             * Format: uint64
+             * @description Seconds until it expires.
+             */
+            expires_in: number;
+            /** @description Its subject. */
+            sub: string;
+            /** @description Always `Bearer`. */
+            token_type: string;
+        };
+        /** @description A duration as seconds (`60`) or text (`"60s"`, `"500ms"`, `"1h"`). */
+        DurationInput: number | string;
+        /** @description One edge. */
+        Edge: {
+            /** @description Source node id. */
+            from: string;
+            /** @description Edge kind. */
+            kind: components["schemas"]["EdgeKind"];
+            /**
+             * Format: uint16
+             * @description `connects`: the target port (default: the target's first port).
+             */
+            port?: number | null;
+            /** @description Target node id. */
+            to: string;
+        };
+        /** @description How two nodes are joined. */
+        EdgeKind: "connects" | "exposes" | "mounts" | "depends_on";
+        /** @description Which engine generates the manifests. */
+        Engine: "templates" | "llm";
+        /** @description The event envelope: the body of webhooks, SSE messages, stream entries and the events API. */
+        Envelope: {
+            /** @description What the event is about. */
+            aggregate: components["schemas"]["AggregateRef"];
+            /** @description Event-specific data. */
+            data: unknown;
+            /**
+             * Format: uuid
+             * @description Event id; consumers deduplicate by it.
+             */
+            id: string;
+            /**
+             * Format: date-time
+             * @description When the change was committed (RFC 3339, UTC).
+             */
+            occurred_at: string;
+            /**
+             * Format: uuid
+             * @description Organization the event belongs to.
+             */
+            org_id: string;
+            /** @description Event type, `aggregate.verb`. */
+            type: string;
+        };
+        /** @description A page of events. */
+        EventPage: {
+            /** @description Events, oldest first. */
+            items: components["schemas"]["Envelope"][];
+            /** @description Pass as `?after=` to continue; when there are no new events it is the cursor you sent, so a poller can keep using it. */
+            next_cursor?: string | null;
+        };
+        /** @description What to do with objects that already exist in the target. */
+        Existing: "skip" | "update";
+        /** @description Why a backup or restore failed. */
+        FailureView: {
+            /** @description Readable detail. */
+            detail: string;
+            /** @description Stable kind: `integrity`, `hook`, `storage`, `driver`, `not_configured`, `key`, `internal`. */
+            type: string;
+        };
+        /** @description One field that failed validation: a JSON Pointer into the request body and why. */
+        FieldError: {
+            /** @description What is wrong with it. */
+            detail: string;
+            /** @description JSON Pointer (RFC 6901) to the offending value in the request body. */
+            pointer: string;
+        };
+        /** @description A Git repository to commit the generated files to. */
+        GitTargetSpec: {
+            /** @description Branch to commit to (created when missing). */
+            branch: string;
+            /** @description Name of the org secret holding the credentials (`token`, `user:token`, or an SSH private key); absent: no credentials. */
+            credentials_secret?: string | null;
+            /** @description Directory inside the repository whose contents the job replaces (`.` = the root). */
+            path: string;
+            /** @description Repository URL (`https://…`, `ssh://…` or `git@host:org/repo.git`; schemes allowed by `GANTRY_GIT_ALLOWED_SCHEMES`). No credentials in the URL. */
+            url: string;
+        };
+        /** @description A validated infrastructure graph. */
+        Graph: {
+            /** @description How nodes are joined (required, like `nodes`; may be empty). */
+            edges: components["schemas"]["Edge"][];
+            /** @description The things to run and the things they use. */
+            nodes: components["schemas"]["Node"][];
+        };
+        /** @description One stored graph version without its body. */
+        GraphVersionSummary: {
+            /**
+             * Format: date-time
+             * @description When it was stored.
+             */
+            created_at: string;
+            /** @description `sub` of whoever stored it. */
+            created_by: string;
+            /**
+             * Format: int32
+             * @description Version number.
+             */
+            version: number;
+        };
+        /** @description One stored graph version with its body. */
+        GraphVersionView: {
+            /**
+             * Format: date-time
+             * @description When it was stored.
+             */
+            created_at: string;
+            /** @description `sub` of whoever stored it. */
+            created_by: string;
+            /** @description The graph as stored. */
+            graph: components["schemas"]["Graph"];
+            /**
+             * Format: int32
+             * @description Version number.
+             */
+            version: number;
+        };
+        /** @description The current graph and its version. */
+        GraphView: {
+            /** @description The graph: `{"nodes": [...], "edges": [...]}`. */
+            graph: components["schemas"]["Graph"];
+            /**
+             * Format: int32
+             * @description Version number (0 for a new project).
+             */
+            version: number;
+        };
         /** @description Health answer. */
         Health: {
-            /** @description `ok`. */
-            status: string;
             /** @description Each dependency checked and its state (`ok`, `not configured`). */
             checks: {
                 [key: string]: string;
             };
+            /** @description `ok`. */
+            status: string;
         };
-        /** @description An RFC 9457 problem document as Gantry sends it. */
-        Problem: {
-            /** @description Stable URI naming the kind of problem. */
-            type: string;
-            /** @description Short human summary of the kind of problem. */
-            title: string;
+        /** @description A health check. */
+        HealthCheckView: {
+            /** @description `http`: body. */
+            body?: string | null;
+            /** @description Conditions. */
+            conditions: string[];
             /**
-             * Format: uint16
-             * @description The HTTP status code.
+             * Format: date-time
+             * @description Creation time.
              */
-            status: number;
-            /** @description What went wrong in this occurrence. */
-            detail?: string | null;
-            /** @description Validation errors (only on 422). */
-            errors?: components["schemas"]["FieldError"][] | null;
+            created_at: string;
+            /** @description False: paused. */
+            enabled: boolean;
+            /**
+             * Format: int32
+             * @description Failing runs in a row before `down`/`degraded`.
+             */
+            failure_threshold: number;
+            /** @description `http`: headers. */
+            headers?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description Run interval (`60s`). */
+            interval: string;
+            /** @description `http`, `tcp`, `dns`, `tls`. */
+            kind: string;
+            /** @description Labels. */
+            labels: {
+                [key: string]: string;
+            };
+            /**
+             * Format: date-time
+             * @description When it last ran.
+             */
+            last_checked_at?: string | null;
+            /** @description `http`: method. */
+            method?: string | null;
+            /** @description Name. */
+            name: string;
+            /**
+             * Format: uuid
+             * @description Organization id.
+             */
+            org_id: string;
+            /** @description `unknown`, `up`, `down`, `degraded`, `maintenance` or `paused`. */
+            status: string;
+            /**
+             * Format: date-time
+             * @description When the status last changed.
+             */
+            status_since: string;
+            /**
+             * Format: int32
+             * @description Succeeding runs in a row before `up`.
+             */
+            success_threshold: number;
+            /** @description URL, `host:port`, or `{name, record_type, resolver?}`. */
+            target: unknown;
+            /** @description Timeout of one run (`10s`). */
+            timeout: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
         };
-        /** @description One field that failed validation: a JSON Pointer into the request body and why. */
-        FieldError: {
-            /** @description JSON Pointer (RFC 6901) to the offending value in the request body. */
-            pointer: string;
-            /** @description What is wrong with it. */
-            detail: string;
+        /** @description A command run in the pods a selector picks, before or after the backup. */
+        Hook: {
+            /** @description The command and its arguments (no shell). */
+            command: string[];
+            /** @description Container (default: the pod's first). */
+            container?: string | null;
+            /** @description Namespace of the pods. */
+            namespace: string;
+            /** @description `fail` or `continue`. */
+            on_error: components["schemas"]["OnError"];
+            /** @description Label selector of the pods (`app=db`). */
+            pod_selector: string;
+            /** @description Bound on the command (`30s` default, 1s–1h). */
+            timeout?: string | null;
+        };
+        /** @description Hooks around a backup. */
+        Hooks: {
+            /**
+             * @description Run after the manifest is stored.
+             * @default []
+             */
+            post?: components["schemas"]["Hook"][];
+            /**
+             * @description Run before the objects are listed.
+             * @default []
+             */
+            pre?: components["schemas"]["Hook"][];
+        };
+        /** @description An incident: a period during which a check was failing. */
+        IncidentView: {
+            /**
+             * Format: date-time
+             * @description Acknowledgement time.
+             */
+            acknowledged_at?: string | null;
+            /** @description Who acknowledged it. */
+            acknowledged_by?: string | null;
+            /** @description `down` or `degraded`. */
+            cause: string;
+            /**
+             * Format: uuid
+             * @description The check.
+             */
+            check_id: string;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description Notifications recorded for it (in lists: empty; see `GET …/incidents/{id}`). */
+            notifications: components["schemas"]["NotificationView"][];
+            /**
+             * Format: date-time
+             * @description First failing run.
+             */
+            opened_at: string;
+            /**
+             * Format: uuid
+             * @description Organization id.
+             */
+            org_id: string;
+            /**
+             * Format: date-time
+             * @description Resolution time.
+             */
+            resolved_at?: string | null;
+            /** @description `open` or `resolved`. */
+            status: string;
+        };
+        /** @description One routed path of an ingress. */
+        IngressPath: {
+            /** @description URL path (`/api`). */
+            path: string;
+            /** @description `Prefix` (default) or `Exact`. */
+            path_type?: string | null;
+            /** @description The `service` node it routes to; needs an `exposes` edge from the ingress to it. */
+            service: string;
+        };
+        /** @description `kind: ingress`. */
+        IngressSpec: {
+            /** @description Ingress class (default: the cluster's default). */
+            class_name?: string | null;
+            /** @description Host name served. */
+            host: string;
+            /**
+             * @description Routed paths; a service exposed by an edge but named by no path is served at `/`.
+             * @default []
+             */
+            paths?: components["schemas"]["IngressPath"][];
+            /** @description TLS; absent: plain HTTP. */
+            tls?: components["schemas"]["IngressTls"] | null;
+        };
+        /** @description TLS of an ingress. */
+        IngressTls: {
+            /** @description Secret holding the certificate (for example issued by cert-manager). */
+            secret_name: string;
+        };
+        /** @description `kind: job`. */
+        JobSpec: {
+            /** @description Container arguments. */
+            args?: string[];
+            /**
+             * Format: uint32
+             * @description Retries before the Job fails (default 3).
+             */
+            backoff_limit?: number | null;
+            /** @description Container command. */
+            command?: string[];
+            /**
+             * @description Plain environment variables.
+             * @default {}
+             */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Container image reference. */
+            image: string;
+            /** @description Requests and limits. */
+            resources?: components["schemas"]["Resources"] | null;
+        };
+        /** @description A job as the admin API shows it. */
+        JobView: {
+            /** @description The job's arguments. */
+            args: unknown;
+            /**
+             * Format: uint32
+             * @description Attempt number (1 for the first run).
+             */
+            attempt: number;
+            /**
+             * Format: date-time
+             * @description When the first attempt was enqueued.
+             */
+            enqueued_at: string;
+            /**
+             * Format: uuid
+             * @description Job id (the id of the event that caused it).
+             */
+            id: string;
+            /** @description The last error (dead jobs). */
+            last_error?: string | null;
+            /** @description Queue name. */
+            queue: string;
+            /**
+             * Format: date-time
+             * @description When it may run (live jobs).
+             */
+            run_at?: string | null;
+            /** @description `pending`, `scheduled`, `running`, `done` or `dead`. */
+            state: string;
+        };
+        /** @description Response-time percentiles over the last 24 hours, in milliseconds. */
+        Latency: {
+            /**
+             * Format: int32
+             * @description Median.
+             */
+            p50?: number | null;
+            /**
+             * Format: int32
+             * @description 95th percentile.
+             */
+            p95?: number | null;
         };
         /** @description The caller. */
         Me: {
-            /** @description Keycloak `sub`. */
-            sub: string;
-            /** @description `preferred_username` from the token. */
-            preferred_username?: string | null;
             /** @description `email` from the token. */
             email?: string | null;
             /** @description Holds the `gantry-admin` realm role. */
             is_platform_admin: boolean;
             /** @description Organizations the caller is a member of. */
             orgs: components["schemas"]["MyOrg"][];
+            /** @description `preferred_username` from the token. */
+            preferred_username?: string | null;
+            /** @description Keycloak `sub`. */
+            sub: string;
+        };
+        /** @description A member of an organization. */
+        MemberView: {
+            /**
+             * Format: date-time
+             * @description When the member was added.
+             */
+            created_at: string;
+            /**
+             * Format: uuid
+             * @description Organization id.
+             */
+            org_id: string;
+            /** @description Role in the organization. */
+            role: components["schemas"]["Role"];
+            /**
+             * Format: date-time
+             * @description Last role change.
+             */
+            updated_at: string;
+            /** @description Keycloak `sub` of the member. */
+            user_sub: string;
         };
         /** @description An organization the caller belongs to, with the caller's role. */
         MyOrg: {
@@ -1180,271 +2223,10 @@ export interface components {
             id: string;
             /** @description Display name. */
             name: string;
-            /** @description Slug. */
-            slug: string;
             /** @description The caller's role in it. */
             role: components["schemas"]["Role"];
-        };
-        /** @description A member's role in an organization, ordered owner > admin > member > viewer. */
-        Role: "viewer" | "member" | "admin" | "owner";
-        /** @description An organization. */
-        OrgView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /** @description Display name. */
-            name: string;
-            /** @description Unique DNS-1123 label. */
+            /** @description Slug. */
             slug: string;
-            /**
-             * Format: date-time
-             * @description Creation time.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Last change.
-             */
-            updated_at: string;
-        };
-        /** @description Body of `POST /v1/orgs`. */
-        CreateOrg: {
-            /** @description Display name (1–100 characters). */
-            name: string;
-            /** @description Unique DNS-1123 label. */
-            slug: string;
-        };
-        /** @description One page of a list. */
-        Page_for_OrgView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["OrgView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description Body of `PATCH /v1/orgs/{org_id}`; absent fields are unchanged. */
-        UpdateOrg: {
-            /** @description New display name. */
-            name?: string | null;
-            /** @description New slug. */
-            slug?: string | null;
-        };
-        /** @description One page of a list. */
-        Page_for_MemberView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["MemberView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description A member of an organization. */
-        MemberView: {
-            /**
-             * Format: uuid
-             * @description Organization id.
-             */
-            org_id: string;
-            /** @description Keycloak `sub` of the member. */
-            user_sub: string;
-            /** @description Role in the organization. */
-            role: components["schemas"]["Role"];
-            /**
-             * Format: date-time
-             * @description When the member was added.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Last role change.
-             */
-            updated_at: string;
-        };
-        /** @description Body of `POST …/members`. */
-        AddMember: {
-            /** @description Keycloak `sub` of the user (the user need not have signed in yet). */
-            user_sub: string;
-            /** @description Role to grant. */
-            role: components["schemas"]["Role"];
-        };
-        /** @description Body of `PATCH …/members/{user_sub}`. */
-        UpdateMember: {
-            /** @description New role. */
-            role: components["schemas"]["Role"];
-        };
-        /** @description A workspace (one vCluster). */
-        WorkspaceView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization id.
-             */
-            org_id: string;
-            /** @description DNS-1123 label, unique in the organization. */
-            name: string;
-            /** @description Plan. */
-            plan: components["schemas"]["Plan"];
-            /** @description Lifecycle status. */
-            status: components["schemas"]["WorkspaceStatus"];
-            /** @description API endpoint of the virtual cluster, once ready. */
-            kube_endpoint?: string | null;
-            /** @description Why provisioning failed, if it did. */
-            error?: string | null;
-            /** @description What the provisioner is doing (while provisioning or deleting). */
-            progress?: components["schemas"]["Progress"] | null;
-            /** @description Observed conditions (`Applied`, `Ready`, `Drifted`, …). */
-            conditions: components["schemas"]["Condition"][];
-            /**
-             * Format: date-time
-             * @description Creation time.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Last change.
-             */
-            updated_at: string;
-        };
-        /** @description Workspace plan: where and how big the virtual cluster is. */
-        Plan: "shared" | "dedicated";
-        /** @description Lifecycle of a workspace. */
-        WorkspaceStatus: "pending" | "provisioning" | "ready" | "failed" | "deleting" | "deleted";
-        /** @description Progress of a long-running step. */
-        Progress: {
-            /** @description What is happening now. */
-            step: string;
-            /**
-             * Format: uint32
-             * @description Steps done.
-             */
-            done: number;
-            /**
-             * Format: uint32
-             * @description Steps in all.
-             */
-            total: number;
-        };
-        /** @description An observed condition, Kubernetes style. */
-        Condition: {
-            /** @description `Applied`, `Ready`, `Drifted`, `Deleted`. */
-            type: string;
-            /** @description `True`, `False` or `Unknown`. */
-            status: string;
-            /** @description Machine-readable reason. */
-            reason: string;
-            /** @description Human-readable detail. */
-            message: string;
-            /**
-             * Format: date-time
-             * @description When `status` last changed.
-             */
-            last_transition_time: string;
-        };
-        /** @description Body of `POST …/workspaces`. */
-        CreateWorkspace: {
-            /** @description DNS-1123 label, unique in the organization. */
-            name: string;
-            /** @description `shared` or `dedicated`. */
-            plan: components["schemas"]["Plan"];
-        };
-        /** @description One page of a list. */
-        Page_for_WorkspaceView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["WorkspaceView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description A project. */
-        ProjectView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization id.
-             */
-            org_id: string;
-            /**
-             * Format: uuid
-             * @description Workspace the project lives in.
-             */
-            workspace_id: string;
-            /** @description DNS-1123 label, unique in the workspace. */
-            name: string;
-            /**
-             * Format: int32
-             * @description Current graph version (0 = the empty graph it started with).
-             */
-            graph_version: number;
-            /** @description Its namespace in the workspace's vCluster: `pending` (until the workspace is ready and the provisioner created it), `ready` or `failed`. */
-            status: string;
-            /** @description The namespace's `ResourceQuota`. */
-            quota: components["schemas"]["ProjectQuota"];
-            /** @description Why creating the namespace failed, if it did. */
-            error?: string | null;
-            /**
-             * Format: date-time
-             * @description Creation time.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Last change.
-             */
-            updated_at: string;
-        };
-        /** @description A project namespace's `ResourceQuota` (Kubernetes quantities). */
-        ProjectQuota: {
-            /** @description `limits.cpu`, e.g. `2` or `500m`. */
-            cpu: string;
-            /** @description `limits.memory`, e.g. `4Gi`. */
-            memory: string;
-        };
-        /** @description Body of `POST …/projects`. */
-        CreateProject: {
-            /** @description DNS-1123 label, unique in the workspace. */
-            name: string;
-            /**
-             * Format: uuid
-             * @description Workspace of the same organization.
-             */
-            workspace_id: string;
-            /** @description The namespace's quota (default `{"cpu": "2", "memory": "4Gi"}`). */
-            quota?: components["schemas"]["ProjectQuota"] | null;
-        };
-        /** @description One page of a list. */
-        Page_for_ProjectView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["ProjectView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description Body of `PATCH …/projects/{project_id}`. */
-        UpdateProject: {
-            /** @description New name. */
-            name?: string | null;
-        };
-        /** @description The current graph and its version. */
-        GraphView: {
-            /**
-             * Format: int32
-             * @description Version number (0 for a new project).
-             */
-            version: number;
-            /** @description The graph: `{"nodes": [...], "edges": [...]}`. */
-            graph: components["schemas"]["Graph"];
-        };
-        /** @description A validated infrastructure graph. */
-        Graph: {
-            /** @description The things to run and the things they use. */
-            nodes: components["schemas"]["Node"][];
-            /** @description How nodes are joined (required, like `nodes`; may be empty). */
-            edges: components["schemas"]["Edge"][];
         };
         /** @description One node: an id, a kind and the kind's spec. */
         Node: {
@@ -1483,37 +2265,297 @@ export interface components {
             kind: "ingress";
             spec: components["schemas"]["IngressSpec"];
         });
-        /** @description `kind: service`. */
-        ServiceSpec: {
-            /** @description Container image reference (pin a tag or digest). */
-            image: string;
+        /** @description A notification of an incident transition to a channel. */
+        NotificationView: {
             /**
-             * @description Ports the container listens on; the first is the service's main port.
+             * Format: int32
+             * @description Attempts made.
+             */
+            attempts: number;
+            /**
+             * Format: uuid
+             * @description The alert channel.
+             */
+            channel_id: string;
+            /**
+             * Format: date-time
+             * @description When it was recorded.
+             */
+            created_at: string;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description Error of the last attempt. */
+            last_error?: string | null;
+            /**
+             * Format: date-time
+             * @description When it was sent.
+             */
+            sent_at?: string | null;
+            /** @description `pending`, `sent`, `failed`. */
+            status: string;
+            /** @description `opened`, `resolved`, `repeat-N`. */
+            transition: string;
+        };
+        /** @description One change a restore made (or, dry run, would make). */
+        ObjectChange: {
+            /** @description `create`, `update` or `skip`. */
+            action: string;
+            /** @description Kind. */
+            kind: string;
+            /** @description Name. */
+            name: string;
+            /** @description Namespace in the target. */
+            namespace: string;
+        };
+        /** @description An object a restore could not apply. */
+        ObjectFailure: {
+            /** @description Kind. */
+            kind: string;
+            /** @description Name. */
+            name: string;
+            /** @description Namespace (`""` for cluster-scoped objects). */
+            namespace: string;
+            /** @description Why. */
+            reason: string;
+        };
+        /** @description What a hook does when its command fails or times out. */
+        OnError: "fail" | "continue";
+        /** @description An organization. */
+        OrgView: {
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description Display name. */
+            name: string;
+            /** @description Unique DNS-1123 label. */
+            slug: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+        };
+        /** @description The outbox's unpublished backlog. */
+        OutboxStatus: {
+            /**
+             * Format: uint64
+             * @description Events written but not yet published.
+             */
+            backlog: number;
+            /**
+             * Format: double
+             * @description Its age in seconds (0 when the backlog is empty).
+             */
+            oldest_unpublished_age_seconds: number;
+            /**
+             * Format: date-time
+             * @description When the oldest unpublished event was written.
+             */
+            oldest_unpublished_at?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_BackupView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["BackupView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_ChannelView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["ChannelView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_CodegenJobView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["CodegenJobView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_DeliveryView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["DeliveryView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_GraphVersionSummary: {
+            /** @description The items of this page. */
+            items: components["schemas"]["GraphVersionSummary"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_HealthCheckView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["HealthCheckView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_IncidentView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["IncidentView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_JobView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["JobView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_MemberView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["MemberView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_OrgView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["OrgView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_PolicyView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["PolicyView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_ProjectView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["ProjectView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_ResultView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["ResultView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_RuleView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["RuleView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_SecretView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["SecretView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_WebhookView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["WebhookView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_WindowView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["WindowView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_for_WorkspaceView: {
+            /** @description The items of this page. */
+            items: components["schemas"]["WorkspaceView"][];
+            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description Workspace plan: where and how big the virtual cluster is. */
+        Plan: "shared" | "dedicated";
+        /** @description A backup policy. */
+        PolicyView: {
+            /**
+             * Format: date-time
+             * @description Created.
+             */
+            created_at: string;
+            /** @description Whether the scheduler runs it. */
+            enabled: boolean;
+            /**
+             * @description Never these namespaces.
              * @default []
              */
-            ports?: components["schemas"]["Port"][];
+            exclude_namespaces?: string[];
             /**
-             * @description Plain environment variables (secrets come from `secret_ref` nodes).
-             * @default {}
+             * @description Hooks.
+             * @default {
+             *       "post": [],
+             *       "pre": []
+             *     }
              */
-            env?: {
-                [key: string]: string;
-            };
+            hooks?: components["schemas"]["Hooks"];
             /**
-             * Format: uint32
-             * @description Replicas (default 1; ignored as a fixed count when `autoscaling` is set).
+             * Format: uuid
+             * @description Id.
              */
-            replicas?: number | null;
-            /** @description Requests and limits. */
-            resources?: components["schemas"]["Resources"] | null;
-            /** @description Liveness and readiness probes. */
-            probes?: components["schemas"]["Probes"] | null;
-            /** @description Horizontal autoscaling. */
-            autoscaling?: components["schemas"]["Autoscaling"] | null;
-            /** @description Container command (overrides the image's entrypoint). */
-            command?: string[];
-            /** @description Container arguments. */
-            args?: string[];
+            id: string;
+            /**
+             * @description Only these namespaces (all when empty).
+             * @default []
+             */
+            include_namespaces?: string[];
+            /**
+             * @description Only objects whose labels match.
+             * @default null
+             */
+            label_selector?: string | null;
+            /** @description Name. */
+            name: string;
+            /**
+             * Format: date-time
+             * @description Next due time (UTC); `null` while disabled.
+             */
+            next_run_at?: string | null;
+            /**
+             * Format: uuid
+             * @description Organization.
+             */
+            org_id: string;
+            /** @description Retention. */
+            retention: components["schemas"]["Retention"];
+            /** @description Cron (five fields) or a macro (`@daily`). */
+            schedule: string;
+            /** @description IANA zone the schedule is read in. */
+            timezone: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+            /**
+             * Format: uuid
+             * @description Workspace backed up.
+             */
+            workspace_id: string;
         };
         /** @description A container port. */
         Port: {
@@ -1527,1728 +2569,6 @@ export interface components {
             /** @description `TCP` (default) or `UDP`. */
             protocol?: string | null;
         };
-        /** @description CPU and memory, as Kubernetes quantities (`250m`, `512Mi`). */
-        Resources: {
-            /** @description CPU request (default `100m`). */
-            cpu_request?: string | null;
-            /** @description CPU limit (default: none, to avoid throttling; set one to cap). */
-            cpu_limit?: string | null;
-            /** @description Memory request (default `128Mi`). */
-            memory_request?: string | null;
-            /** @description Memory limit (default: equal to the request). */
-            memory_limit?: string | null;
-        };
-        /** @description Health probes of a service (HTTP paths on its first port; TCP when no path is set). */
-        Probes: {
-            /** @description HTTP path of the liveness probe (default: a TCP check of the first port). */
-            liveness_path?: string | null;
-            /** @description HTTP path of the readiness probe (default: a TCP check of the first port). */
-            readiness_path?: string | null;
-        };
-        /** @description Horizontal autoscaling on CPU utilisation. */
-        Autoscaling: {
-            /**
-             * Format: uint32
-             * @description Fewest replicas (≥ 1).
-             */
-            min_replicas: number;
-            /**
-             * Format: uint32
-             * @description Most replicas (≥ `min_replicas`).
-             */
-            max_replicas: number;
-            /**
-             * Format: uint32
-             * @description Target average CPU utilisation in percent (default 75).
-             */
-            target_cpu_utilization?: number | null;
-        };
-        /** @description `kind: job`. */
-        JobSpec: {
-            /** @description Container image reference. */
-            image: string;
-            /** @description Container command. */
-            command?: string[];
-            /** @description Container arguments. */
-            args?: string[];
-            /**
-             * @description Plain environment variables.
-             * @default {}
-             */
-            env?: {
-                [key: string]: string;
-            };
-            /** @description Requests and limits. */
-            resources?: components["schemas"]["Resources"] | null;
-            /**
-             * Format: uint32
-             * @description Retries before the Job fails (default 3).
-             */
-            backoff_limit?: number | null;
-        };
-        /** @description `kind: cron_job`. */
-        CronJobSpec: {
-            /** @description Five-field cron schedule (`*\/5 * * * *`). */
-            schedule: string;
-            /** @description Container image reference. */
-            image: string;
-            /** @description Container command. */
-            command?: string[];
-            /** @description Container arguments. */
-            args?: string[];
-            /**
-             * @description Plain environment variables.
-             * @default {}
-             */
-            env?: {
-                [key: string]: string;
-            };
-            /** @description Requests and limits. */
-            resources?: components["schemas"]["Resources"] | null;
-            /** @description `Forbid` (default), `Allow` or `Replace`. */
-            concurrency_policy?: string | null;
-        };
-        /** @description `kind: database`. */
-        DatabaseSpec: {
-            /** @description The engine. */
-            engine: components["schemas"]["DatabaseEngine"];
-            /** @description Engine version, used as the image tag (`16`). */
-            version: string;
-            /** @description Data volume size (`20Gi`). */
-            storage: string;
-            /** @description Storage class (default: the cluster's default). */
-            storage_class?: string | null;
-            /** @description Requests and limits. */
-            resources?: components["schemas"]["Resources"] | null;
-            /** @description Secret (a `secret_ref` node id) holding the engine's credentials. */
-            credentials?: string | null;
-            /** @description Scheduled backups. */
-            backup?: components["schemas"]["DatabaseBackup"] | null;
-        };
-        /** @description Database engines the templates know. */
-        DatabaseEngine: "postgres" | "mysql" | "redis";
-        /** @description Scheduled logical backups of a database into a PVC. */
-        DatabaseBackup: {
-            /** @description Five-field cron schedule. */
-            schedule: string;
-            /** @description Size of the backup volume (default `10Gi`). */
-            storage?: string | null;
-            /**
-             * Format: uint32
-             * @description Days of dumps kept (default 7).
-             */
-            retention_days?: number | null;
-        };
-        /** @description `kind: config`. */
-        ConfigSpec: {
-            /** @description Keys and values (non-secret). */
-            data: {
-                [key: string]: string;
-            };
-            /** @description Where mounted workloads see the keys as files; absent: as environment variables. */
-            mount_path?: string | null;
-        };
-        /** @description `kind: secret_ref`. */
-        SecretRefSpec: {
-            /** @description Name of the existing Secret in the namespace. */
-            secret_name: string;
-            /** @description Keys exposed as environment variables (default: every key, via `envFrom`). */
-            keys?: string[];
-            /** @description Where mounted workloads see the keys as files; absent: as environment variables. */
-            mount_path?: string | null;
-        };
-        /** @description `kind: volume`. */
-        VolumeSpec: {
-            /** @description Requested size (`5Gi`). */
-            size: string;
-            /** @description Where mounted workloads see it. */
-            mount_path: string;
-            /** @description `ReadWriteOnce` (default), `ReadWriteMany` or `ReadOnlyMany`. */
-            access_mode?: string | null;
-            /** @description Storage class (default: the cluster's default). */
-            storage_class?: string | null;
-        };
-        /** @description `kind: ingress`. */
-        IngressSpec: {
-            /** @description Host name served. */
-            host: string;
-            /**
-             * @description Routed paths; a service exposed by an edge but named by no path is served at `/`.
-             * @default []
-             */
-            paths?: components["schemas"]["IngressPath"][];
-            /** @description TLS; absent: plain HTTP. */
-            tls?: components["schemas"]["IngressTls"] | null;
-            /** @description Ingress class (default: the cluster's default). */
-            class_name?: string | null;
-        };
-        /** @description One routed path of an ingress. */
-        IngressPath: {
-            /** @description URL path (`/api`). */
-            path: string;
-            /** @description The `service` node it routes to; needs an `exposes` edge from the ingress to it. */
-            service: string;
-            /** @description `Prefix` (default) or `Exact`. */
-            path_type?: string | null;
-        };
-        /** @description TLS of an ingress. */
-        IngressTls: {
-            /** @description Secret holding the certificate (for example issued by cert-manager). */
-            secret_name: string;
-        };
-        /** @description One edge. */
-        Edge: {
-            /** @description Source node id. */
-            from: string;
-            /** @description Target node id. */
-            to: string;
-            /** @description Edge kind. */
-            kind: components["schemas"]["EdgeKind"];
-            /**
-             * Format: uint16
-             * @description `connects`: the target port (default: the target's first port).
-             */
-            port?: number | null;
-        };
-        /** @description How two nodes are joined. */
-        EdgeKind: "connects" | "exposes" | "mounts" | "depends_on";
-        /** @description Body of `PUT …/graph`. */
-        PutGraph: {
-            /** @description The new graph: `{"nodes": [...], "edges": [...]}`. */
-            graph: components["schemas"]["Graph"];
-        };
-        /** @description One page of a list. */
-        Page_for_GraphVersionSummary: {
-            /** @description The items of this page. */
-            items: components["schemas"]["GraphVersionSummary"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description One stored graph version without its body. */
-        GraphVersionSummary: {
-            /**
-             * Format: int32
-             * @description Version number.
-             */
-            version: number;
-            /** @description `sub` of whoever stored it. */
-            created_by: string;
-            /**
-             * Format: date-time
-             * @description When it was stored.
-             */
-            created_at: string;
-        };
-        /** @description One stored graph version with its body. */
-        GraphVersionView: {
-            /**
-             * Format: int32
-             * @description Version number.
-             */
-            version: number;
-            /** @description The graph as stored. */
-            graph: components["schemas"]["Graph"];
-            /** @description `sub` of whoever stored it. */
-            created_by: string;
-            /**
-             * Format: date-time
-             * @description When it was stored.
-             */
-            created_at: string;
-        };
-        /** @description A codegen job. */
-        CodegenJobView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization id.
-             */
-            org_id: string;
-            /**
-             * Format: uuid
-             * @description Project id.
-             */
-            project_id: string;
-            /**
-             * Format: int32
-             * @description The graph version generated.
-             */
-            graph_version: number;
-            /** @description Engine. */
-            engine: components["schemas"]["Engine"];
-            /** @description Delivery target, if any. */
-            target?: components["schemas"]["CodegenTarget"] | null;
-            /** @description Lifecycle status. */
-            status: components["schemas"]["CodegenStatus"];
-            /** @description What the runner is doing (`{step, done, total}`). */
-            progress?: components["schemas"]["Progress"] | null;
-            /** @description Why it failed. */
-            error?: components["schemas"]["CodegenError"] | null;
-            /** @description The commit pushed to `target.git` (succeeded jobs with a Git target). */
-            commit_sha?: string | null;
-            /** @description Cancellation was requested; a running job stops at its next step. */
-            cancel_requested: boolean;
-            /** @description Start, finish and durations. */
-            timings: components["schemas"]["Timings"];
-            /**
-             * Format: date-time
-             * @description Submitted.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Last change.
-             */
-            updated_at: string;
-        };
-        /** @description Which engine generates the manifests. */
-        Engine: "templates" | "llm";
-        /** @description Where a succeeded job's files are delivered besides its artifacts. */
-        CodegenTarget: {
-            /** @description Commit and push to a Git repository. */
-            git?: components["schemas"]["GitTargetSpec"] | null;
-        };
-        /** @description A Git repository to commit the generated files to. */
-        GitTargetSpec: {
-            /** @description Repository URL (`https://…`, `ssh://…` or `git@host:org/repo.git`; schemes allowed by `GANTRY_GIT_ALLOWED_SCHEMES`). No credentials in the URL. */
-            url: string;
-            /** @description Branch to commit to (created when missing). */
-            branch: string;
-            /** @description Directory inside the repository whose contents the job replaces (`.` = the root). */
-            path: string;
-            /** @description Name of the org secret holding the credentials (`token`, `user:token`, or an SSH private key); absent: no credentials. */
-            credentials_secret?: string | null;
-        };
-        /** @description Lifecycle of a codegen job. */
-        CodegenStatus: "pending" | "running" | "succeeded" | "failed" | "cancelled";
-        /** @description Why a job failed. */
-        CodegenError: {
-            /** @description Stable machine-readable kind: `invalid_graph`, `graph_not_found`, `template`, `llm_unparseable`, `llm_rejected`, `llm_unavailable`, `git_rejected`, `git_unavailable`, `internal`. */
-            type: string;
-            /** @description Human-readable detail. */
-            detail: string;
-        };
-        /** @description When the job moved. */
-        Timings: {
-            /**
-             * Format: date-time
-             * @description Submitted.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description A runner first picked it up.
-             */
-            started_at?: string | null;
-            /**
-             * Format: date-time
-             * @description It reached succeeded, failed or cancelled.
-             */
-            finished_at?: string | null;
-            /**
-             * Format: double
-             * @description Seconds from submit to start.
-             */
-            queued_seconds?: number | null;
-            /**
-             * Format: double
-             * @description Seconds from start to finish.
-             */
-            run_seconds?: number | null;
-        };
-        /** @description Body of `POST …/codegen-jobs`. */
-        CreateCodegenJob: {
-            /**
-             * Format: uuid
-             * @description The project whose graph is generated.
-             */
-            project_id: string;
-            /**
-             * Format: int32
-             * @description The graph version (default: the project's current version).
-             * @default null
-             */
-            graph_version?: number | null;
-            /**
-             * @description `templates` (default) or `llm`.
-             * @default null
-             */
-            engine?: components["schemas"]["Engine"] | null;
-            /**
-             * @description Delivery target.
-             * @default null
-             */
-            target?: components["schemas"]["CodegenTarget"] | null;
-        };
-        /** @description One page of a list. */
-        Page_for_CodegenJobView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["CodegenJobView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description The files of a job. */
-        ArtifactList: {
-            /** @description Every file, by path. */
-            items: components["schemas"]["ArtifactView"][];
-        };
-        /** @description One generated file. */
-        ArtifactView: {
-            /** @description Relative path (`deployment-web.yaml`). */
-            path: string;
-            /** @description Media type. */
-            media_type: string;
-            /**
-             * Format: int64
-             * @description Size in bytes.
-             */
-            size: number;
-            /** @description Lower-case hex SHA-256 of the content. */
-            sha256: string;
-        };
-        /** @description A backup policy. */
-        PolicyView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization.
-             */
-            org_id: string;
-            /**
-             * Format: uuid
-             * @description Workspace backed up.
-             */
-            workspace_id: string;
-            /** @description Name. */
-            name: string;
-            /** @description Whether the scheduler runs it. */
-            enabled: boolean;
-            /**
-             * Format: date-time
-             * @description Next due time (UTC); `null` while disabled.
-             */
-            next_run_at?: string | null;
-            /**
-             * Format: date-time
-             * @description Created.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Last change.
-             */
-            updated_at: string;
-            /** @description Cron (five fields) or a macro (`@daily`). */
-            schedule: string;
-            /** @description IANA zone the schedule is read in. */
-            timezone: string;
-            /** @description Retention. */
-            retention: components["schemas"]["Retention"];
-            /**
-             * @description Only these namespaces (all when empty).
-             * @default []
-             */
-            include_namespaces?: string[];
-            /**
-             * @description Never these namespaces.
-             * @default []
-             */
-            exclude_namespaces?: string[];
-            /**
-             * @description Only objects whose labels match.
-             * @default null
-             */
-            label_selector?: string | null;
-            /**
-             * @description Hooks.
-             * @default {
-             *       "post": [],
-             *       "pre": []
-             *     }
-             */
-            hooks?: components["schemas"]["Hooks"];
-        };
-        /** @description How many backups a policy keeps. */
-        Retention: {
-            /**
-             * Format: uint32
-             * @description Keep the newest N succeeded backups (1–1000).
-             */
-            keep_last?: number | null;
-            /** @description Expire backups older than this (`30d`, `12h`). */
-            max_age?: string | null;
-        };
-        /** @description Hooks around a backup. */
-        Hooks: {
-            /**
-             * @description Run before the objects are listed.
-             * @default []
-             */
-            pre?: components["schemas"]["Hook"][];
-            /**
-             * @description Run after the manifest is stored.
-             * @default []
-             */
-            post?: components["schemas"]["Hook"][];
-        };
-        /** @description A command run in the pods a selector picks, before or after the backup. */
-        Hook: {
-            /** @description Namespace of the pods. */
-            namespace: string;
-            /** @description Label selector of the pods (`app=db`). */
-            pod_selector: string;
-            /** @description Container (default: the pod's first). */
-            container?: string | null;
-            /** @description The command and its arguments (no shell). */
-            command: string[];
-            /** @description Bound on the command (`30s` default, 1s–1h). */
-            timeout?: string | null;
-            /** @description `fail` or `continue`. */
-            on_error: components["schemas"]["OnError"];
-        };
-        /** @description What a hook does when its command fails or times out. */
-        OnError: "fail" | "continue";
-        /** @description Body of `POST …/backup-policies`. */
-        CreatePolicy: {
-            /** @description Name (DNS-1123 label). */
-            name: string;
-            /** @description Cron (five fields) or `@daily`, `@hourly`, … */
-            schedule: string;
-            /**
-             * @description IANA time zone (default `UTC`).
-             * @default null
-             */
-            timezone?: string | null;
-            /** @description Retention (at least one of `keep_last`, `max_age`). */
-            retention: components["schemas"]["Retention"];
-            /**
-             * @description Only these namespaces.
-             * @default null
-             */
-            include_namespaces?: string[] | null;
-            /**
-             * @description Never these namespaces.
-             * @default null
-             */
-            exclude_namespaces?: string[] | null;
-            /**
-             * @description Equality-based label selector (`app=web,tier!=cache`).
-             * @default null
-             */
-            label_selector?: string | null;
-            /**
-             * @description Pre and post hooks.
-             * @default null
-             */
-            hooks?: components["schemas"]["Hooks"] | null;
-            /**
-             * @description Whether the scheduler runs it (default true).
-             * @default null
-             */
-            enabled?: boolean | null;
-        };
-        /** @description One page of a list. */
-        Page_for_PolicyView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["PolicyView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description Body of `PATCH …/backup-policies/{id}`: any field of [`CreatePolicy`]. */
-        UpdatePolicy: {
-            /**
-             * @description New name.
-             * @default null
-             */
-            name?: string | null;
-            /**
-             * @description New schedule.
-             * @default null
-             */
-            schedule?: string | null;
-            /**
-             * @description New time zone.
-             * @default null
-             */
-            timezone?: string | null;
-            /**
-             * @description New retention.
-             * @default null
-             */
-            retention?: components["schemas"]["Retention"] | null;
-            /**
-             * @description New namespaces.
-             * @default null
-             */
-            include_namespaces?: string[] | null;
-            /**
-             * @description New excluded namespaces.
-             * @default null
-             */
-            exclude_namespaces?: string[] | null;
-            /**
-             * @description New selector (`""` removes it).
-             * @default null
-             */
-            label_selector?: string | null;
-            /**
-             * @description New hooks.
-             * @default null
-             */
-            hooks?: components["schemas"]["Hooks"] | null;
-            /**
-             * @description Enable or disable.
-             * @default null
-             */
-            enabled?: boolean | null;
-        };
-        /** @description A backup. */
-        BackupView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization.
-             */
-            org_id: string;
-            /**
-             * Format: uuid
-             * @description Workspace.
-             */
-            workspace_id: string;
-            /**
-             * Format: uuid
-             * @description The policy it ran for (or whose selectors it used).
-             */
-            policy_id?: string | null;
-            /**
-             * Format: date-time
-             * @description Due time, for scheduled runs.
-             */
-            scheduled_for?: string | null;
-            /** @description pending → running → succeeded | failed | partially_failed | expired | deleted. */
-            status: components["schemas"]["BackupStatus"];
-            /** @description `{step, done, total}`. */
-            progress?: components["schemas"]["Progress"] | null;
-            /** @description Statistics, once stored. */
-            stats?: components["schemas"]["BackupStats"] | null;
-            /** @description Why it failed. */
-            error?: components["schemas"]["FailureView"] | null;
-            /** @description The workspace data key it is encrypted under. */
-            key_id?: string | null;
-            /** @description Where it lives. */
-            storage: components["schemas"]["StorageView"];
-            /**
-             * Format: date-time
-             * @description Requested.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Started.
-             */
-            started_at?: string | null;
-            /**
-             * Format: date-time
-             * @description Finished.
-             */
-            finished_at?: string | null;
-            /**
-             * Format: date-time
-             * @description Last change.
-             */
-            updated_at: string;
-        };
-        /** @description Lifecycle of a backup. */
-        BackupStatus: "pending" | "running" | "succeeded" | "failed" | "partially_failed" | "expired" | "deleted";
-        /** @description What a stored backup holds. */
-        BackupStats: {
-            /**
-             * Format: uint64
-             * @description Objects backed up.
-             */
-            objects: number;
-            /**
-             * Format: uint64
-             * @description Bytes of their canonical serialization.
-             */
-            bytes_logical: number;
-            /**
-             * Format: uint64
-             * @description Bytes stored by this backup (new encrypted chunks and the manifest).
-             */
-            bytes_stored_new: number;
-            /**
-             * Format: uint64
-             * @description Chunks this backup stored.
-             */
-            chunks_new: number;
-            /**
-             * Format: uint64
-             * @description Chunks already stored by an earlier backup.
-             */
-            chunks_reused: number;
-            /**
-             * Format: double
-             * @description How long making it took.
-             */
-            duration_seconds: number;
-        };
-        /** @description Why a backup or restore failed. */
-        FailureView: {
-            /** @description Stable kind: `integrity`, `hook`, `storage`, `driver`, `not_configured`, `key`, `internal`. */
-            type: string;
-            /** @description Readable detail. */
-            detail: string;
-        };
-        /** @description Where a backup's data lives. */
-        StorageView: {
-            /** @description Storage URL (`file:///…`, `s3://bucket/prefix`). */
-            location: string;
-            /** @description The workspace's prefix in it (`<org_id>/<workspace_id>`). */
-            prefix: string;
-        };
-        /** @description Body of `POST …/backups`. */
-        CreateBackup: {
-            /**
-             * Format: uuid
-             * @description Use this policy's selectors and hooks (and count it for its retention); none: the whole workspace, no hooks.
-             * @default null
-             */
-            policy_id?: string | null;
-        };
-        /** @description One page of a list. */
-        Page_for_BackupView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["BackupView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description A restore. */
-        RestoreView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization.
-             */
-            org_id: string;
-            /**
-             * Format: uuid
-             * @description The backup restored.
-             */
-            backup_id: string;
-            /**
-             * Format: uuid
-             * @description The backup's workspace.
-             */
-            workspace_id: string;
-            /**
-             * Format: uuid
-             * @description Where objects are applied.
-             */
-            target_workspace_id: string;
-            /** @description The options it was requested with. */
-            options: components["schemas"]["CreateRestore"];
-            /** @description pending → running → succeeded | failed. */
-            status: components["schemas"]["RestoreStatus"];
-            /** @description `{step, done, total}`. */
-            progress?: components["schemas"]["Progress"] | null;
-            /** @description Counts and failures. */
-            result?: components["schemas"]["RestoreResult"] | null;
-            /** @description Why it failed (`integrity` when a chunk or the manifest did not authenticate). */
-            error?: components["schemas"]["FailureView"] | null;
-            /**
-             * Format: date-time
-             * @description Requested.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Started.
-             */
-            started_at?: string | null;
-            /**
-             * Format: date-time
-             * @description Finished.
-             */
-            finished_at?: string | null;
-            /**
-             * Format: date-time
-             * @description Last change.
-             */
-            updated_at: string;
-        };
-        /** @description Body of `POST …/backups/{id}/restore`; also the restore's stored options. */
-        CreateRestore: {
-            /**
-             * Format: uuid
-             * @description Workspace to restore into (same organization; default the backup's).
-             * @default null
-             */
-            target_workspace_id?: string | null;
-            /**
-             * @description Only these namespaces of the backup.
-             * @default null
-             */
-            namespaces?: string[] | null;
-            /**
-             * @description Rename namespaces on the way (`{"old": "new"}`).
-             * @default null
-             */
-            namespace_mapping?: {
-                [key: string]: string;
-            } | null;
-            /**
-             * @description List what would change; change nothing.
-             * @default null
-             */
-            dry_run?: boolean | null;
-            /**
-             * @description `skip` (default) or `update`.
-             * @default null
-             */
-            existing?: components["schemas"]["Existing"] | null;
-        };
-        /** @description What to do with objects that already exist in the target. */
-        Existing: "skip" | "update";
-        /** @description Lifecycle of a restore. */
-        RestoreStatus: "pending" | "running" | "succeeded" | "failed";
-        /** @description What a restore did. */
-        RestoreResult: {
-            /**
-             * Format: uint64
-             * @description Objects created.
-             */
-            created: number;
-            /**
-             * Format: uint64
-             * @description Objects updated.
-             */
-            updated: number;
-            /**
-             * Format: uint64
-             * @description Objects left as they were.
-             */
-            skipped: number;
-            /** @description Objects that could not be applied. */
-            failed: components["schemas"]["ObjectFailure"][];
-            /** @description Every change, in apply order (dry runs: what would change). */
-            changes: components["schemas"]["ObjectChange"][];
-        };
-        /** @description An object a restore could not apply. */
-        ObjectFailure: {
-            /** @description Kind. */
-            kind: string;
-            /** @description Namespace (`""` for cluster-scoped objects). */
-            namespace: string;
-            /** @description Name. */
-            name: string;
-            /** @description Why. */
-            reason: string;
-        };
-        /** @description One change a restore made (or, dry run, would make). */
-        ObjectChange: {
-            /** @description `create`, `update` or `skip`. */
-            action: string;
-            /** @description Kind. */
-            kind: string;
-            /** @description Namespace in the target. */
-            namespace: string;
-            /** @description Name. */
-            name: string;
-        };
-        /** @description A page of events. */
-        EventPage: {
-            /** @description Events, oldest first. */
-            items: components["schemas"]["Envelope"][];
-            /** @description Pass as `?after=` to continue; when there are no new events it is the cursor you sent, so a poller can keep using it. */
-            next_cursor?: string | null;
-        };
-        /** @description The event envelope: the body of webhooks, SSE messages, stream entries and the events API. */
-        Envelope: {
-            /**
-             * Format: uuid
-             * @description Event id; consumers deduplicate by it.
-             */
-            id: string;
-            /** @description Event type, `aggregate.verb`. */
-            type: string;
-            /**
-             * Format: uuid
-             * @description Organization the event belongs to.
-             */
-            org_id: string;
-            /** @description What the event is about. */
-            aggregate: components["schemas"]["AggregateRef"];
-            /**
-             * Format: date-time
-             * @description When the change was committed (RFC 3339, UTC).
-             */
-            occurred_at: string;
-            /** @description Event-specific data. */
-            data: unknown;
-        };
-        /** @description The aggregate an event is about. */
-        AggregateRef: {
-            /** @description `org`, `workspace`, `project`, … */
-            type: string;
-            /**
-             * Format: uuid
-             * @description Its id.
-             */
-            id: string;
-        };
-        /** @description A webhook with its signing secret (answered once, on create and on rotate). */
-        WebhookWithSecret: {
-            /** @description HMAC-SHA256 signing secret; store it now, it is not shown again. */
-            secret: string;
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization id.
-             */
-            org_id: string;
-            /** @description Where events are POSTed. */
-            url: string;
-            /** @description Event patterns: `*`, `workspace.*`, `codegen.succeeded`, … */
-            events: string[];
-            /** @description Free text. */
-            description?: string | null;
-            /**
-             * Format: date-time
-             * @description Creation time.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Last change.
-             */
-            updated_at: string;
-        };
-        /** @description Body of `POST …/webhooks`. */
-        CreateWebhook: {
-            /** @description Public http(s) URL. */
-            url: string;
-            /** @description Event patterns (at least one). */
-            events: string[];
-            /** @description Free text. */
-            description?: string | null;
-        };
-        /** @description One page of a list. */
-        Page_for_WebhookView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["WebhookView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description A webhook (its secret is shown only when created or rotated). */
-        WebhookView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization id.
-             */
-            org_id: string;
-            /** @description Where events are POSTed. */
-            url: string;
-            /** @description Event patterns: `*`, `workspace.*`, `codegen.succeeded`, … */
-            events: string[];
-            /** @description Free text. */
-            description?: string | null;
-            /**
-             * Format: date-time
-             * @description Creation time.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Last change.
-             */
-            updated_at: string;
-        };
-        /** @description Body of `PATCH …/webhooks/{id}`; absent fields are unchanged. */
-        UpdateWebhook: {
-            /** @description New URL. */
-            url?: string | null;
-            /** @description New event patterns. */
-            events?: string[] | null;
-            /**
-             * @description New description (`null` clears it).
-             * @default null
-             */
-            description?: string | null;
-        };
-        /** @description One page of a list. */
-        Page_for_DeliveryView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["DeliveryView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description One delivery of an event to a webhook. */
-        DeliveryView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Webhook id.
-             */
-            webhook_id: string;
-            /**
-             * Format: uuid
-             * @description The event delivered (also sent as `Gantry-Delivery`).
-             */
-            event_id: string;
-            /** @description Its type. */
-            event_type: string;
-            /** @description `pending`, `delivered` or `failed`. */
-            status: string;
-            /**
-             * Format: int32
-             * @description Attempts made.
-             */
-            attempts: number;
-            /**
-             * Format: int32
-             * @description HTTP status of the last attempt.
-             */
-            response_code?: number | null;
-            /**
-             * Format: int32
-             * @description Duration of the last attempt, in milliseconds.
-             */
-            duration_ms?: number | null;
-            /** @description Error of the last attempt. */
-            last_error?: string | null;
-            /**
-             * Format: date-time
-             * @description When the next attempt is due (pending only).
-             */
-            next_attempt_at?: string | null;
-            /**
-             * Format: date-time
-             * @description When it was delivered.
-             */
-            delivered_at?: string | null;
-            /**
-             * Format: date-time
-             * @description Creation time.
-             */
-            created_at: string;
-        };
-        /** @description Body of `PUT …/secrets/{name}`. */
-        PutSecret: {
-            /** @description The value (1 byte to 64 KiB): a token, `user:token`, or an SSH private key. Write-only. Required for a new secret; omit it to change only the binding of an existing one. */
-            value?: string | null;
-            /**
-             * @description Hosts the value may be sent to, `host` (that host on the scheme's default port: 443, 80, 22) or `host:port`, e.g. `["github.com", "git.example.com:8443"]`. Required for a new secret; omitted, an existing secret keeps its list.
-             * @default null
-             */
-            allowed_hosts?: string[] | null;
-            /**
-             * @description SSH `known_hosts` lines (`ssh-keyscan` output). When set, ssh deliveries with this secret refuse any host key not listed; `""` clears it (unknown keys accepted on first use). Omitted, an existing secret keeps its value.
-             * @default null
-             */
-            known_hosts?: string | null;
-        };
-        /** @description One page of a list. */
-        Page_for_SecretView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["SecretView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description A secret as listed: its name and history, never its value. */
-        SecretView: {
-            /** @description Name (a DNS-1123 label), as jobs reference it. */
-            name: string;
-            /** @description Hosts (`host` or `host:port`) the value may be sent to; `[]` = usable nowhere. */
-            allowed_hosts: string[];
-            /** @description SSH host keys (`known_hosts` lines) trusted for ssh deliveries, if set. */
-            known_hosts?: string | null;
-            /**
-             * Format: date-time
-             * @description When it was created.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description When its value was last set.
-             */
-            updated_at: string;
-            /** @description `sub` of who created it. */
-            created_by: string;
-        };
-        /** @description A health check. */
-        HealthCheckView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization id.
-             */
-            org_id: string;
-            /** @description Name. */
-            name: string;
-            /** @description `http`, `tcp`, `dns`, `tls`. */
-            kind: string;
-            /** @description URL, `host:port`, or `{name, record_type, resolver?}`. */
-            target: unknown;
-            /** @description `http`: method. */
-            method?: string | null;
-            /** @description `http`: headers. */
-            headers?: {
-                [key: string]: string;
-            } | null;
-            /** @description `http`: body. */
-            body?: string | null;
-            /** @description Run interval (`60s`). */
-            interval: string;
-            /** @description Timeout of one run (`10s`). */
-            timeout: string;
-            /**
-             * Format: int32
-             * @description Failing runs in a row before `down`/`degraded`.
-             */
-            failure_threshold: number;
-            /**
-             * Format: int32
-             * @description Succeeding runs in a row before `up`.
-             */
-            success_threshold: number;
-            /** @description Conditions. */
-            conditions: string[];
-            /** @description Labels. */
-            labels: {
-                [key: string]: string;
-            };
-            /** @description False: paused. */
-            enabled: boolean;
-            /** @description `unknown`, `up`, `down`, `degraded`, `maintenance` or `paused`. */
-            status: string;
-            /**
-             * Format: date-time
-             * @description When the status last changed.
-             */
-            status_since: string;
-            /**
-             * Format: date-time
-             * @description When it last ran.
-             */
-            last_checked_at?: string | null;
-            /**
-             * Format: date-time
-             * @description Creation time.
-             */
-            created_at: string;
-            /**
-             * Format: date-time
-             * @description Last change.
-             */
-            updated_at: string;
-        };
-        /** @description A check definition as sent (create, or a PATCH merged onto the current one). */
-        CheckInput: {
-            /** @description Display name (1–200 characters). */
-            name: string;
-            /** @description `http`, `tcp`, `dns` or `tls`. */
-            kind: string;
-            /** @description `http`: a URL; `tcp`/`tls`: `host:port`; `dns`: `{name, record_type, resolver?}`. */
-            target: unknown;
-            /** @description `10s`–`1h` (default `60s`). */
-            interval?: components["schemas"]["DurationInput"] | null;
-            /** @description At most the interval (default `10s`). */
-            timeout?: components["schemas"]["DurationInput"] | null;
-            /**
-             * Format: int64
-             * @description 1–20 (default 3).
-             */
-            failure_threshold?: number | null;
-            /**
-             * Format: int64
-             * @description 1–20 (default 2).
-             */
-            success_threshold?: number | null;
-            /**
-             * @description Condition expressions, e.g. `status == 200`, `response_time < 500ms`.
-             * @default []
-             */
-            conditions?: string[];
-            /** @description Labels (alert rules and maintenance windows select by them). */
-            labels?: {
-                [key: string]: string;
-            } | null;
-            /** @description False pauses the check (default true). */
-            enabled?: boolean | null;
-            /** @description `http`: method (default `GET`). */
-            method?: string | null;
-            /** @description `http`: request headers. */
-            headers?: {
-                [key: string]: string;
-            } | null;
-            /** @description `http`: request body. */
-            body?: string | null;
-        };
-        /** @description A duration as seconds (`60`) or text (`"60s"`, `"500ms"`, `"1h"`). */
-        DurationInput: number | string;
-        /** @description One page of a list. */
-        Page_for_HealthCheckView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["HealthCheckView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description `PATCH …/health-checks/{id}`: absent fields are unchanged (the kind cannot change). */
-        CheckPatch: {
-            /** @description New name. */
-            name?: string | null;
-            /** @description New target (same shape as on create). */
-            target?: unknown;
-            /** @description New interval. */
-            interval?: components["schemas"]["DurationInput"] | null;
-            /** @description New timeout. */
-            timeout?: components["schemas"]["DurationInput"] | null;
-            /**
-             * Format: int64
-             * @description New failure threshold.
-             */
-            failure_threshold?: number | null;
-            /**
-             * Format: int64
-             * @description New success threshold.
-             */
-            success_threshold?: number | null;
-            /** @description New conditions. */
-            conditions?: string[] | null;
-            /** @description New labels. */
-            labels?: {
-                [key: string]: string;
-            } | null;
-            /** @description Pause (false) or resume (true). */
-            enabled?: boolean | null;
-            /** @description New method. */
-            method?: string | null;
-            /** @description New headers. */
-            headers?: {
-                [key: string]: string;
-            } | null;
-            /** @description New body. */
-            body?: string | null;
-        };
-        /** @description One page of a list. */
-        Page_for_ResultView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["ResultView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description One run of a check. */
-        ResultView: {
-            /**
-             * Format: uuid
-             * @description Id (time-ordered).
-             */
-            id: string;
-            /**
-             * Format: date-time
-             * @description When it ran.
-             */
-            at: string;
-            /** @description Every condition held (and the target answered). */
-            success: boolean;
-            /**
-             * Format: int32
-             * @description Time to the answer, in milliseconds.
-             */
-            response_time_ms: number;
-            /** @description Each condition's verdict. */
-            conditions: components["schemas"]["ConditionResult"][];
-            /** @description Why the target did not answer. */
-            error?: string | null;
-        };
-        /** @description One condition's verdict in a result. */
-        ConditionResult: {
-            /** @description The expression. */
-            expr: string;
-            /** @description Whether it held. */
-            success: boolean;
-            /** @description What was observed. */
-            actual?: string | null;
-        };
-        /** @description One page of a list. */
-        Page_for_IncidentView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["IncidentView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description An incident: a period during which a check was failing. */
-        IncidentView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization id.
-             */
-            org_id: string;
-            /**
-             * Format: uuid
-             * @description The check.
-             */
-            check_id: string;
-            /** @description `open` or `resolved`. */
-            status: string;
-            /** @description `down` or `degraded`. */
-            cause: string;
-            /**
-             * Format: date-time
-             * @description First failing run.
-             */
-            opened_at: string;
-            /**
-             * Format: date-time
-             * @description Acknowledgement time.
-             */
-            acknowledged_at?: string | null;
-            /** @description Who acknowledged it. */
-            acknowledged_by?: string | null;
-            /**
-             * Format: date-time
-             * @description Resolution time.
-             */
-            resolved_at?: string | null;
-            /** @description Notifications recorded for it (in lists: empty; see `GET …/incidents/{id}`). */
-            notifications: components["schemas"]["NotificationView"][];
-        };
-        /** @description A notification of an incident transition to a channel. */
-        NotificationView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description The alert channel.
-             */
-            channel_id: string;
-            /** @description `opened`, `resolved`, `repeat-N`. */
-            transition: string;
-            /** @description `pending`, `sent`, `failed`. */
-            status: string;
-            /**
-             * Format: int32
-             * @description Attempts made.
-             */
-            attempts: number;
-            /** @description Error of the last attempt. */
-            last_error?: string | null;
-            /**
-             * Format: date-time
-             * @description When it was sent.
-             */
-            sent_at?: string | null;
-            /**
-             * Format: date-time
-             * @description When it was recorded.
-             */
-            created_at: string;
-        };
-        /** @description An alert channel (a `webhook` channel's secret is shown only when it is created). */
-        ChannelView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description Organization id.
-             */
-            org_id: string;
-            /** @description Name. */
-            name: string;
-            /** @description Kind. */
-            kind: string;
-            /** @description URL, if the kind has one. */
-            url?: string | null;
-            /** @description Email recipients. */
-            to?: string[] | null;
-            /** @description Signing secret of a `webhook` channel: in the create answer only. */
-            secret?: string | null;
-            /**
-             * Format: date-time
-             * @description Creation time.
-             */
-            created_at: string;
-        };
-        /** @description Body of `POST …/alert-channels`. */
-        ChannelInput: {
-            /** @description Display name. */
-            name: string;
-            /** @description `webhook` (signed like webhooks), `slack` (incoming webhook), `email` (SMTP), `pagerduty` (Events API v2). */
-            kind: string;
-            /** @description `webhook`, `slack`: where to POST; `pagerduty`: the Events API URL (default `GANTRY_PAGERDUTY_URL`). */
-            url?: string | null;
-            /** @description `email`: recipients. */
-            to?: string[] | null;
-            /** @description `pagerduty`: the integration's routing key. */
-            routing_key?: string | null;
-        };
-        /** @description One page of a list. */
-        Page_for_ChannelView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["ChannelView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description The answer of `POST …/alert-channels/{id}/test`. */
-        ChannelTestView: {
-            /** @description Whether the test notification was accepted by the receiver. */
-            success: boolean;
-            /** @description Why not. */
-            error?: string | null;
-        };
-        /** @description An alert rule. */
-        RuleView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description The check, for a per-check rule.
-             */
-            check_id?: string | null;
-            /** @description Labels, for a label rule. */
-            labels?: {
-                [key: string]: string;
-            } | null;
-            /** @description Channel ids. */
-            channels: string[];
-            /** @description Notify on resolution. */
-            send_on_resolved: boolean;
-            /** @description Repeat interval (`4h` as seconds text, e.g. `14400s`). */
-            repeat_interval: string;
-            /** @description Group wait. */
-            group_wait: string;
-            /**
-             * Format: date-time
-             * @description Creation time.
-             */
-            created_at: string;
-        };
-        /** @description Body of `POST …/alert-rules`: a rule for one check (`check_id`) or for every check carrying `labels`. */
-        RuleInput: {
-            /**
-             * Format: uuid
-             * @description The check (or give `labels`).
-             */
-            check_id?: string | null;
-            /** @description Labels a check must all carry (or give `check_id`). */
-            labels?: {
-                [key: string]: string;
-            } | null;
-            /** @description Alert channel ids. */
-            channels: string[];
-            /** @description Notify on resolution too (default true). */
-            send_on_resolved?: boolean | null;
-            /** @description Re-notify an unacknowledged open incident this often (default `4h`). */
-            repeat_interval?: components["schemas"]["DurationInput"] | null;
-            /** @description Incidents opened within this go out as one notification (default `30s`). */
-            group_wait?: components["schemas"]["DurationInput"] | null;
-        };
-        /** @description One page of a list. */
-        Page_for_RuleView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["RuleView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description A maintenance window. */
-        WindowView: {
-            /**
-             * Format: uuid
-             * @description Id.
-             */
-            id: string;
-            /** @description Name. */
-            name: string;
-            /**
-             * Format: date-time
-             * @description Start of the first occurrence.
-             */
-            starts_at: string;
-            /**
-             * Format: date-time
-             * @description End of a one-off window.
-             */
-            ends_at?: string | null;
-            /** @description Length of each occurrence (`3600s`). */
-            duration: string;
-            /** @description Cron schedule of the starts. */
-            recurrence?: string | null;
-            /** @description Covered checks. */
-            check_ids?: string[] | null;
-            /** @description Covered labels. */
-            labels?: {
-                [key: string]: string;
-            } | null;
-            /** @description Whether it is in effect now. */
-            active: boolean;
-            /**
-             * Format: date-time
-             * @description Creation time.
-             */
-            created_at: string;
-        };
-        /** @description Body of `POST …/maintenance-windows`. */
-        WindowInput: {
-            /** @description Display name. */
-            name: string;
-            /**
-             * Format: date-time
-             * @description Start (of the first occurrence, when recurring).
-             */
-            starts_at: string;
-            /**
-             * Format: date-time
-             * @description End (or give `duration`).
-             */
-            ends_at?: string | null;
-            /** @description Length (or give `ends_at`); required with `recurrence`. */
-            duration?: components["schemas"]["DurationInput"] | null;
-            /** @description Five-field cron schedule of the starts (UTC), e.g. `0 3 * * SUN`. */
-            recurrence?: string | null;
-            /** @description Checks covered (or give `labels`). */
-            check_ids?: string[] | null;
-            /** @description Labels a covered check carries (or give `check_ids`). */
-            labels?: {
-                [key: string]: string;
-            } | null;
-        };
-        /** @description One page of a list. */
-        Page_for_WindowView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["WindowView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description `GET …/status`. */
-        StatusView: {
-            /** @description Every live check. */
-            checks: components["schemas"]["CheckStatus"][];
-            /** @description Open incidents, oldest first. */
-            open_incidents: components["schemas"]["IncidentView"][];
-        };
-        /** @description One check in the overview. */
-        CheckStatus: {
-            /**
-             * Format: uuid
-             * @description The check.
-             */
-            id: string;
-            /** @description Its name. */
-            name: string;
-            /** @description `unknown`, `up`, `down`, `degraded`, `maintenance`, `paused`. */
-            status: string;
-            /**
-             * Format: date-time
-             * @description Since when.
-             */
-            status_since: string;
-            /** @description Uptime. */
-            uptime: components["schemas"]["Uptime"];
-            /** @description Latency over 24 h. */
-            latency_ms: components["schemas"]["Latency"];
-        };
-        /** @description Uptime percentages (`null` when there were no runs in the period). */
-        Uptime: {
-            /**
-             * Format: double
-             * @description Over the last 24 hours.
-             */
-            "24h"?: number | null;
-            /**
-             * Format: double
-             * @description Over the last 7 days.
-             */
-            "7d"?: number | null;
-            /**
-             * Format: double
-             * @description Over the last 30 days.
-             */
-            "30d"?: number | null;
-        };
-        /** @description Response-time percentiles over the last 24 hours, in milliseconds. */
-        Latency: {
-            /**
-             * Format: int32
-             * @description Median.
-             */
-            p50?: number | null;
-            /**
-             * Format: int32
-             * @description 95th percentile.
-             */
-            p95?: number | null;
-        };
-        /** @description The outbox's unpublished backlog. */
-        OutboxStatus: {
-            /**
-             * Format: uint64
-             * @description Events written but not yet published.
-             */
-            backlog: number;
-            /**
-             * Format: date-time
-             * @description When the oldest unpublished event was written.
-             */
-            oldest_unpublished_at?: string | null;
-            /**
-             * Format: double
-             * @description Its age in seconds (0 when the backlog is empty).
-             */
-            oldest_unpublished_age_seconds: number;
-        };
-        /** @description Every queue's job counts. */
-        QueuesStatus: {
-            /** @description `redis`, `postgres` or `sqlite`. */
-            backend: string;
-            /** @description One entry per queue. */
-            queues: components["schemas"]["QueueStatus"][];
-        };
-        /** @description One queue's job counts. */
-        QueueStatus: {
-            /** @description Queue name. */
-            queue: string;
-            /**
-             * Format: uint64
-             * @description Ready to run now.
-             */
-            pending: number;
-            /**
-             * Format: uint64
-             * @description Held by a worker.
-             */
-            running: number;
-            /**
-             * Format: uint64
-             * @description Waiting for a later run time (retries with backoff).
-             */
-            scheduled: number;
-            /**
-             * Format: uint64
-             * @description Dead: no attempts left or a permanent failure, kept with the last error.
-             */
-            dead: number;
-            /**
-             * Format: uint64
-             * @description Finished and still remembered by the backend.
-             */
-            done: number;
-            /**
-             * Format: uint64
-             * @description Finished within the last hour (webhooks: delivered within the last hour).
-             */
-            done_last_hour: number;
-            /**
-             * Format: double
-             * @description Age in seconds of the oldest ready job (`null` when none is ready, or on Redis, which keeps no enqueue times).
-             */
-            oldest_pending_age_seconds?: number | null;
-        };
-        /** @description One page of a list. */
-        Page_for_JobView: {
-            /** @description The items of this page. */
-            items: components["schemas"]["JobView"][];
-            /** @description Pass as `?cursor=` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description A job as the admin API shows it. */
-        JobView: {
-            /**
-             * Format: uuid
-             * @description Job id (the id of the event that caused it).
-             */
-            id: string;
-            /** @description Queue name. */
-            queue: string;
-            /** @description `pending`, `scheduled`, `running`, `done` or `dead`. */
-            state: string;
-            /**
-             * Format: uint32
-             * @description Attempt number (1 for the first run).
-             */
-            attempt: number;
-            /**
-             * Format: date-time
-             * @description When the first attempt was enqueued.
-             */
-            enqueued_at: string;
-            /**
-             * Format: date-time
-             * @description When it may run (live jobs).
-             */
-            run_at?: string | null;
-            /** @description The last error (dead jobs). */
-            last_error?: string | null;
-            /** @description The job's arguments. */
-            args: unknown;
-        };
-        /** @description The outcome of a bulk retry. */
-        RetriedJobs: {
-            /**
-             * Format: uint64
-             * @description How many dead jobs were queued again.
-             */
-            retried: number;
-            /** @description Their ids. */
-            ids: string[];
-        };
-        /** @description `POST /v1/admin/jobs/retry` body: which dead jobs to run again. */
-        RetryFilter: {
-            /** @description The queue whose dead jobs are retried (not `webhooks`: redeliver those). */
-            queue: string;
-            /**
-             * Format: uint64
-             * @description At most this many (1..=10000, default 1000), oldest ids first.
-             */
-            limit?: number | null;
-        };
         /** @description A probe batch's progress. */
         ProbeBatch: {
             /**
@@ -3256,11 +2576,6 @@ export interface components {
              * @description Batch id.
              */
             batch_id: string;
-            /**
-             * Format: uint64
-             * @description Probe jobs requested.
-             */
-            total: number;
             /**
              * Format: uint64
              * @description Distinct probe jobs completed (never above `total`).
@@ -3281,49 +2596,734 @@ export interface components {
              * @description When the last probe job completed.
              */
             last_completed_at?: string | null;
-        };
-        /** @description `POST /v1/admin/probes` body. */
-        CreateProbes: {
-            /**
-             * Format: int64
-             * @description How many probe jobs (1..=100000).
-             */
-            count: number;
-            /**
-             * Format: int64
-             * @description Simulated work per probe run in milliseconds (0..=60000, default 0).
-             */
-            delay_ms?: number | null;
-            /**
-             * Format: int64
-             * @description Each probe fails (retryably) its first this-many attempts (0..=100, default 0), to exercise retries and dead jobs.
-             */
-            fail_attempts?: number | null;
-        };
-        /** @description How the console should log in. */
-        ConsoleConfig: {
-            /** @description `keycloak` (OIDC authorization code + PKCE) or `embedded` (dev log-in). */
-            auth: string;
-            /** @description The realm URL, with Keycloak. */
-            issuer?: string | null;
-            /** @description The public OIDC client id, with Keycloak. */
-            client_id?: string | null;
-            /** @description Whether `POST /v1/console/dev-token` is available (embedded development mode; it then still answers only loopback clients). */
-            dev_login: boolean;
-        };
-        /** @description A minted dev token. */
-        DevToken: {
-            /** @description The bearer token. */
-            access_token: string;
-            /** @description Always `Bearer`. */
-            token_type: string;
             /**
              * Format: uint64
-             * @description Seconds until it expires.
+             * @description Probe jobs requested.
              */
-            expires_in: number;
-            /** @description Its subject. */
-            sub: string;
+            total: number;
+        };
+        /** @description Health probes of a service (HTTP paths on its first port; TCP when no path is set). */
+        Probes: {
+            /** @description HTTP path of the liveness probe (default: a TCP check of the first port). */
+            liveness_path?: string | null;
+            /** @description HTTP path of the readiness probe (default: a TCP check of the first port). */
+            readiness_path?: string | null;
+        };
+        /** @description An RFC 9457 problem document as Gantry sends it. */
+        Problem: {
+            /** @description What went wrong in this occurrence. */
+            detail?: string | null;
+            /** @description Validation errors (only on 422). */
+            errors?: components["schemas"]["FieldError"][] | null;
+            /**
+             * Format: uint16
+             * @description The HTTP status code.
+             */
+            status: number;
+            /** @description Short human summary of the kind of problem. */
+            title: string;
+            /** @description Stable URI naming the kind of problem. */
+            type: string;
+        };
+        /** @description Progress of a long-running step. */
+        Progress: {
+            /**
+             * Format: uint32
+             * @description Steps done.
+             */
+            done: number;
+            /** @description What is happening now. */
+            step: string;
+            /**
+             * Format: uint32
+             * @description Steps in all.
+             */
+            total: number;
+        };
+        /** @description A project namespace's `ResourceQuota` (Kubernetes quantities). */
+        ProjectQuota: {
+            /** @description `limits.cpu`, e.g. `2` or `500m`. */
+            cpu: string;
+            /** @description `limits.memory`, e.g. `4Gi`. */
+            memory: string;
+        };
+        /** @description A project. */
+        ProjectView: {
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /** @description Why creating the namespace failed, if it did. */
+            error?: string | null;
+            /**
+             * Format: int32
+             * @description Current graph version (0 = the empty graph it started with).
+             */
+            graph_version: number;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description DNS-1123 label, unique in the workspace. */
+            name: string;
+            /**
+             * Format: uuid
+             * @description Organization id.
+             */
+            org_id: string;
+            /** @description The namespace's `ResourceQuota`. */
+            quota: components["schemas"]["ProjectQuota"];
+            /** @description Its namespace in the workspace's vCluster: `pending` (until the workspace is ready and the provisioner created it), `ready` or `failed`. */
+            status: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+            /**
+             * Format: uuid
+             * @description Workspace the project lives in.
+             */
+            workspace_id: string;
+        };
+        /** @description Body of `PUT …/graph`. */
+        PutGraph: {
+            /** @description The new graph: `{"nodes": [...], "edges": [...]}`. */
+            graph: components["schemas"]["Graph"];
+        };
+        /** @description Body of `PUT …/secrets/{name}`. */
+        PutSecret: {
+            /**
+             * @description Hosts the value may be sent to, `host` (that host on the scheme's default port: 443, 80, 22) or `host:port`, e.g. `["github.com", "git.example.com:8443"]`. Required for a new secret; omitted, an existing secret keeps its list.
+             * @default null
+             */
+            allowed_hosts?: string[] | null;
+            /**
+             * @description SSH `known_hosts` lines (`ssh-keyscan` output). When set, ssh deliveries with this secret refuse any host key not listed; `""` clears it (unknown keys accepted on first use). Omitted, an existing secret keeps its value.
+             * @default null
+             */
+            known_hosts?: string | null;
+            /** @description The value (1 byte to 64 KiB): a token, `user:token`, or an SSH private key. Write-only. Required for a new secret; omit it to change only the binding of an existing one. */
+            value?: string | null;
+        };
+        /** @description One queue's job counts. */
+        QueueStatus: {
+            /**
+             * Format: uint64
+             * @description Dead: no attempts left or a permanent failure, kept with the last error.
+             */
+            dead: number;
+            /**
+             * Format: uint64
+             * @description Finished and still remembered by the backend.
+             */
+            done: number;
+            /**
+             * Format: uint64
+             * @description Finished within the last hour (webhooks: delivered within the last hour).
+             */
+            done_last_hour: number;
+            /**
+             * Format: double
+             * @description Age in seconds of the oldest ready job (`null` when none is ready, or on Redis, which keeps no enqueue times).
+             */
+            oldest_pending_age_seconds?: number | null;
+            /**
+             * Format: uint64
+             * @description Ready to run now.
+             */
+            pending: number;
+            /** @description Queue name. */
+            queue: string;
+            /**
+             * Format: uint64
+             * @description Held by a worker.
+             */
+            running: number;
+            /**
+             * Format: uint64
+             * @description Waiting for a later run time (retries with backoff).
+             */
+            scheduled: number;
+        };
+        /** @description Every queue's job counts. */
+        QueuesStatus: {
+            /** @description `redis`, `postgres` or `sqlite`. */
+            backend: string;
+            /** @description One entry per queue. */
+            queues: components["schemas"]["QueueStatus"][];
+        };
+        /** @description CPU and memory, as Kubernetes quantities (`250m`, `512Mi`). */
+        Resources: {
+            /** @description CPU limit (default: none, to avoid throttling; set one to cap). */
+            cpu_limit?: string | null;
+            /** @description CPU request (default `100m`). */
+            cpu_request?: string | null;
+            /** @description Memory limit (default: equal to the request). */
+            memory_limit?: string | null;
+            /** @description Memory request (default `128Mi`). */
+            memory_request?: string | null;
+        };
+        /** @description What a restore did. */
+        RestoreResult: {
+            /** @description Every change, in apply order (dry runs: what would change). */
+            changes: components["schemas"]["ObjectChange"][];
+            /**
+             * Format: uint64
+             * @description Objects created.
+             */
+            created: number;
+            /** @description Objects that could not be applied. */
+            failed: components["schemas"]["ObjectFailure"][];
+            /**
+             * Format: uint64
+             * @description Objects left as they were.
+             */
+            skipped: number;
+            /**
+             * Format: uint64
+             * @description Objects updated.
+             */
+            updated: number;
+        };
+        /** @description Lifecycle of a restore. */
+        RestoreStatus: "pending" | "running" | "succeeded" | "failed";
+        /** @description A restore. */
+        RestoreView: {
+            /**
+             * Format: uuid
+             * @description The backup restored.
+             */
+            backup_id: string;
+            /**
+             * Format: date-time
+             * @description Requested.
+             */
+            created_at: string;
+            /** @description Why it failed (`integrity` when a chunk or the manifest did not authenticate). */
+            error?: components["schemas"]["FailureView"] | null;
+            /**
+             * Format: date-time
+             * @description Finished.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description The options it was requested with. */
+            options: components["schemas"]["CreateRestore"];
+            /**
+             * Format: uuid
+             * @description Organization.
+             */
+            org_id: string;
+            /** @description `{step, done, total}`. */
+            progress?: components["schemas"]["Progress"] | null;
+            /** @description Counts and failures. */
+            result?: components["schemas"]["RestoreResult"] | null;
+            /**
+             * Format: date-time
+             * @description Started.
+             */
+            started_at?: string | null;
+            /** @description pending → running → succeeded | failed. */
+            status: components["schemas"]["RestoreStatus"];
+            /**
+             * Format: uuid
+             * @description Where objects are applied.
+             */
+            target_workspace_id: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+            /**
+             * Format: uuid
+             * @description The backup's workspace.
+             */
+            workspace_id: string;
+        };
+        /** @description One run of a check. */
+        ResultView: {
+            /**
+             * Format: date-time
+             * @description When it ran.
+             */
+            at: string;
+            /** @description Each condition's verdict. */
+            conditions: components["schemas"]["ConditionResult"][];
+            /** @description Why the target did not answer. */
+            error?: string | null;
+            /**
+             * Format: uuid
+             * @description Id (time-ordered).
+             */
+            id: string;
+            /**
+             * Format: int32
+             * @description Time to the answer, in milliseconds.
+             */
+            response_time_ms: number;
+            /** @description Every condition held (and the target answered). */
+            success: boolean;
+        };
+        /** @description How many backups a policy keeps. */
+        Retention: {
+            /**
+             * Format: uint32
+             * @description Keep the newest N succeeded backups (1–1000).
+             */
+            keep_last?: number | null;
+            /** @description Expire backups older than this (`30d`, `12h`). */
+            max_age?: string | null;
+        };
+        /** @description The outcome of a bulk retry. */
+        RetriedJobs: {
+            /** @description Their ids. */
+            ids: string[];
+            /**
+             * Format: uint64
+             * @description How many dead jobs were queued again.
+             */
+            retried: number;
+        };
+        /** @description `POST /v1/admin/jobs/retry` body: which dead jobs to run again. */
+        RetryFilter: {
+            /**
+             * Format: uint64
+             * @description At most this many (1..=10000, default 1000), oldest ids first.
+             */
+            limit?: number | null;
+            /** @description The queue whose dead jobs are retried (not `webhooks`: redeliver those). */
+            queue: string;
+        };
+        /** @description A member's role in an organization, ordered owner > admin > member > viewer. */
+        Role: "viewer" | "member" | "admin" | "owner";
+        /** @description Body of `POST …/alert-rules`: a rule for one check (`check_id`) or for every check carrying `labels`. */
+        RuleInput: {
+            /** @description Alert channel ids. */
+            channels: string[];
+            /**
+             * Format: uuid
+             * @description The check (or give `labels`).
+             */
+            check_id?: string | null;
+            /** @description Incidents opened within this go out as one notification (default `30s`). */
+            group_wait?: components["schemas"]["DurationInput"] | null;
+            /** @description Labels a check must all carry (or give `check_id`). */
+            labels?: {
+                [key: string]: string;
+            } | null;
+            /** @description Re-notify an unacknowledged open incident this often (default `4h`). */
+            repeat_interval?: components["schemas"]["DurationInput"] | null;
+            /** @description Notify on resolution too (default true). */
+            send_on_resolved?: boolean | null;
+        };
+        /** @description An alert rule. */
+        RuleView: {
+            /** @description Channel ids. */
+            channels: string[];
+            /**
+             * Format: uuid
+             * @description The check, for a per-check rule.
+             */
+            check_id?: string | null;
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /** @description Group wait. */
+            group_wait: string;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description Labels, for a label rule. */
+            labels?: {
+                [key: string]: string;
+            } | null;
+            /** @description Repeat interval (`4h` as seconds text, e.g. `14400s`). */
+            repeat_interval: string;
+            /** @description Notify on resolution. */
+            send_on_resolved: boolean;
+        };
+        /** @description `kind: secret_ref`. */
+        SecretRefSpec: {
+            /** @description Keys exposed as environment variables (default: every key, via `envFrom`). */
+            keys?: string[];
+            /** @description Where mounted workloads see the keys as files; absent: as environment variables. */
+            mount_path?: string | null;
+            /** @description Name of the existing Secret in the namespace. */
+            secret_name: string;
+        };
+        /** @description A secret as listed: its name and history, never its value. */
+        SecretView: {
+            /** @description Hosts (`host` or `host:port`) the value may be sent to; `[]` = usable nowhere. */
+            allowed_hosts: string[];
+            /**
+             * Format: date-time
+             * @description When it was created.
+             */
+            created_at: string;
+            /** @description `sub` of who created it. */
+            created_by: string;
+            /** @description SSH host keys (`known_hosts` lines) trusted for ssh deliveries, if set. */
+            known_hosts?: string | null;
+            /** @description Name (a DNS-1123 label), as jobs reference it. */
+            name: string;
+            /**
+             * Format: date-time
+             * @description When its value was last set.
+             */
+            updated_at: string;
+        };
+        /** @description `kind: service`. */
+        ServiceSpec: {
+            /** @description Container arguments. */
+            args?: string[];
+            /** @description Horizontal autoscaling. */
+            autoscaling?: components["schemas"]["Autoscaling"] | null;
+            /** @description Container command (overrides the image's entrypoint). */
+            command?: string[];
+            /**
+             * @description Plain environment variables (secrets come from `secret_ref` nodes).
+             * @default {}
+             */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Container image reference (pin a tag or digest). */
+            image: string;
+            /**
+             * @description Ports the container listens on; the first is the service's main port.
+             * @default []
+             */
+            ports?: components["schemas"]["Port"][];
+            /** @description Liveness and readiness probes. */
+            probes?: components["schemas"]["Probes"] | null;
+            /**
+             * Format: uint32
+             * @description Replicas (default 1; ignored as a fixed count when `autoscaling` is set).
+             */
+            replicas?: number | null;
+            /** @description Requests and limits. */
+            resources?: components["schemas"]["Resources"] | null;
+        };
+        /** @description `GET …/status`. */
+        StatusView: {
+            /** @description Every live check. */
+            checks: components["schemas"]["CheckStatus"][];
+            /** @description Open incidents, oldest first. */
+            open_incidents: components["schemas"]["IncidentView"][];
+        };
+        /** @description Where a backup's data lives. */
+        StorageView: {
+            /** @description Storage URL (`file:///…`, `s3://bucket/prefix`). */
+            location: string;
+            /** @description The workspace's prefix in it (`<org_id>/<workspace_id>`). */
+            prefix: string;
+        };
+        /** @description When the job moved. */
+        Timings: {
+            /**
+             * Format: date-time
+             * @description Submitted.
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description It reached succeeded, failed or cancelled.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: double
+             * @description Seconds from submit to start.
+             */
+            queued_seconds?: number | null;
+            /**
+             * Format: double
+             * @description Seconds from start to finish.
+             */
+            run_seconds?: number | null;
+            /**
+             * Format: date-time
+             * @description A runner first picked it up.
+             */
+            started_at?: string | null;
+        };
+        /** @description Body of `PATCH …/members/{user_sub}`. */
+        UpdateMember: {
+            /** @description New role. */
+            role: components["schemas"]["Role"];
+        };
+        /** @description Body of `PATCH /v1/orgs/{org_id}`; absent fields are unchanged. */
+        UpdateOrg: {
+            /** @description New display name. */
+            name?: string | null;
+            /** @description New slug. */
+            slug?: string | null;
+        };
+        /** @description Body of `PATCH …/backup-policies/{id}`: any field of [`CreatePolicy`]. */
+        UpdatePolicy: {
+            /**
+             * @description Enable or disable.
+             * @default null
+             */
+            enabled?: boolean | null;
+            /**
+             * @description New excluded namespaces.
+             * @default null
+             */
+            exclude_namespaces?: string[] | null;
+            /**
+             * @description New hooks.
+             * @default null
+             */
+            hooks?: components["schemas"]["Hooks"] | null;
+            /**
+             * @description New namespaces.
+             * @default null
+             */
+            include_namespaces?: string[] | null;
+            /**
+             * @description New selector (`""` removes it).
+             * @default null
+             */
+            label_selector?: string | null;
+            /**
+             * @description New name.
+             * @default null
+             */
+            name?: string | null;
+            /**
+             * @description New retention.
+             * @default null
+             */
+            retention?: components["schemas"]["Retention"] | null;
+            /**
+             * @description New schedule.
+             * @default null
+             */
+            schedule?: string | null;
+            /**
+             * @description New time zone.
+             * @default null
+             */
+            timezone?: string | null;
+        };
+        /** @description Body of `PATCH …/projects/{project_id}`. */
+        UpdateProject: {
+            /** @description New name. */
+            name?: string | null;
+        };
+        /** @description Body of `PATCH …/webhooks/{id}`; absent fields are unchanged. */
+        UpdateWebhook: {
+            /**
+             * @description New description (`null` clears it).
+             * @default null
+             */
+            description?: string | null;
+            /** @description New event patterns. */
+            events?: string[] | null;
+            /** @description New URL. */
+            url?: string | null;
+        };
+        /** @description Uptime percentages (`null` when there were no runs in the period). */
+        Uptime: {
+            /**
+             * Format: double
+             * @description Over the last 24 hours.
+             */
+            "24h"?: number | null;
+            /**
+             * Format: double
+             * @description Over the last 30 days.
+             */
+            "30d"?: number | null;
+            /**
+             * Format: double
+             * @description Over the last 7 days.
+             */
+            "7d"?: number | null;
+        };
+        /** @description `kind: volume`. */
+        VolumeSpec: {
+            /** @description `ReadWriteOnce` (default), `ReadWriteMany` or `ReadOnlyMany`. */
+            access_mode?: string | null;
+            /** @description Where mounted workloads see it. */
+            mount_path: string;
+            /** @description Requested size (`5Gi`). */
+            size: string;
+            /** @description Storage class (default: the cluster's default). */
+            storage_class?: string | null;
+        };
+        /** @description A webhook (its secret is shown only when created or rotated). */
+        WebhookView: {
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /** @description Free text. */
+            description?: string | null;
+            /** @description Event patterns: `*`, `workspace.*`, `codegen.succeeded`, … */
+            events: string[];
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description Organization id.
+             */
+            org_id: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+            /** @description Where events are POSTed. */
+            url: string;
+        };
+        /** @description A webhook with its signing secret (answered once, on create and on rotate). */
+        WebhookWithSecret: {
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /** @description Free text. */
+            description?: string | null;
+            /** @description Event patterns: `*`, `workspace.*`, `codegen.succeeded`, … */
+            events: string[];
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description Organization id.
+             */
+            org_id: string;
+            /** @description HMAC-SHA256 signing secret; store it now, it is not shown again. */
+            secret: string;
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
+            /** @description Where events are POSTed. */
+            url: string;
+        };
+        /** @description Body of `POST …/maintenance-windows`. */
+        WindowInput: {
+            /** @description Checks covered (or give `labels`). */
+            check_ids?: string[] | null;
+            /** @description Length (or give `ends_at`); required with `recurrence`. */
+            duration?: components["schemas"]["DurationInput"] | null;
+            /**
+             * Format: date-time
+             * @description End (or give `duration`).
+             */
+            ends_at?: string | null;
+            /** @description Labels a covered check carries (or give `check_ids`). */
+            labels?: {
+                [key: string]: string;
+            } | null;
+            /** @description Display name. */
+            name: string;
+            /** @description Five-field cron schedule of the starts (UTC), e.g. `0 3 * * SUN`. */
+            recurrence?: string | null;
+            /**
+             * Format: date-time
+             * @description Start (of the first occurrence, when recurring).
+             */
+            starts_at: string;
+        };
+        /** @description A maintenance window. */
+        WindowView: {
+            /** @description Whether it is in effect now. */
+            active: boolean;
+            /** @description Covered checks. */
+            check_ids?: string[] | null;
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /** @description Length of each occurrence (`3600s`). */
+            duration: string;
+            /**
+             * Format: date-time
+             * @description End of a one-off window.
+             */
+            ends_at?: string | null;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description Covered labels. */
+            labels?: {
+                [key: string]: string;
+            } | null;
+            /** @description Name. */
+            name: string;
+            /** @description Cron schedule of the starts. */
+            recurrence?: string | null;
+            /**
+             * Format: date-time
+             * @description Start of the first occurrence.
+             */
+            starts_at: string;
+        };
+        /** @description Lifecycle of a workspace. */
+        WorkspaceStatus: "pending" | "provisioning" | "ready" | "failed" | "deleting" | "deleted";
+        /** @description A workspace (one vCluster). */
+        WorkspaceView: {
+            /** @description Observed conditions (`Applied`, `Ready`, `Drifted`, …). */
+            conditions: components["schemas"]["Condition"][];
+            /**
+             * Format: date-time
+             * @description Creation time.
+             */
+            created_at: string;
+            /** @description Why provisioning failed, if it did. */
+            error?: string | null;
+            /**
+             * Format: uuid
+             * @description Id.
+             */
+            id: string;
+            /** @description API endpoint of the virtual cluster, once ready. */
+            kube_endpoint?: string | null;
+            /** @description DNS-1123 label, unique in the organization. */
+            name: string;
+            /**
+             * Format: uuid
+             * @description Organization id.
+             */
+            org_id: string;
+            /** @description Plan. */
+            plan: components["schemas"]["Plan"];
+            /** @description What the provisioner is doing (while provisioning or deleting). */
+            progress?: components["schemas"]["Progress"] | null;
+            /** @description Lifecycle status. */
+            status: components["schemas"]["WorkspaceStatus"];
+            /**
+             * Format: date-time
+             * @description Last change.
+             */
+            updated_at: string;
         };
     };
     responses: never;
@@ -3415,8 +3415,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3488,7 +3497,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3497,6336 +3506,8 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-        };
-    };
-    get_me: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Me"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_orgs: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-                all?: boolean | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_OrgView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_org: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateOrg"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OrgView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_org: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OrgView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_org: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    update_org: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["UpdateOrg"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OrgView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_members: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_MemberView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    add_member: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["AddMember"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MemberView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    remove_member: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                user_sub: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    update_member: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                user_sub: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["UpdateMember"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["MemberView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_workspaces: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_WorkspaceView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_workspace: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateWorkspace"];
-            };
-        };
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WorkspaceView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_workspace: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WorkspaceView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_workspace: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WorkspaceView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    retry_workspace: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WorkspaceView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_kubeconfig: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A kubeconfig (YAML). */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/yaml": unknown;
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_projects: {
-        parameters: {
-            query?: {
-                workspace_id?: string | null;
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_ProjectView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_project: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateProject"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ProjectView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_project: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                project_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ProjectView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_project: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                project_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    update_project: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                project_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["UpdateProject"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ProjectView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_graph: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                project_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["GraphView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    put_graph: {
-        parameters: {
-            query?: never;
-            header: {
-                /** @description The `ETag` of the graph being replaced. Missing: 428; stale: 412. */
-                "If-Match": string;
-            };
-            path: {
-                org_id: string;
-                project_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["PutGraph"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["GraphView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_graph_versions: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-                project_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_GraphVersionSummary"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_graph_version: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                project_id: string;
-                version: number;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["GraphVersionView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_codegen_jobs: {
-        parameters: {
-            query?: {
-                project_id?: string | null;
-                status?: string | null;
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_CodegenJobView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_codegen_job: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateCodegenJob"];
-            };
-        };
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CodegenJobView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_codegen_job: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                job_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CodegenJobView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_codegen_job: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                job_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    cancel_codegen_job: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                job_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["CodegenJobView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_codegen_artifacts: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                job_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ArtifactList"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_codegen_artifact: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                job_id: string;
-                path: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The file (YAML for a manifest, gzip for the bundle). */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/yaml": unknown;
-                    "application/gzip": unknown;
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_codegen_bundle: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                job_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The file (YAML for a manifest, gzip for the bundle). */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/yaml": unknown;
-                    "application/gzip": unknown;
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_backup_policies: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_PolicyView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_backup_policy: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreatePolicy"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PolicyView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_backup_policy: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-                policy_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PolicyView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_backup_policy: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-                policy_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    update_backup_policy: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-                policy_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["UpdatePolicy"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PolicyView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_backups: {
-        parameters: {
-            query?: {
-                status?: string | null;
-                policy_id?: string | null;
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_BackupView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_backup: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateBackup"];
-            };
-        };
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["BackupView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_backup: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-                backup_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["BackupView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_backup: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-                backup_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    restore_backup: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-                backup_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateRestore"];
-            };
-        };
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RestoreView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_restore: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                workspace_id: string;
-                restore_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RestoreView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_events: {
-        parameters: {
-            query?: {
-                after?: string | null;
-                limit?: number | null;
-                type?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["EventPage"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    stream_events: {
-        parameters: {
-            query?: {
-                after?: string | null;
-                type?: string | null;
-            };
-            header?: {
-                /** @description Resume after this event cursor (sent by EventSource). */
-                "Last-Event-ID"?: string;
-            };
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/event-stream": number[];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_webhooks: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_WebhookView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateWebhook"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookWithSecret"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                webhook_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                webhook_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    update_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                webhook_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["UpdateWebhook"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    rotate_secret: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                webhook_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookWithSecret"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_deliveries: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-                webhook_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_DeliveryView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    redeliver: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                webhook_id: string;
-                delivery_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["DeliveryView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    put_secret: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                name: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["PutSecret"];
-            };
-        };
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_secret: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                name: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_secrets: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_SecretView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_checks: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_HealthCheckView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_check: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CheckInput"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HealthCheckView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_check: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                check_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HealthCheckView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_check: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                check_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    update_check: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                check_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CheckPatch"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HealthCheckView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_results: {
-        parameters: {
-            query?: {
-                after?: string | null;
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-                check_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_ResultView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_incidents: {
-        parameters: {
-            query?: {
-                status?: string | null;
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_IncidentView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_incident: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                incident_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["IncidentView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    acknowledge_incident: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                incident_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["IncidentView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_channels: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_ChannelView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_channel: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ChannelInput"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ChannelView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_channel: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                channel_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ChannelView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_channel: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                channel_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    test_channel: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                channel_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ChannelTestView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_rules: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_RuleView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_rule: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RuleInput"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RuleView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_rule: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                rule_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    list_windows: {
-        parameters: {
-            query?: {
-                limit?: number | null;
-                cursor?: string | null;
-            };
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Page_for_WindowView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    create_window: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["WindowInput"];
-            };
-        };
-        responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WindowView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_window: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-                window_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    get_status: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["StatusView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    stream_status: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description Resume after this event cursor (sent by EventSource). */
-                "Last-Event-ID"?: string;
-            };
-            path: {
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/event-stream": number[];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    outbox_status: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OutboxStatus"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    queues_status: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["QueuesStatus"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    stats_stream: {
-        parameters: {
-            query?: {
-                interval_ms?: number | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/event-stream": number[];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9839,10 +3520,11 @@ export interface operations {
     list_jobs: {
         parameters: {
             query?: {
-                queue?: string | null;
-                state?: string | null;
-                limit?: number | null;
-                cursor?: string | null;
+                queue?: string;
+                state?: string;
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -9903,7 +3585,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9912,222 +3594,8 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-        };
-    };
-    get_job: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    delete_job: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    retry_job: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["JobView"];
-                };
-            };
-            /** @description Malformed request (bad JSON syntax, bad query parameter) */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or invalid bearer token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description The caller's role does not allow this action */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not found, or not visible to the caller */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
-            422: {
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10203,8 +3671,349 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retry_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    outbox_status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OutboxStatus"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10280,8 +4089,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10355,8 +4173,183 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    queues_status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueuesStatus"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    stats_stream: {
+        parameters: {
+            query?: {
+                interval_ms?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": number[];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10447,8 +4440,6862 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation failed; `errors` lists `{pointer, detail}` */
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_orgs: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+                all?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_OrgView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_org: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateOrg"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_org: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_org: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_org: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateOrg"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_channels: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_ChannelView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChannelInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                channel_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                channel_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    test_channel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                channel_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChannelTestView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_rules: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_RuleView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RuleInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                rule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_codegen_jobs: {
+        parameters: {
+            query?: {
+                project_id?: string;
+                status?: string;
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_CodegenJobView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_codegen_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateCodegenJob"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodegenJobView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_codegen_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodegenJobView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_codegen_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_codegen_artifacts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ArtifactList"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_codegen_artifact: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file (YAML for a manifest, gzip for the bundle). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": unknown;
+                    "application/yaml": unknown;
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_codegen_bundle: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file (YAML for a manifest, gzip for the bundle). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": unknown;
+                    "application/yaml": unknown;
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancel_codegen_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CodegenJobView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_events: {
+        parameters: {
+            query?: {
+                after?: string;
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                type?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventPage"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    stream_events: {
+        parameters: {
+            query?: {
+                after?: string;
+                type?: string;
+            };
+            header?: {
+                /** @description Resume after this event cursor (sent by EventSource). */
+                "Last-Event-ID"?: string;
+            };
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": number[];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_checks: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_HealthCheckView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_check: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HealthCheckView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_check: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                check_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HealthCheckView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_check: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                check_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_check: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                check_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckPatch"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HealthCheckView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_results: {
+        parameters: {
+            query?: {
+                after?: string;
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+                check_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_ResultView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_incidents: {
+        parameters: {
+            query?: {
+                status?: string;
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_IncidentView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_incident: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                incident_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IncidentView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    acknowledge_incident: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                incident_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IncidentView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_windows: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_WindowView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_window: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WindowInput"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WindowView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_window: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                window_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_members: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_MemberView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    add_member: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AddMember"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    remove_member: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                user_sub: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_member: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                user_sub: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateMember"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemberView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_projects: {
+        parameters: {
+            query?: {
+                workspace_id?: string;
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_ProjectView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_project: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateProject"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_project: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_project: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_project: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateProject"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProjectView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_graph: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_graph: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The `ETag` of the graph being replaced. Missing: 428; stale: 412. */
+                "If-Match": string;
+            };
+            path: {
+                org_id: string;
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PutGraph"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_graph_versions: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+                project_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_GraphVersionSummary"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_graph_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                project_id: string;
+                version: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GraphVersionView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_secrets: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_SecretView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PutSecret"];
+            };
+        };
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatusView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    stream_status: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Resume after this event cursor (sent by EventSource). */
+                "Last-Event-ID"?: string;
+            };
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": number[];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_WebhookView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhook"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhook"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_deliveries: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_DeliveryView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    redeliver: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                webhook_id: string;
+                delivery_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotate_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_workspaces: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_WorkspaceView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_workspace: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWorkspace"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_workspace: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_workspace: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_backup_policies: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_PolicyView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_backup_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreatePolicy"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_backup_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                policy_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_backup_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                policy_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_backup_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                policy_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdatePolicy"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_backups: {
+        parameters: {
+            query?: {
+                status?: string;
+                policy_id?: string;
+                /** @description Page size, 1 to 200. */
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_for_BackupView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateBackup"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackupView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                backup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackupView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                backup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    restore_backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                backup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateRestore"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RestoreView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_kubeconfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A kubeconfig (YAML). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/yaml": unknown;
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_restore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+                restore_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RestoreView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retry_workspace: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                workspace_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceView"];
+                };
+            };
+            /** @description Malformed request (bad JSON syntax, bad query parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller's role does not allow this action */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`errors` lists `{pointer, detail}`), or a quota is reached (`quota-exceeded`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many writes (`rate-limited`, with `Retry-After`) or too much in flight (`quota-exceeded`) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
