@@ -232,16 +232,26 @@ fn problem_catcher(status: Status, req: &Request<'_>) -> ApiError {
         .and_then(|mut slot| slot.take());
     if kept.is_none() && status == Status::NotFound {
         // No route for this method, but the path is known: 405 naming the methods it has.
-        if let Some(allowed) = allowed_methods(req) {
+        if let Some(allowed) = allowed_methods(req, Some(req.method())) {
             return ApiError::MethodNotAllowed(allowed);
+        }
+    }
+    if kept.is_none() && status == Status::BadRequest && req.route().is_none() {
+        // Rocket refuses a method it does not know (`QUERY`, `FOO`) before routing and hands
+        // the catcher a salvaged GET: on a known path that is a 405 too. (An unparsable URI is
+        // salvaged as `/`, which has no route, so it stays a 400.)
+        if req.uri().path() != "/" {
+            if let Some(allowed) = allowed_methods(req, None) {
+                return ApiError::MethodNotAllowed(allowed);
+            }
         }
     }
     kept.unwrap_or_else(|| ApiError::for_status(status))
 }
 
 /// The methods routes declare for the request's path (comma-separated, `HEAD` with `GET`),
-/// or `None` when no route has this path or the request's method is among them.
-fn allowed_methods(req: &Request<'_>) -> Option<String> {
+/// or `None` when no route has this path or `method` is among them.
+fn allowed_methods(req: &Request<'_>, method: Option<rocket::http::Method>) -> Option<String> {
     let path: Vec<&str> = req
         .uri()
         .path()
@@ -254,7 +264,7 @@ fn allowed_methods(req: &Request<'_>) -> Option<String> {
         .filter(|route| template_matches(route.uri.path(), &path))
         .map(|route| route.method.as_str())
         .collect();
-    if methods.is_empty() || methods.contains(&req.method().as_str()) {
+    if methods.is_empty() || method.is_some_and(|m| methods.contains(&m.as_str())) {
         return None;
     }
     if methods.contains(&"GET") {

@@ -818,7 +818,8 @@ async fn git_delivery(mode: Mode) {
 /// tens of seconds) succeeds while most of the flood is still waiting: each queue is claimed
 /// on its own, never behind another queue's backlog.
 async fn not_starved_by_a_probe_flood(mode: Mode) {
-    const FLOOD: u64 = 20_000;
+    // The most one request may ask for (`count` is capped at 10,000).
+    const FLOOD: u64 = 10_000;
     let Some(s) = Scenario::start(mode, "not_starved_by_a_probe_flood", &[]).await else {
         return;
     };

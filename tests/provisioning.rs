@@ -271,6 +271,8 @@ async fn workspace_lifecycle(backend: Backend) {
     assert!(text.contains("certificate-authority-data: "), "{text}");
     assert!(text.contains("oidc-login"), "{text}");
     assert!(text.contains("--oidc-issuer-url="), "{text}");
+    // Its own Keycloak client by default, so kubectl's cached tokens are not API bearers.
+    assert!(text.contains("--oidc-client-id=gantry-kubectl"), "{text}");
     assert!(
         !text.contains("token:") && !text.contains("client-key"),
         "{text}"

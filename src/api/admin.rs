@@ -1,7 +1,7 @@
 //! `/v1/admin/*`: operator views for platform admins (realm role `gantry-admin`).
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Limit, Page};
+use super::pagination::{page_request, Cursor, Limit, Page, Strict};
 use super::responses::{Accepted, NoContent};
 use crate::app::AppState;
 use crate::auth::PlatformAdmin;
@@ -292,7 +292,8 @@ fn redact_url_password(text: String) -> String {
     format!("{}{REDACTED}{}", &text[..start], &text[end..])
 }
 
-const JOB_STATES: [&str; 5] = ["pending", "scheduled", "running", "done", "dead"];
+/// The job states `GET /v1/admin/jobs?state=` accepts.
+pub(crate) const JOB_STATES: [&str; 5] = ["pending", "scheduled", "running", "done", "dead"];
 
 /// The queue (default `probe`) and state (default `dead`) `list_jobs` lists, checked.
 fn job_filter<'q>(
@@ -326,7 +327,7 @@ pub async fn list_jobs(
     queue: Option<&str>,
     state: Option<&str>,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<String>>,
 ) -> Result<Json<Page<JobView>>, ApiError> {
     let (queue, job_state) = job_filter(queue, state)?;
     let page = page_request::<String>(limit, cursor)?;
@@ -385,13 +386,21 @@ pub async fn retry_job(
     }
 }
 
+/// The queues whose dead jobs can be retried: every registered queue.
+fn retry_queue_schema(_gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    let queues: Vec<&str> = crate::workers::registry::queue_names().collect();
+    crate::domain::schema::string_enum(&queues)
+}
+
 /// `POST /v1/admin/jobs/retry` body: which dead jobs to run again.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryFilter {
     /// The queue whose dead jobs are retried (not `webhooks`: redeliver those).
+    #[schemars(schema_with = "retry_queue_schema")]
     pub queue: String,
     /// At most this many (1..=10000, default 1000), oldest ids first.
+    #[schemars(range(min = 1, max = 10000))]
     pub limit: Option<u64>,
 }
 
@@ -478,12 +487,15 @@ pub async fn delete_job(
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProbes {
-    /// How many probe jobs (1..=100000).
+    /// How many probe jobs (1..=10000).
+    #[schemars(range(min = 1, max = 10000))]
     pub count: i64,
     /// Simulated work per probe run in milliseconds (0..=60000, default 0).
+    #[schemars(range(min = 0, max = 60000))]
     pub delay_ms: Option<i64>,
     /// Each probe fails (retryably) its first this-many attempts (0..=100, default 0), to
     /// exercise retries and dead jobs.
+    #[schemars(range(min = 0, max = 100))]
     pub fail_attempts: Option<i64>,
 }
 

@@ -3,7 +3,7 @@
 //! intent (`pending`) with its command event; the backup executor does the work.
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Limit, Page};
+use super::pagination::{page_request, Cursor, Limit, Page, Strict};
 use super::responses::{Accepted, Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, OrgAccess, Viewer};
@@ -100,7 +100,7 @@ pub async fn list_backup_policies(
     org_id: Uuid,
     workspace_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<PolicyView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     live_workspace(&state.db, org_id, workspace_id).await?;
@@ -235,7 +235,7 @@ pub async fn list_backups(
     status: Option<&str>,
     policy_id: Option<&str>,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<BackupView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let filter = backup_filter(status, policy_id)?;

@@ -52,6 +52,13 @@ impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    // Every body is an object: serde would otherwise read a struct from an array (`[null]`).
+    if !value.is_object() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "",
+            "the body must be a JSON object",
+        )]));
+    }
     crate::domain::graph::typed(&value)
         .map_err(|(pointer, message)| ApiError::Validation(vec![FieldError::new(pointer, message)]))
 }
@@ -88,6 +95,8 @@ mod tests {
             Err(ApiError::BadRequest(_))
         ));
         assert_eq!(pointer_of(r#"{"items": []}"#), "/name");
+        assert_eq!(pointer_of("[null, null]"), "");
+        assert_eq!(pointer_of("42"), "");
         assert_eq!(pointer_of(r#"{"name": 1, "items": []}"#), "/name");
         assert_eq!(
             pointer_of(r#"{"name": "a", "items": [1, "x"]}"#),

@@ -174,6 +174,9 @@ pub(crate) async fn live_events(
         _slot: slot,
     };
     Ok(rocket::async_stream::stream! {
+        // Bind the whole context: the block would otherwise capture only the fields it reads
+        // and drop the quota slot as soon as the response is built.
+        let ctx = ctx;
         let expiry = tokio::time::sleep(until_expiry);
         tokio::pin!(expiry);
         let mut recheck = tokio::time::interval_at(

@@ -4,7 +4,7 @@
 //! neither removed nor demoted. Any member may remove itself (leave).
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Limit, Page};
+use super::pagination::{page_request, Cursor, Limit, Page, Strict};
 use super::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, OrgAccess, Viewer};
@@ -31,6 +31,7 @@ const MAX_SUB_LEN: usize = 255;
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     /// Keycloak `sub` of the user (the user need not have signed in yet).
+    #[schemars(regex(pattern = r"^\s*\S.*$"), length(min = 1, max = 255))]
     pub user_sub: String,
     /// Role to grant.
     pub role: Role,
@@ -47,7 +48,7 @@ pub struct UpdateMember {
 /// The trimmed `user_sub` of a new member (422 when empty or too long).
 fn parse_user_sub(raw: &str) -> Result<String, ApiError> {
     let user_sub = raw.trim();
-    if user_sub.is_empty() || user_sub.len() > MAX_SUB_LEN {
+    if user_sub.is_empty() || user_sub.chars().count() > MAX_SUB_LEN {
         return Err(ApiError::invalid(
             "/user_sub",
             format!("must be 1 to {MAX_SUB_LEN} characters"),
@@ -85,7 +86,7 @@ pub async fn list_members(
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<String>>,
 ) -> Result<Json<Page<MemberView>>, ApiError> {
     let page = page_request::<String>(limit, cursor)?;
     let (rows, more) = store::members::list(&state.db, org_id, &page).await?;

@@ -1,7 +1,7 @@
 //! `/v1/orgs`: organizations.
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Limit, Page, Strict};
+use super::pagination::{page_request, Cursor, Limit, Page, Strict};
 use super::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, Caller, OrgAccess, Owner, Viewer};
@@ -24,8 +24,18 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     /// Display name (1–100 characters).
+    #[schemars(
+        regex(
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        ),
+        length(min = 1, max = 100)
+    )]
     pub name: String,
     /// Unique DNS-1123 label.
+    #[schemars(
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     pub slug: String,
 }
 
@@ -34,8 +44,18 @@ pub struct CreateOrg {
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
     /// New display name.
+    #[schemars(
+        regex(
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        ),
+        length(min = 1, max = 100)
+    )]
     pub name: Option<String>,
     /// New slug.
+    #[schemars(
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     pub slug: Option<String>,
 }
 
@@ -105,7 +125,7 @@ pub async fn list_orgs(
     state: &State<AppState>,
     caller: Caller,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
     all: Strict<bool>,
 ) -> Result<Json<Page<OrgView>>, ApiError> {
     let page = page_request(limit, cursor)?;

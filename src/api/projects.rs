@@ -2,7 +2,7 @@
 
 use super::body::JsonBody;
 use super::headers::{Header, HeaderSpec};
-use super::pagination::{page_request, Limit, Page, Strict};
+use super::pagination::{page_request, Cursor, Limit, Page, Strict};
 use super::responses::{Created, NoContent, Tagged};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
@@ -27,6 +27,10 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     /// DNS-1123 label, unique in the workspace.
+    #[schemars(
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     pub name: String,
     /// Workspace of the same organization.
     pub workspace_id: Uuid,
@@ -39,6 +43,10 @@ pub struct CreateProject {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
     /// New name.
+    #[schemars(
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     pub name: Option<String>,
 }
 
@@ -190,7 +198,7 @@ pub async fn list_projects(
     org_id: Uuid,
     workspace_id: Strict<Uuid>,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<ProjectView>>, ApiError> {
     let workspace_id = workspace_id.get("workspace_id")?;
     let page = page_request(limit, cursor)?;
@@ -327,7 +335,7 @@ pub async fn list_graph_versions(
     org_id: Uuid,
     project_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<i32>>,
 ) -> Result<Json<Page<GraphVersionSummary>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let project = live_project(&state.db, org_id, project_id).await?;

@@ -9,6 +9,7 @@ use rocket::form::{
 use schemars::gen::SchemaGenerator;
 use schemars::schema::{InstanceType, Schema, SchemaObject};
 use schemars::JsonSchema;
+use std::str::FromStr;
 
 /// An optional query parameter of type `T`: absent is `None`, present but malformed is a
 /// 400 when read with [`Strict::get`].
@@ -126,6 +127,88 @@ impl JsonSchema for PageLimit {
         schema.number().maximum = Some(max as f64);
         schema.metadata().default = Some(super::pagination::DEFAULT_LIMIT.into());
         schema.metadata().description = Some(format!("Page size, 1 to {max}."));
+        Schema::Object(schema)
+    }
+}
+
+/// A key type lists page by: parsed from `?cursor=` and documented with its format, so every
+/// cursor the document allows is one the server accepts.
+pub trait CursorKey: FromStr + Send {
+    /// The schema of the key as text.
+    fn cursor_schema() -> SchemaObject;
+}
+
+/// A string schema of the given pattern and length bounds.
+fn text_schema(pattern: &str, min: u32, max: u32) -> SchemaObject {
+    let mut schema = SchemaObject {
+        instance_type: Some(InstanceType::String.into()),
+        ..SchemaObject::default()
+    };
+    schema.string().pattern = Some(pattern.to_owned());
+    schema.string().min_length = Some(min);
+    schema.string().max_length = Some(max);
+    schema
+}
+
+impl CursorKey for uuid::Uuid {
+    fn cursor_schema() -> SchemaObject {
+        let mut schema = text_schema(
+            "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            36,
+            36,
+        );
+        schema.format = Some("uuid".to_owned());
+        schema
+    }
+}
+
+impl CursorKey for i32 {
+    fn cursor_schema() -> SchemaObject {
+        text_schema("^-?[0-9]{1,9}$", 1, 10)
+    }
+}
+
+impl CursorKey for String {
+    fn cursor_schema() -> SchemaObject {
+        text_schema("^.*$", 1, 512)
+    }
+}
+
+/// `?cursor=`: the previous page's `next_cursor` (the key of its last item); empty is absent,
+/// anything that is not a key of this list is 400.
+#[derive(Debug)]
+pub struct Cursor<K>(pub Option<K>);
+
+#[rocket::async_trait]
+impl<'v, K: CursorKey> FromFormField<'v> for Cursor<K> {
+    fn from_value(field: ValueField<'v>) -> form::Result<'v, Self> {
+        if field.value.is_empty() {
+            return Ok(Cursor(None));
+        }
+        if field.value.len() > 512 {
+            return Err(form::Error::validation("cursor is not valid for this list").into());
+        }
+        field
+            .value
+            .parse()
+            .map(|key| Cursor(Some(key)))
+            .map_err(|_| form::Error::validation("cursor is not valid for this list").into())
+    }
+}
+
+impl<K: CursorKey> JsonSchema for Cursor<K> {
+    fn schema_name() -> String {
+        "Cursor".to_owned()
+    }
+
+    fn is_referenceable() -> bool {
+        false
+    }
+
+    fn json_schema(_gen: &mut SchemaGenerator) -> Schema {
+        let mut schema = K::cursor_schema();
+        schema.metadata().description =
+            Some("The previous page's `next_cursor`; absent for the first page.".to_owned());
         Schema::Object(schema)
     }
 }

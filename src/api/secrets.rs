@@ -3,7 +3,7 @@
 //! their names and bindings. No endpoint, event or log line ever carries a value.
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Limit, Page};
+use super::pagination::{page_request, Cursor, Limit, Page, Strict};
 use super::responses::NoContent;
 use crate::app::AppState;
 use crate::auth::{Admin, Member, OrgAccess};
@@ -231,7 +231,7 @@ pub async fn list_secrets(
     _access: OrgAccess<Member>,
     org_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<String>>,
 ) -> Result<Json<Page<SecretView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::secrets::list(&state.db, org_id, &page).await?;

@@ -1,13 +1,14 @@
 //! Refinements of the generated OpenAPI document that rocket_okapi cannot express from types:
-//! optional query parameters (not `nullable`), cursor formats, and `links` from each create
+//! optional query parameters (not `nullable`), event cursor and filter formats, and `links` from each create
 //! operation to the operations that take the id it returns (so stateful tests reach them).
 
 use serde_json::{json, Map, Value};
 
-/// Opaque list cursors are base64url without padding.
-const CURSOR_PATTERN: &str = "^[A-Za-z0-9_-]*$";
 /// Event cursors are outbox ids.
 const EVENT_CURSOR_PATTERN: &str = "^[0-9]{1,18}$";
+/// A UUID in its hyphenated form.
+const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 /// HTTP methods an OpenAPI path item can hold.
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
 
@@ -27,7 +28,7 @@ pub fn refine(doc: &mut Value) {
 }
 
 /// Query parameters: optional rather than `nullable` (a query value is never null), and the
-/// cursor formats stated.
+/// formats of event cursors and filters stated (list cursors carry their own, see `Cursor`).
 fn refine_parameters(path: &str, op: &mut Value) {
     let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
         return;
@@ -47,14 +48,20 @@ fn refine_parameters(path: &str, op: &mut Value) {
         let nullable = schema.remove("nullable").is_some();
         let is_events = path.ends_with("/events") || path.ends_with("/stream");
         match name.as_str() {
-            "cursor" => {
-                schema.insert("pattern".into(), json!(CURSOR_PATTERN));
-                schema.insert("maxLength".into(), json!(512));
-            }
             "after" if is_events => {
                 schema.insert("pattern".into(), json!(EVENT_CURSOR_PATTERN));
             }
+            "after" if path.ends_with("/results") => {
+                schema.insert("format".into(), json!("date-time"));
+            }
+            "project_id" | "policy_id" | "workspace_id" => {
+                schema.insert("format".into(), json!("uuid"));
+                schema.insert("pattern".into(), json!(UUID_PATTERN));
+            }
             _ => {}
+        }
+        if let Some(values) = query_enum(path, &name) {
+            schema.insert("enum".into(), json!(values));
         }
         if nullable {
             if let Some(obj) = param.as_object_mut() {
@@ -62,6 +69,42 @@ fn refine_parameters(path: &str, op: &mut Value) {
             }
         }
     }
+}
+
+/// The values a filtering query parameter accepts, from the same lists the handlers check.
+fn query_enum(path: &str, name: &str) -> Option<Vec<String>> {
+    use sea_orm::Iterable;
+    let owned = |values: &[&str]| values.iter().map(|v| (*v).to_owned()).collect();
+    match (path, name) {
+        (p, "status") if p.ends_with("/incidents") => Some(owned(&[
+            crate::store::incidents::OPEN,
+            crate::store::incidents::RESOLVED,
+        ])),
+        (p, "status") if p.ends_with("/backups") => Some(
+            crate::store::backups::BackupStatus::iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+        ),
+        (p, "status") if p.ends_with("/codegen-jobs") => Some(
+            crate::store::codegen::CodegenStatus::iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+        ),
+        ("/v1/admin/jobs", "state") => Some(owned(&super::admin::JOB_STATES)),
+        ("/v1/admin/jobs", "queue") => Some(admin_queues()),
+        _ => None,
+    }
+}
+
+/// Queues the admin job endpoints accept: every registered queue and `webhooks`.
+pub fn admin_queues() -> Vec<String> {
+    let mut queues: Vec<String> = crate::workers::registry::queue_names()
+        .map(str::to_owned)
+        .collect();
+    queues.push(crate::jobs::admin::WEBHOOKS_QUEUE.to_owned());
+    queues.sort();
+    queues.dedup();
+    queues
 }
 
 /// The response field holding the value of path parameter `name` in a create answer.

@@ -2,7 +2,7 @@
 //! signing secrets and their deliveries.
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Limit, Page};
+use super::pagination::{page_request, Cursor, Limit, Page, Strict};
 use super::responses::{Accepted, Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, OrgAccess};
@@ -73,6 +73,7 @@ pub struct CreateWebhook {
     /// Public http(s) URL.
     pub url: String,
     /// Event patterns (at least one).
+    #[schemars(length(min = 1))]
     pub events: Vec<String>,
     /// Free text.
     pub description: Option<String>,
@@ -84,7 +85,8 @@ pub struct CreateWebhook {
 pub struct UpdateWebhook {
     /// New URL.
     pub url: Option<String>,
-    /// New event patterns.
+    /// New event patterns (at least one).
+    #[schemars(length(min = 1))]
     pub events: Option<Vec<String>>,
     /// New description (`null` clears it).
     #[serde(default, deserialize_with = "present_or_null")]
@@ -273,7 +275,7 @@ pub async fn list_webhooks(
     _access: OrgAccess<Admin>,
     org_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<WebhookView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::webhooks::list(&state.db, org_id, &page).await?;
@@ -376,7 +378,7 @@ pub async fn list_deliveries(
     org_id: Uuid,
     webhook_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<DeliveryView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let webhook = live_webhook(&state.db, org_id, webhook_id).await?;

@@ -2,7 +2,7 @@
 //! `deleting`); the vCluster provisioner does the work.
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Limit, Page};
+use super::pagination::{page_request, Cursor, Limit, Page, Strict};
 use super::responses::Accepted;
 use crate::app::AppState;
 use crate::auth::{Admin, Member, OrgAccess, Viewer};
@@ -27,6 +27,10 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     /// DNS-1123 label, unique in the organization.
+    #[schemars(
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     pub name: String,
     /// `shared` or `dedicated`.
     pub plan: Plan,
@@ -120,7 +124,7 @@ pub async fn list_workspaces(
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<WorkspaceView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::workspaces::list(&state.db, org_id, &page).await?;

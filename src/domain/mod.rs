@@ -7,6 +7,7 @@ pub mod health;
 pub mod k8s;
 pub mod names;
 pub mod role;
+pub mod schema;
 
 pub use names::{DisplayName, DnsLabel};
 pub use role::Role;

@@ -2,6 +2,13 @@
 
 use std::fmt;
 
+/// The pattern of a [`DnsLabel`], stated in the OpenAPI document.
+pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// The pattern of a [`DisplayName`]: no control characters and not only whitespace.
+pub const DISPLAY_NAME_PATTERN: &str =
+    "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
 /// A Kubernetes DNS-1123 label: 1–63 chars of `[a-z0-9-]`, starting and ending alphanumeric.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DnsLabel(String);

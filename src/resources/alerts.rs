@@ -14,6 +14,11 @@ use uuid::Uuid;
 /// The channel kinds.
 pub const CHANNEL_KINDS: [&str; 4] = ["webhook", "slack", "email", "pagerduty"];
 
+/// The schema of a channel kind: one of [`CHANNEL_KINDS`].
+fn channel_kind_schema(_gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    crate::domain::schema::string_enum(&CHANNEL_KINDS)
+}
+
 /// Body of `POST …/alert-channels`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +27,7 @@ pub struct ChannelInput {
     pub name: String,
     /// `webhook` (signed like webhooks), `slack` (incoming webhook), `email` (SMTP),
     /// `pagerduty` (Events API v2).
+    #[schemars(schema_with = "channel_kind_schema")]
     pub kind: String,
     /// `webhook`, `slack`: where to POST; `pagerduty`: the Events API URL (default
     /// `GANTRY_PAGERDUTY_URL`).
@@ -147,7 +153,8 @@ pub struct RuleInput {
     pub check_id: Option<Uuid>,
     /// Labels a check must all carry (or give `check_id`).
     pub labels: Option<BTreeMap<String, String>>,
-    /// Alert channel ids.
+    /// Alert channel ids (at least one).
+    #[schemars(length(min = 1))]
     pub channels: Vec<Uuid>,
     /// Notify on resolution too (default true).
     pub send_on_resolved: Option<bool>,

@@ -51,6 +51,14 @@ pub fn format_ms(ms: i64) -> String {
     }
 }
 
+/// The check kinds a definition may name.
+pub const CHECK_KINDS: [&str; 4] = ["http", "tcp", "dns", "tls"];
+
+/// The schema of a check kind: one of [`CHECK_KINDS`].
+fn check_kind_schema(_gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    crate::domain::schema::string_enum(&CHECK_KINDS)
+}
+
 /// A check definition as sent (create, or a PATCH merged onto the current one).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +66,7 @@ pub struct CheckInput {
     /// Display name (1–200 characters).
     pub name: String,
     /// `http`, `tcp`, `dns` or `tls`.
+    #[schemars(schema_with = "check_kind_schema")]
     pub kind: String,
     /// `http`: a URL; `tcp`/`tls`: `host:port`; `dns`: `{name, record_type, resolver?}`.
     #[schemars(with = "serde_json::Value")]
@@ -181,7 +190,7 @@ impl CheckInput {
         if kind.is_none() {
             errors.push(FieldError::new(
                 "/kind",
-                "must be one of: http, tcp, dns, tls",
+                format!("must be one of: {}", CHECK_KINDS.join(", ")),
             ));
         }
         let interval = check_duration(&self.interval, DEFAULT_INTERVAL, "/interval", &mut errors);

@@ -7,6 +7,8 @@ use uuid::Uuid;
 
 /// The command event a probe batch writes, one per probe (routed to the `probe` queue).
 pub const EVENT_TYPE: &str = crate::outbox::EventType::ProbeRequested.as_str();
+/// Most probe jobs one request may create: a fuzzer or a typo must not flood the queues.
+pub const MAX_PROBES: i64 = 10_000;
 
 /// A checked probe batch request.
 #[derive(Debug, Clone, Copy)]
@@ -20,12 +22,12 @@ pub struct ProbeRequest {
 }
 
 impl ProbeRequest {
-    /// Checks the limits (1..=100000 probes, 0..=60000 ms, 0..=100 failures), naming each
+    /// Checks the limits (1..=10000 probes, 0..=60000 ms, 0..=100 failures), naming each
     /// field out of range.
     pub fn parse(count: i64, delay_ms: i64, fail_attempts: i64) -> Result<Self, ApiError> {
         let mut errors = Vec::new();
-        if !(1..=100_000).contains(&count) {
-            errors.push(FieldError::new("/count", "must be between 1 and 100000"));
+        if !(1..=MAX_PROBES).contains(&count) {
+            errors.push(FieldError::new("/count", "must be between 1 and 10000"));
         }
         if !(0..=60_000).contains(&delay_ms) {
             errors.push(FieldError::new("/delay_ms", "must be between 0 and 60000"));

@@ -405,6 +405,22 @@ pub fn test_config(
     vars.insert("GANTRY_LOG", "warn".to_owned());
     vars.entry("GANTRY_SECRETS_KEY")
         .or_insert_with(|| TEST_SECRETS_KEY.to_owned());
+    // Scenarios send hundreds of writes as one caller in a few milliseconds; the write limit
+    // is exercised by the tests that set it, and stays out of the way of the rest.
+    vars.entry("GANTRY_RATE_LIMIT_WRITES_PER_SECOND")
+        .or_insert_with(|| "0".to_owned());
+    // The role and isolation matrices create a workspace, webhook, … per case; the quotas have
+    // their own tests (tests/security.rs), which set them.
+    for quota in [
+        "GANTRY_QUOTA_ORGS_PER_USER",
+        "GANTRY_QUOTA_WORKSPACES_PER_ORG",
+        "GANTRY_QUOTA_PROJECTS_PER_WORKSPACE",
+        "GANTRY_QUOTA_WEBHOOKS_PER_ORG",
+        "GANTRY_QUOTA_CODEGEN_PENDING_PER_ORG",
+        "GANTRY_QUOTA_STREAMS_PER_USER",
+    ] {
+        vars.entry(quota).or_insert_with(|| "1000".to_owned());
+    }
     if let Some(redis_url) = redis_url {
         vars.insert("REDIS_URL", redis_url);
     }

@@ -1277,8 +1277,11 @@ export interface components {
         };
         /** @description Body of `POST …/alert-channels`. */
         ChannelInput: {
-            /** @description `webhook` (signed like webhooks), `slack` (incoming webhook), `email` (SMTP), `pagerduty` (Events API v2). */
-            kind: string;
+            /**
+             * @description `webhook` (signed like webhooks), `slack` (incoming webhook), `email` (SMTP), `pagerduty` (Events API v2).
+             * @enum {string}
+             */
+            kind: "webhook" | "slack" | "email" | "pagerduty";
             /** @description Display name. */
             name: string;
             /** @description `pagerduty`: the integration's routing key. */
@@ -1345,8 +1348,11 @@ export interface components {
             } | null;
             /** @description `10s`–`1h` (default `60s`). */
             interval?: components["schemas"]["DurationInput"] | null;
-            /** @description `http`, `tcp`, `dns` or `tls`. */
-            kind: string;
+            /**
+             * @description `http`, `tcp`, `dns` or `tls`.
+             * @enum {string}
+             */
+            kind: "http" | "tcp" | "dns" | "tls";
             /** @description Labels (alert rules and maintenance windows select by them). */
             labels?: {
                 [key: string]: string;
@@ -1614,7 +1620,7 @@ export interface components {
         CreateProbes: {
             /**
              * Format: int64
-             * @description How many probe jobs (1..=100000).
+             * @description How many probe jobs (1..=10000).
              */
             count: number;
             /**
@@ -2899,14 +2905,17 @@ export interface components {
              * @description At most this many (1..=10000, default 1000), oldest ids first.
              */
             limit?: number | null;
-            /** @description The queue whose dead jobs are retried (not `webhooks`: redeliver those). */
-            queue: string;
+            /**
+             * @description The queue whose dead jobs are retried (not `webhooks`: redeliver those).
+             * @enum {string}
+             */
+            queue: "probe" | "codegen" | "vcluster" | "backup";
         };
         /** @description A member's role in an organization, ordered owner > admin > member > viewer. */
         Role: "viewer" | "member" | "admin" | "owner";
         /** @description Body of `POST …/alert-rules`: a rule for one check (`check_id`) or for every check carrying `labels`. */
         RuleInput: {
-            /** @description Alert channel ids. */
+            /** @description Alert channel ids (at least one). */
             channels: string[];
             /**
              * Format: uuid
@@ -3130,7 +3139,7 @@ export interface components {
              * @default null
              */
             description?: string | null;
-            /** @description New event patterns. */
+            /** @description New event patterns (at least one). */
             events?: string[] | null;
             /** @description New URL. */
             url?: string | null;
@@ -3520,10 +3529,11 @@ export interface operations {
     list_jobs: {
         parameters: {
             query?: {
-                queue?: string;
-                state?: string;
+                queue?: "backup" | "codegen" | "probe" | "vcluster" | "webhooks";
+                state?: "pending" | "scheduled" | "running" | "done" | "dead";
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -4547,6 +4557,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
                 all?: boolean;
             };
@@ -4974,6 +4985,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -5403,6 +5415,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -5661,9 +5674,10 @@ export interface operations {
         parameters: {
             query?: {
                 project_id?: string;
-                status?: string;
+                status?: "pending" | "running" | "succeeded" | "failed" | "cancelled";
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -6532,6 +6546,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -6966,6 +6981,7 @@ export interface operations {
                 after?: string;
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -7053,9 +7069,10 @@ export interface operations {
     list_incidents: {
         parameters: {
             query?: {
-                status?: string;
+                status?: "open" | "resolved";
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -7314,6 +7331,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -7573,6 +7591,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -7922,6 +7941,7 @@ export interface operations {
                 workspace_id?: string;
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -8532,6 +8552,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -8707,6 +8728,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -9136,6 +9158,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -9569,6 +9592,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -9829,6 +9853,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -10175,6 +10200,7 @@ export interface operations {
             query?: {
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;
@@ -10611,10 +10637,11 @@ export interface operations {
     list_backups: {
         parameters: {
             query?: {
-                status?: string;
+                status?: "pending" | "running" | "succeeded" | "failed" | "partially_failed" | "expired" | "deleted";
                 policy_id?: string;
                 /** @description Page size, 1 to 200. */
                 limit?: number;
+                /** @description The previous page's `next_cursor`; absent for the first page. */
                 cursor?: string;
             };
             header?: never;

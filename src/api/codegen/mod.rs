@@ -6,7 +6,7 @@ mod download;
 mod submit;
 
 use super::body::JsonBody;
-use super::pagination::{page_request, Limit, Page};
+use super::pagination::{page_request, Cursor, Limit, Page, Strict};
 use super::responses::{Accepted, NoContent};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
@@ -98,7 +98,7 @@ pub async fn list_codegen_jobs(
     project_id: Option<&str>,
     status: Option<&str>,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<CodegenJobView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let filter = submit::list_filter(project_id, status)?;

@@ -1,7 +1,7 @@
 //! `/v1/orgs/{org_id}/alert-channels` and `/v1/orgs/{org_id}/alert-rules` (admin+).
 
 use crate::api::body::JsonBody;
-use crate::api::pagination::{page_request, Limit, Page};
+use crate::api::pagination::{page_request, Cursor, Limit, Page, Strict};
 use crate::api::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, OrgAccess};
@@ -71,7 +71,7 @@ pub async fn list_channels(
     _access: OrgAccess<Admin>,
     org_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<ChannelView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::alerts::list_channels(&state.db, org_id, &page).await?;
@@ -188,7 +188,7 @@ pub async fn list_rules(
     _access: OrgAccess<Admin>,
     org_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<RuleView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::alerts::list_rules(&state.db, org_id, &page).await?;

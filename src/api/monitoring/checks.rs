@@ -3,7 +3,7 @@
 
 use super::in_maintenance;
 use crate::api::body::JsonBody;
-use crate::api::pagination::{page_request, Limit, Page};
+use crate::api::pagination::{page_request, Cursor, Limit, Page, Strict};
 use crate::api::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
@@ -72,7 +72,7 @@ pub async fn list_checks(
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<HealthCheckView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::health_checks::list(&state.db, org_id, &page).await?;
@@ -147,7 +147,7 @@ pub async fn list_results(
     check_id: Uuid,
     after: Option<&str>,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<ResultView>>, ApiError> {
     let since = after
         .filter(|a| !a.is_empty())

@@ -1,6 +1,6 @@
 //! `/v1/orgs/{org_id}/incidents`: incidents (viewer+ to read, member+ to acknowledge).
 
-use crate::api::pagination::{page_request, Limit, Page};
+use crate::api::pagination::{page_request, Cursor, Limit, Page, Strict};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
 use crate::error::ApiError;
@@ -32,7 +32,7 @@ pub async fn list_incidents(
     org_id: Uuid,
     status: Option<&str>,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<IncidentView>>, ApiError> {
     if let Some(s) = status.filter(|s| !matches!(*s, "open" | "resolved")) {
         return Err(ApiError::BadRequest(format!(

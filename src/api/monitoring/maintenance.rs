@@ -3,7 +3,7 @@
 //! notified; a check still failing when the window ends notifies once.
 
 use crate::api::body::JsonBody;
-use crate::api::pagination::{page_request, Limit, Page};
+use crate::api::pagination::{page_request, Cursor, Limit, Page, Strict};
 use crate::api::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
@@ -45,7 +45,7 @@ pub async fn list_windows(
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
     limit: Limit,
-    cursor: Option<&str>,
+    cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<WindowView>>, ApiError> {
     let page = page_request(limit, cursor)?;
     let (rows, more) = store::alerts::list_windows(&state.db, org_id, &page).await?;
