@@ -230,8 +230,10 @@ fn problem_catcher(status: Status, req: &Request<'_>) -> ApiError {
         .lock()
         .ok()
         .and_then(|mut slot| slot.take());
-    if kept.is_none() && status == Status::NotFound {
+    if kept.is_none() && (status == Status::NotFound || status == Status::UnprocessableEntity) {
         // No route for this method, but the path is known: 405 naming the methods it has.
+        // (422: a route of another resource took the path but its parameters did not parse,
+        // as `GET /v1/admin/jobs/retry` does `/v1/admin/jobs/<id>`.)
         if let Some(allowed) = allowed_methods(req, Some(req.method())) {
             return ApiError::MethodNotAllowed(allowed);
         }
@@ -258,11 +260,19 @@ fn allowed_methods(req: &Request<'_>, method: Option<rocket::http::Method>) -> O
         .segments()
         .filter(|s| !s.is_empty())
         .collect();
-    let mut methods: Vec<&'static str> = req
+    // Only the most specific templates count: `/v1/admin/jobs/retry` is its own resource, not
+    // an `<id>` of `/v1/admin/jobs/<id>` (as the document lists it).
+    let matching: Vec<(usize, &'static str)> = req
         .rocket()
         .routes()
         .filter(|route| template_matches(route.uri.path(), &path))
-        .map(|route| route.method.as_str())
+        .map(|route| (static_segments(route.uri.path()), route.method.as_str()))
+        .collect();
+    let most_specific = matching.iter().map(|(rank, _)| *rank).max().unwrap_or(0);
+    let mut methods: Vec<&'static str> = matching
+        .into_iter()
+        .filter(|(rank, _)| *rank == most_specific)
+        .map(|(_, method)| method)
         .collect();
     if methods.is_empty() || method.is_some_and(|m| methods.contains(&m.as_str())) {
         return None;
@@ -273,6 +283,14 @@ fn allowed_methods(req: &Request<'_>, method: Option<rocket::http::Method>) -> O
     methods.sort_unstable();
     methods.dedup();
     Some(methods.join(", "))
+}
+
+/// How many segments of a route path template are literal (not `<param>`).
+fn static_segments(template: &str) -> usize {
+    template
+        .split('/')
+        .filter(|s| !s.is_empty() && !s.starts_with('<'))
+        .count()
 }
 
 /// Whether a route path template (`/v1/orgs/<org_id>`, `/files/<path..>`) matches `path`.

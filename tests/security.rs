@@ -97,6 +97,12 @@ async fn strict_input(backend: Backend) {
             .await
             .assert_problem(400);
     }
+    // An empty value is neither a value nor absent.
+    for query in ["cursor=", "all=", "limit="] {
+        app.get(&format!("/v1/orgs?{query}"), &alice)
+            .await
+            .assert_problem(400);
+    }
     app.get("/v1/orgs?limit=200", &alice)
         .await
         .assert_status(200);
@@ -120,6 +126,11 @@ async fn strict_input(backend: Backend) {
             "{method}: Allow {allow:?}"
         );
     }
+
+    // A literal path is its own resource, not an id of its parameterized sibling.
+    let retry = app.get("/v1/admin/jobs/retry", &admin).await;
+    retry.assert_problem(405);
+    assert_eq!(retry.header("allow"), Some("POST"));
 
     // Probe floods are capped (the document says so too).
     for count in [0, 10_001] {
@@ -347,7 +358,38 @@ async fn event_stream_limits(backend: Backend) {
     assert_eq!(again.status().code, 200, "the slot was not given back");
 }
 
+/// Deleting an org while a workspace is being created in it never leaves a live workspace in a
+/// deleted org: one of the two requests loses (the org row is locked by both).
+async fn org_delete_races_workspace_create(backend: Backend) {
+    let app = spawn!(backend, "org_delete_races_workspace_create", &[]);
+    let alice = app.token("alice");
+    for round in 0..15 {
+        let org = app.create_org(&alice, &format!("race-{round}")).await;
+        let create_path = format!("/v1/orgs/{org}/workspaces");
+        let org_path = format!("/v1/orgs/{org}");
+        let (created, deleted) = tokio::join!(
+            app.post(
+                &create_path,
+                &alice,
+                json!({"name": "dev", "plan": "shared"})
+            ),
+            app.delete(&org_path, &alice),
+        );
+        let created = created.status.code;
+        let deleted = deleted.status.code;
+        assert!(
+            !(created == 202 && deleted == 204),
+            "round {round}: the workspace was created and the org deleted"
+        );
+        assert!(
+            created == 202 || deleted == 204,
+            "round {round}: neither won ({created}, {deleted})"
+        );
+    }
+}
+
 on_each_backend!(
+    org_delete_races_workspace_create,
     only_bearer_tokens,
     strict_input,
     quotas,

@@ -324,11 +324,13 @@ fn job_filter<'q>(
 pub async fn list_jobs(
     app: &State<AppState>,
     _admin: PlatformAdmin,
-    queue: Option<&str>,
-    state: Option<&str>,
+    queue: Strict<&str>,
+    state: Strict<&str>,
     limit: Limit,
     cursor: Strict<Cursor<String>>,
 ) -> Result<Json<Page<JobView>>, ApiError> {
+    let queue = queue.get("queue")?;
+    let state = state.get("state")?;
     let (queue, job_state) = job_filter(queue, state)?;
     let page = page_request::<String>(limit, cursor)?;
     let (jobs, more) = app

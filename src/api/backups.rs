@@ -232,11 +232,13 @@ pub async fn list_backups(
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
     workspace_id: Uuid,
-    status: Option<&str>,
-    policy_id: Option<&str>,
+    status: Strict<&str>,
+    policy_id: Strict<&str>,
     limit: Limit,
     cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<BackupView>>, ApiError> {
+    let status = status.get("status")?;
+    let policy_id = policy_id.get("policy_id")?;
     let page = page_request(limit, cursor)?;
     let filter = backup_filter(status, policy_id)?;
     live_workspace(&state.db, org_id, workspace_id).await?;

@@ -2,7 +2,7 @@
 //! embedded mode too), as a cursor-paged list and as a Server-Sent Events stream.
 
 use super::headers::{Header, HeaderSpec};
-use super::pagination::{parse_limit, Limit};
+use super::pagination::{parse_limit, Limit, Strict};
 use crate::app::AppState;
 use crate::auth::streams::StreamSlot;
 use crate::auth::{Caller, OrgAccess, Viewer};
@@ -55,10 +55,12 @@ pub async fn list_events(
     state: &State<AppState>,
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
-    after: Option<&str>,
+    after: Strict<&str>,
     limit: Limit,
-    r#type: Option<&str>,
+    r#type: Strict<&str>,
 ) -> Result<Json<EventPage>, ApiError> {
+    let after = after.get("after")?;
+    let r#type = r#type.get("type")?;
     let limit = parse_limit(limit)?;
     let after = after
         .filter(|a| !a.is_empty())
@@ -97,11 +99,13 @@ pub async fn stream_events(
     state: &State<AppState>,
     access: OrgAccess<Viewer>,
     org_id: Uuid,
-    after: Option<&str>,
-    r#type: Option<&str>,
+    after: Strict<&str>,
+    r#type: Strict<&str>,
     last_event_id: LastEventId,
     shutdown: Shutdown,
 ) -> Result<EventStream<BoxStream<'static, Event>>, ApiError> {
+    let after = after.get("after")?;
+    let r#type = r#type.get("type")?;
     let resume = last_event_id
         .value
         .as_deref()

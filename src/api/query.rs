@@ -36,23 +36,32 @@ impl<T> Strict<T> {
 
 #[rocket::async_trait]
 impl<'v, T: FromForm<'v> + Send> FromForm<'v> for Strict<T> {
-    type Context = <T as FromForm<'v>>::Context;
+    /// `T`'s context, and whether the parameter was sent with an empty value.
+    type Context = (<T as FromForm<'v>>::Context, bool);
 
     fn init(_opts: Options) -> Self::Context {
         // Strict: a repeated parameter (`?limit=1&limit=2`) is an error, not the first wins.
-        T::init(Options::Strict)
+        (T::init(Options::Strict), false)
     }
 
     fn push_value(ctxt: &mut Self::Context, field: ValueField<'v>) {
-        T::push_value(ctxt, field)
+        // `?cursor=` is neither a value nor absent: the document's formats have no empty
+        // string, so the server refuses it too (omit the parameter instead).
+        ctxt.1 |= field.value.is_empty();
+        T::push_value(&mut ctxt.0, field)
     }
 
     async fn push_data(ctxt: &mut Self::Context, field: DataField<'v, '_>) {
-        T::push_data(ctxt, field).await
+        T::push_data(&mut ctxt.0, field).await
     }
 
-    fn finalize(this: Self::Context) -> form::Result<'v, Self> {
-        Ok(Strict(match T::finalize(this) {
+    fn finalize((inner, empty): Self::Context) -> form::Result<'v, Self> {
+        if empty {
+            return Ok(Strict(Err(
+                "must not be empty (omit the parameter instead)".to_owned(),
+            )));
+        }
+        Ok(Strict(match T::finalize(inner) {
             Ok(value) => Ok(Some(value)),
             Err(errors) if errors.iter().all(|e| matches!(e.kind, ErrorKind::Missing)) => Ok(None),
             Err(errors) => Err(errors
@@ -136,6 +145,11 @@ impl JsonSchema for PageLimit {
 pub trait CursorKey: FromStr + Send {
     /// The schema of the key as text.
     fn cursor_schema() -> SchemaObject;
+
+    /// Whether a parsed key can be one of this list's keys at all.
+    fn plausible(&self) -> bool {
+        true
+    }
 }
 
 /// A string schema of the given pattern and length bounds.
@@ -170,12 +184,17 @@ impl CursorKey for i32 {
 
 impl CursorKey for String {
     fn cursor_schema() -> SchemaObject {
-        text_schema("^.*$", 1, 512)
+        text_schema("^[^\\u0000-\\u001f\\u007f-\\u009f]+$", 1, 512)
+    }
+
+    /// Names and subjects never hold control characters.
+    fn plausible(&self) -> bool {
+        !self.chars().any(char::is_control)
     }
 }
 
-/// `?cursor=`: the previous page's `next_cursor` (the key of its last item); empty is absent,
-/// anything that is not a key of this list is 400.
+/// `?cursor=`: the previous page's `next_cursor` (the key of its last item); anything that is
+/// not a key of this list is 400 (and an empty value is refused by [`Strict`]).
 #[derive(Debug)]
 pub struct Cursor<K>(pub Option<K>);
 
@@ -188,11 +207,10 @@ impl<'v, K: CursorKey> FromFormField<'v> for Cursor<K> {
         if field.value.len() > 512 {
             return Err(form::Error::validation("cursor is not valid for this list").into());
         }
-        field
-            .value
-            .parse()
-            .map(|key| Cursor(Some(key)))
-            .map_err(|_| form::Error::validation("cursor is not valid for this list").into())
+        match field.value.parse::<K>() {
+            Ok(key) if key.plausible() => Ok(Cursor(Some(key))),
+            _ => Err(form::Error::validation("cursor is not valid for this list").into()),
+        }
     }
 }
 

@@ -86,6 +86,7 @@ pub struct PutSecret {
     /// The value (1 byte to 64 KiB): a token, `user:token`, or an SSH private key. Write-only.
     /// Required for a new secret; omit it to change only the binding of an existing one.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 65536))]
     pub value: Option<SecretValue>,
     /// Hosts the value may be sent to, `host` (that host on the scheme's default port: 443,
     /// 80, 22) or `host:port`, e.g. `["github.com", "git.example.com:8443"]`. Required for a

@@ -60,6 +60,12 @@ fn refine_parameters(path: &str, op: &mut Value) {
             }
             _ => {}
         }
+        // Query parameters are `Strict`: an empty value is refused, so say so.
+        if schema.get("type").and_then(Value::as_str) == Some("string")
+            && !schema.contains_key("minLength")
+        {
+            schema.insert("minLength".into(), json!(1));
+        }
         if let Some(values) = query_enum(path, &name) {
             schema.insert("enum".into(), json!(values));
         }

@@ -163,7 +163,8 @@ fn find_op(expr: &str) -> Option<(usize, &'static str, Op)> {
             depth -= 1;
         } else if depth == 0 {
             for (text, op) in OPS {
-                if expr[i..].starts_with(text) {
+                // Bytes, not `str` slicing: `i` may sit inside a multi-byte character.
+                if bytes[i..].starts_with(text.as_bytes()) {
                     let word = text.chars().all(char::is_alphabetic);
                     let before_ok = !word || i == 0 || bytes[i - 1].is_ascii_whitespace();
                     let after = i + text.len();
@@ -590,6 +591,14 @@ impl Hysteresis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditions_with_multibyte_text_are_refused_not_a_panic() {
+        for expr in ["\u{9c}", "\u{c3}x", "é == 200", "status == \u{e9}"] {
+            assert!(parse_condition(expr, CheckKind::Http).is_err(), "{expr}");
+        }
+        assert!(parse_condition("body contains \"é\"", CheckKind::Http).is_ok());
+    }
 
     fn seen_http(status: u16, body: &str, ms: u64) -> Observation {
         Observation {

@@ -95,11 +95,13 @@ pub async fn list_codegen_jobs(
     state: &State<AppState>,
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
-    project_id: Option<&str>,
-    status: Option<&str>,
+    project_id: Strict<&str>,
+    status: Strict<&str>,
     limit: Limit,
     cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<CodegenJobView>>, ApiError> {
+    let project_id = project_id.get("project_id")?;
+    let status = status.get("status")?;
     let page = page_request(limit, cursor)?;
     let filter = submit::list_filter(project_id, status)?;
     let (rows, more) = store::codegen::list(&state.db, org_id, &filter, &page).await?;

@@ -145,10 +145,11 @@ pub async fn list_results(
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
     check_id: Uuid,
-    after: Option<&str>,
+    after: Strict<&str>,
     limit: Limit,
     cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<ResultView>>, ApiError> {
+    let after = after.get("after")?;
     let since = after
         .filter(|a| !a.is_empty())
         .map(|a| {

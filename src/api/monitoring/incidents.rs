@@ -30,10 +30,11 @@ pub async fn list_incidents(
     state: &State<AppState>,
     _access: OrgAccess<Viewer>,
     org_id: Uuid,
-    status: Option<&str>,
+    status: Strict<&str>,
     limit: Limit,
     cursor: Strict<Cursor<Uuid>>,
 ) -> Result<Json<Page<IncidentView>>, ApiError> {
+    let status = status.get("status")?;
     if let Some(s) = status.filter(|s| !matches!(*s, "open" | "resolved")) {
         return Err(ApiError::BadRequest(format!(
             "status={s:?}: expected open or resolved"
