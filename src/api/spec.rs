@@ -197,3 +197,40 @@ fn add_links(paths: &mut Map<String, Value>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::names::{DISPLAY_NAME_PATTERN, DNS_LABEL_PATTERN};
+
+    /// The patterns written into `#[schemars]` attributes (which need literals) are the
+    /// domain's, so the document and the parsers cannot drift apart.
+    #[test]
+    fn stated_name_patterns_are_the_domain_ones() {
+        let (_, doc) = super::super::routes_and_spec();
+        let pattern = |schema: &str, field: &str| {
+            doc["components"]["schemas"][schema]["properties"][field]["pattern"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        for (schema, field) in [
+            ("CreateOrg", "slug"),
+            ("UpdateOrg", "slug"),
+            ("CreateWorkspace", "name"),
+            ("CreateProject", "name"),
+            ("UpdateProject", "name"),
+        ] {
+            assert_eq!(
+                pattern(schema, field).as_deref(),
+                Some(DNS_LABEL_PATTERN),
+                "{schema}.{field}"
+            );
+        }
+        for schema in ["CreateOrg", "UpdateOrg"] {
+            assert_eq!(
+                pattern(schema, "name").as_deref(),
+                Some(DISPLAY_NAME_PATTERN),
+                "{schema}.name"
+            );
+        }
+    }
+}
