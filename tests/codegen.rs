@@ -123,21 +123,7 @@ impl Scenario {
 
     async fn put_graph(&self, graph: Value) -> i64 {
         let path = format!("/v1/orgs/{}/projects/{}/graph", self.org, self.project);
-        let current = self.app.get(&path, &self.token).await;
-        current.assert_status(200);
-        let etag = current.header("etag").expect("etag").to_owned();
-        let response = self
-            .app
-            .request(
-                "PUT",
-                &path,
-                Some(&self.token),
-                Some(json!({ "graph": graph })),
-                &[("If-Match", &etag)],
-            )
-            .await;
-        response.assert_status(200);
-        response.body["version"].as_i64().expect("version")
+        self.app.put_graph(&self.token, &path, graph).await
     }
 
     fn jobs_path(&self) -> String {

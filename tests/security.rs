@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::process::{free_port, gantry, spawn_serving, wait_for_exit};
+use common::process::{free_port, gantry, serve};
 use common::{eventually, Backend, TestApp, TestResponse};
 use rocket::http::Header;
 use serde_json::{json, Value};
@@ -36,24 +36,6 @@ fn small_graph(image: &str) -> Value {
     json!({"nodes": [{"id": "web", "kind": "service",
                       "spec": {"image": image, "ports": [{"port": 80}]}}],
            "edges": []})
-}
-
-/// Replaces the project's graph (read, then write with its ETag); returns the new version.
-async fn put_graph(app: &TestApp, token: &str, graph_path: &str, graph: Value) -> i64 {
-    let current = app.get(graph_path, token).await;
-    current.assert_status(200);
-    let etag = current.header("etag").expect("etag").to_owned();
-    let response = app
-        .request(
-            "PUT",
-            graph_path,
-            Some(token),
-            Some(json!({ "graph": graph })),
-            &[("If-Match", &etag)],
-        )
-        .await;
-    response.assert_status(200);
-    response.body["version"].as_i64().expect("version")
 }
 
 /// Tokens of other types from the same realm (ID, refresh, none) are not API bearers.
@@ -214,7 +196,7 @@ async fn quotas(backend: Backend) {
         .iter()
         .enumerate()
     {
-        let version = put_graph(&app, &alice, &graph_path, small_graph(image)).await;
+        let version = app.put_graph(&alice, &graph_path, small_graph(image)).await;
         assert_eq!(version, i as i64 + 1);
     }
     let versions = app.get(&format!("{graph_path}/versions"), &alice).await;
@@ -419,24 +401,16 @@ fn dev_auth_is_not_served_on_a_network_address() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         gantry::install_crypto_provider();
-        let (mut child, port) = spawn_serving(
+        let (_server, base) = serve(
             gantry(dir.path())
                 .arg("--server")
                 .env("ROCKET_ADDRESS", "0.0.0.0")
-                .env("GANTRY_ALLOW_DEV_AUTH_ON_NETWORK", "true")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+                .env("GANTRY_ALLOW_DEV_AUTH_ON_NETWORK", "true"),
         )
         .await;
-        let url = format!("http://127.0.0.1:{port}/health/live");
-        let live = eventually(Duration::from_secs(30), || async {
-            reqwest::get(&url)
-                .await
-                .map_err(|e| format!("server did not start: {e}"))
-        })
-        .await;
-        let _ = child.kill();
-        let _ = wait_for_exit(&mut child, Duration::from_secs(10));
+        let live = reqwest::get(format!("{base}/health/live"))
+            .await
+            .expect("live");
         assert_eq!(live.status(), 200);
     });
 }
@@ -449,12 +423,10 @@ fn metrics_can_have_their_own_port() {
         gantry::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let metrics_port = free_port();
-        let (mut child, port) = spawn_serving(
+        let (_server, base) = serve(
             gantry(dir.path())
                 .arg("--server")
-                .env("GANTRY_METRICS_PORT", metrics_port.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+                .env("GANTRY_METRICS_PORT", metrics_port.to_string()),
         )
         .await;
         let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
@@ -464,22 +436,13 @@ fn metrics_can_have_their_own_port() {
                 .map_err(|e| format!("metrics port not serving: {e}"))
         })
         .await;
-        let status = metrics.status();
+        assert_eq!(metrics.status(), 200);
         let text = metrics.text().await.unwrap_or_default();
-        let main = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        assert!(text.contains("# TYPE"), "{text}");
+        let main = reqwest::get(format!("{base}/metrics"))
             .await
             .expect("main port");
-        let main_status = main.status();
-        let live = reqwest::get(format!("http://127.0.0.1:{port}/health/live"))
-            .await
-            .expect("live");
-        let live_status = live.status();
-        let _ = child.kill();
-        let _ = wait_for_exit(&mut child, Duration::from_secs(10));
-        assert_eq!(status, 200);
-        assert!(text.contains("# TYPE"), "{text}");
-        assert_eq!(main_status, 404, "/metrics is still on ROCKET_PORT");
-        assert_eq!(live_status, 200);
+        assert_eq!(main.status(), 404, "/metrics is still on ROCKET_PORT");
     });
 }
 
@@ -491,20 +454,7 @@ fn unknown_methods_are_405_on_the_wire() {
     runtime.block_on(async {
         gantry::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut child, port) = spawn_serving(
-            gantry(dir.path())
-                .arg("--server")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )
-        .await;
-        let base = format!("http://127.0.0.1:{port}");
-        eventually(Duration::from_secs(30), || async {
-            reqwest::get(format!("{base}/health/live"))
-                .await
-                .map_err(|e| format!("server did not start: {e}"))
-        })
-        .await;
+        let (_server, base) = serve(gantry(dir.path()).arg("--server")).await;
         let client = reqwest::Client::new();
         let mut answers = Vec::new();
         for method in ["QUERY", "FOO"] {
@@ -528,8 +478,6 @@ fn unknown_methods_are_405_on_the_wire() {
                 .to_owned();
             answers.push((method, response.status().as_u16(), allow, content_type));
         }
-        let _ = child.kill();
-        let _ = wait_for_exit(&mut child, Duration::from_secs(10));
         for (method, status, allow, content_type) in answers {
             assert_eq!(status, 405, "{method}");
             assert!(

@@ -205,7 +205,7 @@ pub async fn create_backup(
 
 /// The list filter from the raw query parameters (a bad value is `400`).
 fn backup_filter(status: Option<&str>, policy_id: Option<&str>) -> Result<BackupFilter, ApiError> {
-    let status = match status.filter(|s| !s.is_empty()) {
+    let status = match status {
         None => None,
         Some(raw) => Some(
             <BackupStatus as sea_orm::Iterable>::iter()
@@ -213,7 +213,7 @@ fn backup_filter(status: Option<&str>, policy_id: Option<&str>) -> Result<Backup
                 .ok_or_else(|| ApiError::BadRequest(format!("status {raw:?} is not a status")))?,
         ),
     };
-    let policy_id = match policy_id.filter(|p| !p.is_empty()) {
+    let policy_id = match policy_id {
         None => None,
         Some(raw) => Some(
             Uuid::parse_str(raw)

@@ -62,10 +62,7 @@ pub async fn list_events(
     let after = after.get("after")?;
     let r#type = r#type.get("type")?;
     let limit = parse_limit(limit)?;
-    let after = after
-        .filter(|a| !a.is_empty())
-        .map(parse_cursor)
-        .transpose()?;
+    let after = after.map(parse_cursor).transpose()?;
     let filter = TypeFilter::parse(r#type.unwrap_or_default());
     let (rows, _more) =
         store::outbox::list_for_org(&state.db, org_id, after, &filter, limit).await?;

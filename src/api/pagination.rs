@@ -61,7 +61,7 @@ pub fn page_request<K: CursorKey>(
     cursor: Strict<Cursor<K>>,
 ) -> Result<PageRequest<K>, ApiError> {
     let limit = parse_limit(limit)?;
-    let after = cursor.get("cursor")?.and_then(|c| c.0);
+    let after = cursor.get("cursor")?.map(|c| c.0);
     Ok(PageRequest { limit, after })
 }
 
@@ -77,7 +77,7 @@ mod tests {
         let cursor = encode_cursor("42");
         let page: PageRequest<i32> = page_request(
             Strict::of(PageLimit(200)),
-            Strict::of(Cursor(cursor.parse().ok())),
+            Strict::of(Cursor(cursor.parse().expect("a number"))),
         )
         .expect("valid");
         assert_eq!(page.after, Some(42));

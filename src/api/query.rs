@@ -196,19 +196,16 @@ impl CursorKey for String {
 /// `?cursor=`: the previous page's `next_cursor` (the key of its last item); anything that is
 /// not a key of this list is 400 (and an empty value is refused by [`Strict`]).
 #[derive(Debug)]
-pub struct Cursor<K>(pub Option<K>);
+pub struct Cursor<K>(pub K);
 
 #[rocket::async_trait]
 impl<'v, K: CursorKey> FromFormField<'v> for Cursor<K> {
     fn from_value(field: ValueField<'v>) -> form::Result<'v, Self> {
-        if field.value.is_empty() {
-            return Ok(Cursor(None));
-        }
         if field.value.len() > 512 {
             return Err(form::Error::validation("cursor is not valid for this list").into());
         }
         match field.value.parse::<K>() {
-            Ok(key) if key.plausible() => Ok(Cursor(Some(key))),
+            Ok(key) if key.plausible() => Ok(Cursor(key)),
             _ => Err(form::Error::validation("cursor is not valid for this list").into()),
         }
     }

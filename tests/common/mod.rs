@@ -331,6 +331,25 @@ impl TestApp {
         self.request("DELETE", path, Some(token), None, &[]).await
     }
 
+    /// Replaces a project's graph at `graph_path` (read, then write with its ETag); returns
+    /// the new version.
+    pub async fn put_graph(&self, token: &str, graph_path: &str, graph: Value) -> i64 {
+        let current = self.get(graph_path, token).await;
+        current.assert_status(200);
+        let etag = current.header("etag").expect("etag").to_owned();
+        let response = self
+            .request(
+                "PUT",
+                graph_path,
+                Some(token),
+                Some(serde_json::json!({ "graph": graph })),
+                &[("If-Match", &etag)],
+            )
+            .await;
+        response.assert_status(200);
+        response.body["version"].as_i64().expect("version")
+    }
+
     /// Creates an organization owned by `token`'s user; returns its id.
     pub async fn create_org(&self, token: &str, slug: &str) -> String {
         let response = self

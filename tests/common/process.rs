@@ -113,3 +113,23 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// Spawns `cmd` (output discarded) with [`spawn_serving`] and waits until its
+/// `/health/live` answers 2xx; the guard and the base URL (`http://127.0.0.1:<port>`).
+pub async fn serve(cmd: &mut Command) -> (ChildGuard, String) {
+    let (child, port) = spawn_serving(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+    .await;
+    let guard = ChildGuard(child);
+    let base = format!("http://127.0.0.1:{port}");
+    super::eventually(Duration::from_secs(30), || async {
+        match reqwest::get(format!("{base}/health/live")).await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            other => Err(format!("server did not become live: {other:?}")),
+        }
+    })
+    .await;
+    (guard, base)
+}

@@ -166,14 +166,14 @@ pub(super) fn list_filter(
     project_id: Option<&str>,
     status: Option<&str>,
 ) -> Result<store::codegen::ListFilter, ApiError> {
-    let project_id = match project_id.filter(|p| !p.is_empty()) {
+    let project_id = match project_id {
         None => None,
         Some(raw) => Some(
             Uuid::parse_str(raw)
                 .map_err(|_| ApiError::BadRequest(format!("project_id {raw:?} is not a UUID")))?,
         ),
     };
-    let status = match status.filter(|s| !s.is_empty()) {
+    let status = match status {
         None => None,
         Some(raw) => Some(
             <store::codegen::CodegenStatus as sea_orm::Iterable>::iter()

@@ -151,7 +151,6 @@ pub async fn list_results(
 ) -> Result<Json<Page<ResultView>>, ApiError> {
     let after = after.get("after")?;
     let since = after
-        .filter(|a| !a.is_empty())
         .map(|a| {
             chrono::DateTime::parse_from_rfc3339(a)
                 .map(|t| t.with_timezone(&chrono::Utc))
