@@ -311,3 +311,77 @@ async fn health_and_metrics_need_no_token() {
         metrics.text
     );
 }
+
+// Verified tokens are remembered until they expire; these pin what that cache must never
+// change: a revoked key, an expired token, a removed member and a deleted organization are
+// all refused on the very next request.
+
+#[tokio::test]
+async fn a_key_dropped_from_the_jwks_ends_the_tokens_it_signed() {
+    let app = app("revoked_key").await;
+    let issuer = &app.issuer;
+    let old_token = app.token("alice");
+    me(&app, &old_token).await.assert_status(200);
+    // Answered from the cache this time.
+    me(&app, &old_token).await.assert_status(200);
+
+    // The issuer replaces its key; the first token signed with the new one refetches the set.
+    let replacement = RsaKey::generate("replacement-key");
+    issuer.publish(vec![replacement.jwk.clone()]).await;
+    let new_token = issuer.sign_with(&replacement, Algorithm::RS256, &issuer.claims("alice"));
+    me(&app, &new_token).await.assert_status(200);
+    assert_refused(
+        &me(&app, &old_token).await,
+        "a remembered token whose key left the JWKS",
+    );
+    me(&app, &new_token).await.assert_status(200);
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_it_expires() {
+    let app = app("cached_expiry").await;
+    // Accepted for two more seconds (30 s of skew are tolerated past `exp`).
+    let claims = with(
+        app.issuer.claims("alice"),
+        "exp",
+        json!(now() - validator_leeway() + 2),
+    );
+    let token = app.issuer.sign(&claims);
+    me(&app, &token).await.assert_status(200);
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    assert_refused(&me(&app, &token).await, "a remembered token past exp");
+}
+
+fn validator_leeway() -> i64 {
+    gantry::auth::validator::LEEWAY_SECONDS as i64
+}
+
+#[tokio::test]
+async fn removed_members_and_deleted_orgs_are_refused_on_the_next_request() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(app) = TestApp::spawn(backend, "cache_membership").await else {
+            continue;
+        };
+        let owner = app.token("owner");
+        let bob = app.token("bob");
+        let org = app.create_org(&owner, "cache-membership").await;
+        app.add_member(&owner, &org, "bob", "member").await;
+        let projects = format!("/v1/orgs/{org}/projects");
+        app.get(&projects, &bob).await.assert_status(200);
+        app.get(&projects, &bob).await.assert_status(200);
+
+        app.delete(&format!("/v1/orgs/{org}/members/bob"), &owner)
+            .await
+            .assert_status(204);
+        app.get(&projects, &bob).await.assert_problem(404);
+        let listed = app.get("/v1/me", &bob).await;
+        listed.assert_status(200);
+        assert_eq!(listed.body["orgs"], json!([]), "{backend:?}: {}", listed.text);
+
+        app.get(&projects, &owner).await.assert_status(200);
+        app.delete(&format!("/v1/orgs/{org}"), &owner)
+            .await
+            .assert_status(204);
+        app.get(&projects, &owner).await.assert_problem(404);
+    }
+}

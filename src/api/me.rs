@@ -12,7 +12,6 @@ use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 use schemars::JsonSchema;
 use serde::Serialize;
-use std::collections::HashMap;
 use uuid::Uuid;
 
 /// An organization the caller belongs to, with the caller's role.
@@ -47,9 +46,7 @@ pub struct Me {
 #[openapi(tag = "Me")]
 #[get("/v1/me")]
 pub async fn get_me(state: &State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
-    let memberships = store::members::of_user(&state.db, &caller.sub).await?;
-    let roles: HashMap<Uuid, Role> = memberships.iter().map(|m| (m.org_id, m.role())).collect();
-    let orgs = store::orgs::find_live_many(&state.db, roles.keys().copied().collect()).await?;
+    let orgs = store::orgs::live_with_membership_of(&state.db, &caller.sub).await?;
     Ok(Json(Me {
         sub: caller.sub,
         preferred_username: caller.preferred_username,
@@ -57,13 +54,11 @@ pub async fn get_me(state: &State<AppState>, caller: Caller) -> Result<Json<Me>,
         is_platform_admin: caller.is_platform_admin,
         orgs: orgs
             .into_iter()
-            .filter_map(|org| {
-                roles.get(&org.id).map(|role| MyOrg {
-                    id: org.id,
-                    name: org.name,
-                    slug: org.slug,
-                    role: *role,
-                })
+            .map(|(org, membership)| MyOrg {
+                id: org.id,
+                name: org.name,
+                slug: org.slug,
+                role: membership.role(),
             })
             .collect(),
     }))

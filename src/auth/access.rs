@@ -64,10 +64,10 @@ impl<R: RequiredRole> OrgAccess<R> {
         caller: Caller,
         org_id: Uuid,
     ) -> Result<Self, ApiError> {
-        let org = store::orgs::find_live(db, org_id)
+        let (org, membership) = store::orgs::find_live_with_membership(db, org_id, &caller.sub)
             .await?
             .ok_or(ApiError::NotFound)?;
-        Self::admit(db, caller, org).await
+        Self::admit_as(caller, org, membership.map(|m| m.role()))
     }
 
     /// Checks again inside `txn` with the organization row locked until it ends, for writes
@@ -95,6 +95,11 @@ impl<R: RequiredRole> OrgAccess<R> {
         let member_role = store::members::find(db, org.id, &caller.sub)
             .await?
             .map(|m| m.role());
+        Self::admit_as(caller, org, member_role)
+    }
+
+    /// Admits `caller`, holding `member_role` in `org` (if a member), when that suffices.
+    fn admit_as(caller: Caller, org: Org, member_role: Option<Role>) -> Result<Self, ApiError> {
         let role = match (member_role, caller.is_platform_admin) {
             (_, true) => Role::Owner,
             (Some(role), false) => role,

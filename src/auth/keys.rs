@@ -109,6 +109,11 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// True when some key of `previous` is missing here (the issuer revoked or retired it).
+    pub fn drops_any_of(&self, previous: &KeySet) -> bool {
+        previous.keys.keys().any(|kid| !self.keys.contains_key(kid))
+    }
 }
 
 fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {

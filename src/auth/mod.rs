@@ -7,6 +7,7 @@ pub mod guard;
 pub mod keys;
 pub mod rate;
 pub mod streams;
+pub mod token_cache;
 pub mod validator;
 
 pub use access::{Admin, Member, OrgAccess, Owner, PlatformAdmin, Viewer};

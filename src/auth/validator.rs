@@ -1,6 +1,7 @@
 //! Token validation: one code path for Keycloak tokens and embedded dev tokens.
 
 use super::keys::{family_of, KeySet, VerificationKey, ACCEPTED_ALGORITHMS};
+use super::token_cache::VerifiedTokens;
 use super::{AuthError, ADMIN_ROLE};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Validation};
@@ -92,7 +93,11 @@ struct Discovery {
 }
 
 impl RemoteKeys {
-    async fn key(&self, kid: &str) -> Result<Option<VerificationKey>, AuthError> {
+    async fn key(
+        &self,
+        kid: &str,
+        verified: &VerifiedTokens,
+    ) -> Result<Option<VerificationKey>, AuthError> {
         if let Some(key) = self.keys.read().await.get(kid) {
             return Ok(Some(key.clone()));
         }
@@ -108,8 +113,19 @@ impl RemoteKeys {
         let fetched = self.fetch().await?;
         tracing::info!(keys = fetched.len(), "fetched JWKS");
         let found = fetched.get(kid).cloned();
-        *self.keys.write().await = fetched;
+        self.replace(fetched, verified).await;
         Ok(found)
+    }
+
+    /// Installs a freshly fetched key set; a key that disappeared was revoked or retired, so
+    /// every token verified with the old set is checked again.
+    async fn replace(&self, fetched: KeySet, verified: &VerifiedTokens) {
+        let mut keys = self.keys.write().await;
+        if fetched.drops_any_of(&keys) {
+            verified.clear();
+            tracing::info!("the JWKS dropped a key; verified tokens forgotten");
+        }
+        *keys = fetched;
     }
 
     async fn fetch(&self) -> Result<KeySet, AuthError> {
@@ -145,6 +161,7 @@ pub struct TokenValidator {
     issuer: String,
     audience: String,
     source: KeySource,
+    verified: VerifiedTokens,
 }
 
 impl TokenValidator {
@@ -171,6 +188,7 @@ impl TokenValidator {
                 keys: RwLock::new(KeySet::default()),
                 last_refetch: Mutex::new(None),
             }),
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -180,6 +198,7 @@ impl TokenValidator {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             source: KeySource::Static(KeySet::from_jwks(jwks)),
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -189,7 +208,7 @@ impl TokenValidator {
             // The start-up fetch does not count against the refetch budget: a key rotated
             // right after start must still be picked up on first sight.
             let keys = remote.fetch().await?;
-            *remote.keys.write().await = keys;
+            remote.replace(keys, &self.verified).await;
         }
         Ok(())
     }
@@ -197,12 +216,23 @@ impl TokenValidator {
     async fn key(&self, kid: &str) -> Result<Option<VerificationKey>, AuthError> {
         match &self.source {
             KeySource::Static(keys) => Ok(keys.get(kid).cloned()),
-            KeySource::Remote(remote) => remote.key(kid).await,
+            KeySource::Remote(remote) => remote.key(kid, &self.verified).await,
         }
     }
 
-    /// Checks `token` and returns the identity it carries.
+    /// Checks `token` and returns the identity it carries; a token that passed before and has
+    /// not expired is answered from memory.
     pub async fn validate(&self, token: &str) -> Result<Identity, AuthError> {
+        if let Some(identity) = self.verified.get(token) {
+            return Ok(identity);
+        }
+        let identity = self.verify(token).await?;
+        self.verified.insert(token, &identity);
+        Ok(identity)
+    }
+
+    /// The full check: header, key, signature, time, issuer, audience and type.
+    async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let header = decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         let alg = header.alg;
         if !ACCEPTED_ALGORITHMS.contains(&alg) {

@@ -3,7 +3,8 @@
 use super::members;
 use super::paging::{keyset, KeyOrder, Page, PageRequest};
 use sea_orm::entity::prelude::*;
-use sea_orm::{QueryOrder, QuerySelect, Set};
+use sea_orm::sea_query::{Expr, ExprTrait, IntoCondition};
+use sea_orm::{JoinType, QueryOrder, QuerySelect, RelationDef, Set};
 
 /// The `organizations` table.
 pub mod entity {
@@ -60,6 +61,53 @@ pub async fn find_live(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Org
         .filter(entity::Column::DeletedAt.is_null())
         .one(db)
         .await
+}
+
+/// The join from an organization to `sub`'s membership in it.
+fn membership_of(sub: &str) -> RelationDef {
+    let sub = sub.to_owned();
+    entity::Entity::belongs_to(members::entity::Entity)
+        .from(entity::Column::Id)
+        .to(members::entity::Column::OrgId)
+        .on_condition(move |_org, membership| {
+            Expr::col((membership, members::entity::Column::UserSub))
+                .eq(sub.clone())
+                .into_condition()
+        })
+        .into()
+}
+
+/// The live organization with this id and `sub`'s membership in it, in one query: every
+/// org-scoped request asks both.
+pub async fn find_live_with_membership(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    sub: &str,
+) -> Result<Option<(Org, Option<members::Membership>)>, DbErr> {
+    entity::Entity::find_by_id(id)
+        .filter(entity::Column::DeletedAt.is_null())
+        .join(JoinType::LeftJoin, membership_of(sub))
+        .select_also(members::entity::Entity)
+        .one(db)
+        .await
+}
+
+/// Every live organization `sub` belongs to with that membership, ordered by id (one query).
+pub async fn live_with_membership_of(
+    db: &impl ConnectionTrait,
+    sub: &str,
+) -> Result<Vec<(Org, members::Membership)>, DbErr> {
+    let rows = super::live::<entity::Entity>()
+        .join(JoinType::InnerJoin, membership_of(sub))
+        .select_also(members::entity::Entity)
+        .order_by_asc(entity::Column::Id)
+        .all(db)
+        .await?;
+    // An inner join always has the membership; the pair type is the left join's.
+    Ok(rows
+        .into_iter()
+        .filter_map(|(org, membership)| membership.map(|m| (org, m)))
+        .collect())
 }
 
 /// A page of every live organization (platform admins).
