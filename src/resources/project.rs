@@ -8,7 +8,8 @@ use uuid::Uuid;
 use crate::domain::{graph, DnsLabel};
 use crate::error::{ApiError, FieldError};
 use crate::outbox::{self, EventType};
-use crate::store::{self, is_unique_violation, projects::Project, workspaces::WorkspaceStatus};
+use crate::store::projects::{Project, ProjectSummary};
+use crate::store::{self, is_unique_violation, workspaces::WorkspaceStatus};
 use sea_orm::{ConnectionTrait, DbErr};
 
 /// A project.
@@ -39,6 +40,12 @@ pub struct ProjectView {
 
 impl From<Project> for ProjectView {
     fn from(p: Project) -> Self {
+        ProjectSummary::from(p).into()
+    }
+}
+
+impl From<ProjectSummary> for ProjectView {
+    fn from(p: ProjectSummary) -> Self {
         Self {
             id: p.id,
             org_id: p.org_id,

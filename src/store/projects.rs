@@ -1,10 +1,10 @@
 //! `projects` and `project_graph_versions`: a project holds its current graph, and every
 //! version it ever had is kept.
 
-use super::paging::{keyset, KeyOrder, Page, PageRequest};
+use super::paging::{keyset, keyset_into, KeyOrder, Page, PageRequest};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{QueryOrder, Set};
+use sea_orm::{FromQueryResult, QueryOrder, QuerySelect, Set};
 
 /// The `projects` table.
 pub mod entity {
@@ -171,18 +171,80 @@ pub async fn find_live(
     super::find_live_in_org::<entity::Entity>(db, org_id, id).await
 }
 
-/// A page of the organization's live projects, optionally of one workspace.
+/// A project row without its graph: what a list shows (the graph is the row's bulk, and
+/// decoding it is most of a list's cost).
+#[derive(Debug, Clone, PartialEq, FromQueryResult)]
+pub struct ProjectSummary {
+    /// Primary key.
+    pub id: Uuid,
+    /// Owning organization.
+    pub org_id: Uuid,
+    /// Workspace the project lives in.
+    pub workspace_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Current graph version.
+    pub graph_version: i32,
+    /// Project status.
+    pub status: ProjectStatus,
+    /// CPU quota (Kubernetes quantity).
+    pub quota_cpu: String,
+    /// Memory quota (Kubernetes quantity).
+    pub quota_memory: String,
+    /// Last failure, if any.
+    pub error: Option<String>,
+    /// When the row was inserted.
+    pub created_at: DateTimeUtc,
+    /// When the row last changed.
+    pub updated_at: DateTimeUtc,
+}
+
+impl From<Project> for ProjectSummary {
+    fn from(p: Project) -> Self {
+        Self {
+            id: p.id,
+            org_id: p.org_id,
+            workspace_id: p.workspace_id,
+            name: p.name,
+            graph_version: p.graph_version,
+            status: p.status,
+            quota_cpu: p.quota_cpu,
+            quota_memory: p.quota_memory,
+            error: p.error,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// A page of the organization's live projects (without their graphs), optionally of one
+/// workspace.
 pub async fn list(
     db: &impl ConnectionTrait,
     org_id: Uuid,
     workspace_id: Option<Uuid>,
     page: &PageRequest<Uuid>,
-) -> Result<Page<Project>, DbErr> {
-    let mut query = super::live_in_org::<entity::Entity>(org_id);
+) -> Result<Page<ProjectSummary>, DbErr> {
+    use entity::Column;
+    let mut query = super::live_in_org::<entity::Entity>(org_id)
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::OrgId,
+            Column::WorkspaceId,
+            Column::Name,
+            Column::GraphVersion,
+            Column::Status,
+            Column::QuotaCpu,
+            Column::QuotaMemory,
+            Column::Error,
+            Column::CreatedAt,
+            Column::UpdatedAt,
+        ]);
     if let Some(workspace_id) = workspace_id {
         query = query.filter(entity::Column::WorkspaceId.eq(workspace_id));
     }
-    keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
+    keyset_into(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
 }
 
 /// Renames the project.
