@@ -83,6 +83,7 @@ pub async fn build(
     }
     let (api_routes, spec) = api::routes_and_spec();
     let openapi_json = serde_json::to_string_pretty(&spec)?;
+    let access_cache = std::sync::Arc::new(crate::auth::access_cache::AccessCache::default());
     let state = AppState {
         db: db.clone(),
         validator,
@@ -105,7 +106,8 @@ pub async fn build(
             config.limits.write_burst,
         ),
         open_streams: crate::auth::streams::StreamCounter::default(),
-        event_hub: crate::outbox::hub::EventHub::start(db.clone()),
+        event_hub: crate::outbox::hub::EventHub::start(db.clone(), access_cache.clone()),
+        access_cache,
     };
 
     let console = api::console::ConsoleSettings::new(config)?;

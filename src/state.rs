@@ -38,4 +38,7 @@ pub struct AppState {
     pub open_streams: crate::auth::streams::StreamCounter,
     /// Fans committed events out to the open streams.
     pub event_hub: crate::outbox::hub::EventHub,
+    /// Organization access and memberships remembered between requests (forgotten through
+    /// the outbox and at every local change).
+    pub access_cache: std::sync::Arc<crate::auth::access_cache::AccessCache>,
 }

@@ -10,6 +10,7 @@ use common::issuer::RsaKey;
 use common::{Backend, TestApp, TestResponse};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
+use std::time::Duration;
 
 async fn app(name: &str) -> TestApp {
     TestApp::spawn(Backend::Sqlite, name)
@@ -348,7 +349,7 @@ async fn a_remembered_token_is_refused_once_it_expires() {
     );
     let token = app.issuer.sign(&claims);
     me(&app, &token).await.assert_status(200);
-    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
     assert_refused(&me(&app, &token).await, "a remembered token past exp");
 }
 
@@ -376,12 +377,111 @@ async fn removed_members_and_deleted_orgs_are_refused_on_the_next_request() {
         app.get(&projects, &bob).await.assert_problem(404);
         let listed = app.get("/v1/me", &bob).await;
         listed.assert_status(200);
-        assert_eq!(listed.body["orgs"], json!([]), "{backend:?}: {}", listed.text);
+        assert_eq!(
+            listed.body["orgs"],
+            json!([]),
+            "{backend:?}: {}",
+            listed.text
+        );
 
         app.get(&projects, &owner).await.assert_status(200);
         app.delete(&format!("/v1/orgs/{org}"), &owner)
             .await
             .assert_status(204);
         app.get(&projects, &owner).await.assert_problem(404);
+    }
+}
+
+/// Two server processes on one database: a membership removed through one is refused by the
+/// other once its event hub has read the `member.removed` event (on Postgres, woken by NOTIFY),
+/// though the other had the membership remembered.
+#[tokio::test]
+async fn a_change_through_one_server_reaches_the_other_servers_memory() {
+    use common::process::{gantry, serve};
+    gantry::install_crypto_provider();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some((_database, url)) =
+            common::TestDatabase::create(backend, "access_cache_two_servers").await
+        else {
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let server = || {
+            let mut cmd = gantry(dir.path());
+            cmd.arg("--server")
+                .env("DATABASE_URL", &url)
+                .env("GANTRY_DATA_DIR", &data)
+                .env("GANTRY_RATE_LIMIT_WRITES_PER_SECOND", "0");
+            cmd
+        };
+        let (_first, first) = serve(&mut server()).await;
+        let (_second, second) = serve(&mut server()).await;
+        let token = |sub: &str| {
+            let output = gantry(dir.path())
+                .args(["dev-token", "--sub", sub])
+                .env("DATABASE_URL", &url)
+                .env("GANTRY_DATA_DIR", &data)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        };
+        let (owner, bob) = (token("owner"), token("bob"));
+        let http = reqwest::Client::new();
+        let call = |method: reqwest::Method, url: String, token: &str, body: Option<Value>| {
+            let mut request = http.request(method, url).bearer_auth(token);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            async move { request.send().await.unwrap() }
+        };
+        let created = call(
+            reqwest::Method::POST,
+            format!("{first}/v1/orgs"),
+            &owner,
+            Some(json!({"name": "two", "slug": "two-servers"})),
+        )
+        .await;
+        assert_eq!(created.status(), 201);
+        let org = created.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let added = call(
+            reqwest::Method::POST,
+            format!("{first}/v1/orgs/{org}/members"),
+            &owner,
+            Some(json!({"user_sub": "bob", "role": "viewer"})),
+        )
+        .await;
+        assert_eq!(added.status(), 201);
+        let projects = format!("{second}/v1/orgs/{org}/projects");
+        // The second server learns of the membership through the outbox, then remembers it.
+        common::eventually(Duration::from_secs(10), || async {
+            let status = call(reqwest::Method::GET, projects.clone(), &bob, None)
+                .await
+                .status();
+            (status == 200).then_some(()).ok_or(status)
+        })
+        .await;
+
+        let removed = call(
+            reqwest::Method::DELETE,
+            format!("{first}/v1/orgs/{org}/members/bob"),
+            &owner,
+            None,
+        )
+        .await;
+        assert_eq!(removed.status(), 204);
+        common::eventually(Duration::from_secs(10), || async {
+            let status = call(reqwest::Method::GET, projects.clone(), &bob, None)
+                .await
+                .status();
+            (status == 404).then_some(()).ok_or(status)
+        })
+        .await;
+        let me = call(reqwest::Method::GET, format!("{second}/v1/me"), &bob, None).await;
+        assert_eq!(me.json::<Value>().await.unwrap()["orgs"], json!([]));
     }
 }

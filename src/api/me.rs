@@ -46,7 +46,27 @@ pub struct Me {
 #[openapi(tag = "Me")]
 #[get("/v1/me")]
 pub async fn get_me(state: &State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
-    let orgs = store::orgs::live_with_membership_of(&state.db, &caller.sub).await?;
+    let orgs = match state.access_cache.memberships(&caller.sub) {
+        Some(orgs) => orgs,
+        None => {
+            let ticket = state.access_cache.ticket();
+            let orgs: Vec<(store::orgs::Org, Role)> =
+                store::orgs::live_with_membership_of(&state.db, &caller.sub)
+                    .await?
+                    .into_iter()
+                    .map(|(org, membership)| {
+                        let role = membership.role();
+                        (org, role)
+                    })
+                    .collect();
+            if let Some(ticket) = ticket {
+                state
+                    .access_cache
+                    .remember_memberships(ticket, &caller.sub, &orgs);
+            }
+            orgs
+        }
+    };
     Ok(Json(Me {
         sub: caller.sub,
         preferred_username: caller.preferred_username,
@@ -54,11 +74,11 @@ pub async fn get_me(state: &State<AppState>, caller: Caller) -> Result<Json<Me>,
         is_platform_admin: caller.is_platform_admin,
         orgs: orgs
             .into_iter()
-            .map(|(org, membership)| MyOrg {
+            .map(|(org, role)| MyOrg {
                 id: org.id,
                 name: org.name,
                 slug: org.slug,
-                role: membership.role(),
+                role,
             })
             .collect(),
     }))

@@ -124,6 +124,8 @@ pub async fn add_member(
     let view = MemberView::from(member);
     outbox::record(&txn, EventType::MemberAdded, org_id, org_id, &view).await?;
     txn.commit().await?;
+    // This process forgets at once; others when their event hub reads the event.
+    state.access_cache.invalidate();
     Ok(Created {
         location: format!("/v1/orgs/{org_id}/members/{user_sub}"),
         body: view,
@@ -159,6 +161,8 @@ pub async fn update_member(
     let data = serde_json::json!({"member": &view, "previous_role": previous_role});
     outbox::record(&txn, EventType::MemberRoleChanged, org_id, org_id, data).await?;
     txn.commit().await?;
+    // This process forgets at once; others when their event hub reads the event.
+    state.access_cache.invalidate();
     Ok(Json(view))
 }
 
@@ -188,6 +192,8 @@ pub async fn remove_member(
     store::members::delete(&txn, target).await?;
     outbox::record(&txn, EventType::MemberRemoved, org_id, org_id, &view).await?;
     txn.commit().await?;
+    // This process forgets at once; others when their event hub reads the event.
+    state.access_cache.invalidate();
     Ok(NoContent)
 }
 

@@ -112,6 +112,8 @@ pub async fn create_org(
     let view = OrgView::from(org);
     outbox::record(&txn, EventType::OrgCreated, view.id, view.id, &view).await?;
     txn.commit().await?;
+    // This process forgets at once; others when their event hub reads the event.
+    state.access_cache.invalidate();
     Ok(Created {
         location: format!("/v1/orgs/{}", view.id),
         body: view,
@@ -175,6 +177,8 @@ pub async fn update_org(
     let view = OrgView::from(org);
     outbox::record(&txn, EventType::OrgUpdated, view.id, view.id, &view).await?;
     txn.commit().await?;
+    // This process forgets at once; others when their event hub reads the event.
+    state.access_cache.invalidate();
     Ok(Json(view))
 }
 
@@ -209,6 +213,8 @@ pub async fn delete_org(
     )
     .await?;
     txn.commit().await?;
+    // This process forgets at once; others when their event hub reads the event.
+    state.access_cache.invalidate();
     Ok(NoContent)
 }
 

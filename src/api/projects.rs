@@ -306,7 +306,11 @@ pub async fn put_graph(
     body: JsonBody<PutGraph>,
 ) -> Result<Tagged<GraphView>, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    let project = live_project(&txn, org_id, project_id).await?;
+    // Locked: a concurrent PUT waits, then sees this one's version (`If-Match: *` succeeds,
+    // a stale version gets 412).
+    let project = store::projects::find_live_for_update(&txn, org_id, project_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if_match.require(project.graph_version)?;
     let updated = project::replace_graph(
         &txn,

@@ -3,6 +3,7 @@
 //! get 404 (no existence leak), a role that is too low 403, platform admins act as owners.
 //! [`PlatformAdmin`] admits only holders of the platform admin realm role (the admin API).
 
+use super::access_cache::OrgStanding;
 use super::guard::{authenticate, documented_as_bearer, managed_state, Caller};
 use crate::domain::Role;
 use crate::error::{fail, ApiError};
@@ -68,6 +69,32 @@ impl<R: RequiredRole> OrgAccess<R> {
             .await?
             .ok_or(ApiError::NotFound)?;
         Self::admit_as(caller, org, membership.map(|m| m.role()))
+    }
+
+    /// [`OrgAccess::check`] for the request guard: answered from the access cache when it can
+    /// be, remembered when it was not. (Checks inside a write transaction always read.)
+    async fn check_remembered(
+        state: &crate::state::AppState,
+        caller: Caller,
+        org_id: Uuid,
+    ) -> Result<Self, ApiError> {
+        let cache = &state.access_cache;
+        if let Some(standing) = cache.standing(org_id, &caller.sub) {
+            return Self::admit_as(caller, standing.org, standing.role);
+        }
+        let ticket = cache.ticket();
+        let (org, membership) =
+            store::orgs::find_live_with_membership(&state.db, org_id, &caller.sub)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+        let standing = OrgStanding {
+            org,
+            role: membership.map(|m| m.role()),
+        };
+        if let Some(ticket) = ticket {
+            cache.remember_standing(ticket, &caller.sub, &standing);
+        }
+        Self::admit_as(caller, standing.org, standing.role)
     }
 
     /// Checks again inside `txn` with the organization row locked until it ends, for writes
@@ -145,7 +172,7 @@ impl<'r, R: RequiredRole> FromRequest<'r> for OrgAccess<R> {
             return Outcome::Forward(Status::UnprocessableEntity);
         };
         let checked = match managed_state(req) {
-            Ok(state) => Self::check(&state.db, caller, org_id).await,
+            Ok(state) => Self::check_remembered(state, caller, org_id).await,
             Err(err) => Err(err),
         };
         match checked {

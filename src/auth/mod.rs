@@ -2,6 +2,7 @@
 //! and the request guard that turns a bearer token into a [`Caller`].
 
 pub mod access;
+pub mod access_cache;
 pub mod dev;
 pub mod guard;
 pub mod keys;

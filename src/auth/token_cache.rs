@@ -75,8 +75,7 @@ impl VerifiedTokens {
 
     /// Remembers a token that just passed every check.
     pub fn insert(&self, token: &str, identity: &Identity) {
-        self.cache
-            .insert(digest(token), Arc::new(identity.clone()));
+        self.cache.insert(digest(token), Arc::new(identity.clone()));
     }
 
     /// Forgets every token (the issuer's key set lost a key: tokens it signed must be

@@ -3,6 +3,7 @@
 //! It wakes on Postgres `NOTIFY` (the outbox trigger) and otherwise polls; a stream catches
 //! up from the database by its cursor, and again whenever it falls behind the broadcast.
 
+use crate::auth::access_cache::AccessCache;
 use crate::store::outbox::{self as outbox_store, StoredEvent};
 use sea_orm::{DatabaseBackend, DatabaseConnection};
 use std::sync::{Arc, Weak};
@@ -26,10 +27,16 @@ pub struct EventHub {
 
 impl EventHub {
     /// Starts the hub's reader on the current runtime; it stops when the last hub is dropped.
-    pub fn start(db: DatabaseConnection) -> Self {
+    /// Every event it reads also passes through `access` (organization and membership changes
+    /// made by any process invalidate it), which it trusts only while it reads.
+    pub fn start(db: DatabaseConnection, access: Arc<AccessCache>) -> Self {
         let (sender, _) = broadcast::channel(HUB_CAPACITY);
         let sender = Arc::new(sender);
-        tokio::spawn(feed(db, Arc::downgrade(&sender)));
+        let weak = Arc::downgrade(&sender);
+        tokio::spawn(async move {
+            feed(db, weak, &access).await;
+            access.set_trusted(false);
+        });
         Self { sender }
     }
 
@@ -40,7 +47,11 @@ impl EventHub {
 }
 
 /// The reader loop: from the newest event at start, broadcast each new one in id order.
-async fn feed(db: DatabaseConnection, sender: Weak<broadcast::Sender<Arc<StoredEvent>>>) {
+async fn feed(
+    db: DatabaseConnection,
+    sender: Weak<broadcast::Sender<Arc<StoredEvent>>>,
+    access: &AccessCache,
+) {
     let mut listener = listen(&db).await;
     let mut last = loop {
         match outbox_store::latest_id(&db).await {
@@ -63,16 +74,19 @@ async fn feed(db: DatabaseConnection, sender: Weak<broadcast::Sender<Arc<StoredE
                 let full = rows.len() as u64 == HUB_BATCH;
                 for row in rows {
                     last = row.id;
+                    access.observe(&row);
                     // No receivers is not an error: nobody is streaming right now.
                     let _ = sender.send(Arc::new(row));
                 }
                 drop(sender);
+                access.set_trusted(true);
                 if full {
                     continue;
                 }
             }
             Err(err) => {
                 drop(sender);
+                access.set_trusted(false);
                 tracing::warn!(%err, "event hub read failed; retrying");
                 tokio::time::sleep(HUB_ERROR_BACKOFF).await;
                 continue;

@@ -77,7 +77,10 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     options
         .sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10));
+        .acquire_timeout(Duration::from_secs(10))
+        // The pool's default pings every connection it hands out: one extra round trip per
+        // query. Only a connection idle long enough to have been dropped is checked.
+        .test_before_acquire_if_idle_for(IDLE_BEFORE_PING);
     if database_url.starts_with("sqlite:") {
         // WAL lets readers run beside the single writer; the busy timeout makes concurrent
         // writers wait instead of failing with SQLITE_BUSY.
@@ -92,6 +95,9 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     }
     Database::connect(options).await
 }
+
+/// A pooled connection idle at least this long is pinged before use.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
 
 /// WAL lets readers run beside the single writer; `synchronous = NORMAL` is WAL's usual
 /// pairing (no fsync per commit, still never a corrupt database); the busy timeout makes

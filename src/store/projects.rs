@@ -171,6 +171,22 @@ pub async fn find_live(
     super::find_live_in_org::<entity::Entity>(db, org_id, id).await
 }
 
+/// The live project, locked for the rest of the transaction (Postgres `FOR UPDATE`; SQLite
+/// has one writer anyway), so concurrent graph writes queue instead of failing their version
+/// check.
+pub async fn find_live_for_update(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Project>, DbErr> {
+    entity::Entity::find_by_id(id)
+        .filter(entity::Column::OrgId.eq(org_id))
+        .filter(entity::Column::DeletedAt.is_null())
+        .lock_exclusive()
+        .one(db)
+        .await
+}
+
 /// A project row without its graph: what a list shows (the graph is the row's bulk, and
 /// decoding it is most of a list's cost).
 #[derive(Debug, Clone, PartialEq, FromQueryResult)]
