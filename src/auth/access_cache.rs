@@ -2,7 +2,9 @@
 //! outbox: every change to an organization or a membership records an `org.*` / `member.*`
 //! event, the event hub reads each one (on Postgres woken by `NOTIFY`, so within milliseconds
 //! on every server process), and any such event forgets everything. The process that made the
-//! change forgets at its commit, so its next request already sees it.
+//! change forgets at its commit, so its next request already sees it. A new writer of
+//! organizations or memberships must do both: record such an event and call
+//! [`AccessCache::invalidate`] after its commit.
 //!
 //! Entries carry the generation current when their query began: a change that lands while a
 //! query runs makes the answer stale on arrival, never cached as current. While the hub cannot

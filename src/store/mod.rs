@@ -54,17 +54,18 @@ pub mod secrets;
 pub mod users;
 pub mod webhooks;
 pub mod workspaces;
+mod write_txn;
 
 pub use paging::{split_page, PageRequest};
+pub use write_txn::{begin_write, WriteTxn};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database,
-    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    PrimaryKeyTrait, QueryFilter, Select, SqlErr, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait,
+    DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, PrimaryKeyTrait,
+    QueryFilter, Select, SqlErr, Statement, TransactionTrait,
 };
 use std::time::Duration;
 
@@ -144,26 +145,9 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
             // SQLite DDL is transactional: migrating inside an immediate transaction makes a
             // second process starting at the same moment wait, then find nothing to do.
             let txn = begin_write(db).await?;
-            Migrator::up(&txn, None).await?;
+            Migrator::up(&*txn, None).await?;
             txn.commit().await
         }
-    }
-}
-
-/// Begins a transaction that will write. On SQLite it starts `IMMEDIATE`, taking the write lock
-/// up front: a deferred transaction that reads and then writes cannot wait for the lock (SQLite
-/// fails the upgrade with `SQLITE_BUSY` at once when another process wrote meanwhile), while an
-/// immediate one waits up to the busy timeout like any other writer.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    match db.get_database_backend() {
-        DatabaseBackend::Sqlite => {
-            db.begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await
-        }
-        _ => db.begin().await,
     }
 }
 
