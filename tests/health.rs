@@ -943,7 +943,204 @@ async fn status_stream_is_org_scoped(backend: Backend) {
     );
 }
 
+/// An incident nobody acknowledges is notified again every `repeat_interval` (`repeat-1`,
+/// `repeat-2`, … on the incident and at the receiver); once acknowledged, the repeats stop.
+async fn repeat_until_acknowledged(backend: Backend) {
+    let Some(app) = spawn(backend, "repeat_until_acknowledged").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let org = Org::new(&app, "acme").await;
+    let server = target(Mode::Unhealthy).await;
+    let hooks = receiver().await;
+    let channel = org.webhook_channel(&app, &hooks.uri()).await;
+    let id = org
+        .create_check(&app, http_check("api", &server.uri()))
+        .await;
+    org.rule(
+        &app,
+        json!({"check_id": id, "channels": [channel], "group_wait": "0s",
+               "repeat_interval": "2s"}),
+    )
+    .await;
+    let _poller = start_poller(&app, dir.path(), true);
+    org.wait_status(&app, &id, "degraded").await;
+    let incident = eventually(WAIT, || async {
+        let open = org.incidents(&app, "?status=open").await;
+        match open.as_slice() {
+            [one] => Ok(one["id"].as_str().unwrap().to_owned()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let incident_path = org.path(&format!("incidents/{incident}"));
+    let transitions = || async {
+        let got = app.get(&incident_path, &org.token).await.body;
+        got["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["transition"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    eventually(WAIT, || async {
+        let seen = transitions().await;
+        if seen.iter().any(|t| t == "repeat-2") {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    let mut seen = transitions().await;
+    seen.sort();
+    assert_eq!(&seen[..3], ["opened", "repeat-1", "repeat-2"], "{seen:?}");
+    // The receiver got the repeats too, each naming the transition.
+    eventually(WAIT, || async {
+        let sent: Vec<String> = received(&hooks)
+            .await
+            .iter()
+            .flat_map(|m| m["incidents"].as_array().cloned().unwrap_or_default())
+            .filter_map(|i| i["transition"].as_str().map(str::to_owned))
+            .collect();
+        if sent.iter().any(|t| t == "repeat-2") {
+            Ok(())
+        } else {
+            Err(format!("{sent:?}"))
+        }
+    })
+    .await;
+
+    app.post(
+        &format!("{incident_path}/acknowledge"),
+        &org.token,
+        json!(null),
+    )
+    .await
+    .assert_status(200);
+    let at_ack = transitions().await.len();
+    // Three repeat intervals of a still-failing check later: no new notification. (At most
+    // one repeat can have been recorded by a run already under way at the acknowledgement.)
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = transitions().await;
+    assert!(after.len() <= at_ack + 1, "{after:?} after {at_ack}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        transitions().await.len(),
+        after.len(),
+        "repeats after the acknowledgement"
+    );
+}
+
+/// A recurring window (`* * * * *`, 30 s long) is in effect for the first half of every
+/// minute: the window says so, and a failing check it covers shows `maintenance` then and its
+/// own status otherwise, turn after turn.
+async fn recurring_window(backend: Backend) {
+    let Some(app) = spawn(backend, "recurring_window").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let org = Org::new(&app, "acme").await;
+    let server = target(Mode::Unhealthy).await;
+    let id = org
+        .create_check(&app, http_check("api", &server.uri()))
+        .await;
+    let created = app
+        .post(
+            &org.path("maintenance-windows"),
+            &org.token,
+            json!({"name": "every minute", "recurrence": "* * * * *", "duration": "30s",
+                   "starts_at": (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339(),
+                   "check_ids": [id]}),
+        )
+        .await;
+    created.assert_status(201);
+    assert_eq!(created.body["recurrence"], "* * * * *");
+    let active_now = || async {
+        let windows = app.get(&org.path("maintenance-windows"), &org.token).await;
+        windows.assert_status(200);
+        windows.body["items"][0]["active"].as_bool().unwrap()
+    };
+    let _poller = start_poller(&app, dir.path(), true);
+    for wanted in [true, false, true] {
+        eventually(Duration::from_secs(75), || async {
+            let second = chrono::Timelike::second(&chrono::Utc::now());
+            let active = active_now().await;
+            // Away from the edges, the window is active exactly in the first half-minute.
+            if (2..28).contains(&second) || (32..58).contains(&second) {
+                assert_eq!(active, second < 30, "at second {second}");
+            }
+            if active == wanted {
+                Ok(())
+            } else {
+                Err(format!("active={active}"))
+            }
+        })
+        .await;
+        let status = if wanted { "maintenance" } else { "degraded" };
+        org.wait_status(&app, &id, status).await;
+    }
+}
+
+/// Raw results past `GANTRY_HEALTH_RESULT_RETENTION` become hourly rollups: the results list
+/// loses them, while the uptime still counts them (failures included).
+async fn retention_rolls_results_up(backend: Backend) {
+    let Some(app) = spawn(backend, "retention_rolls_results_up").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let org = Org::new(&app, "acme").await;
+    let server = target(Mode::Unhealthy).await;
+    let id = org
+        .create_check(&app, http_check("api", &server.uri()))
+        .await;
+    let uptime = || async {
+        let status = app.get(&org.path("status"), &org.token).await;
+        status.assert_status(200);
+        status.body["checks"][0]["uptime"]["24h"].as_f64().unwrap()
+    };
+    {
+        let _poller = start_poller(&app, dir.path(), true);
+        org.wait_status(&app, &id, "degraded").await;
+        set_mode(&server, Mode::Healthy).await;
+        org.wait_status(&app, &id, "up").await;
+    }
+    let raw = org.results(&app, &id).await.len();
+    let before = uptime().await;
+    assert!(
+        before > 0.0 && before < 100.0,
+        "uptime {before} with {raw} results"
+    );
+
+    // A poller keeping raw results for one second rolls up the rest at its first round.
+    let mut cmd = gantry(dir.path());
+    cmd.args(["--workers", "health-poller"])
+        .env("DATABASE_URL", &app.database_url)
+        .env("GANTRY_HEALTH_POLL_INTERVAL", "100ms")
+        .env("GANTRY_HEALTH_RESULT_RETENTION", "1s")
+        .env(ALLOW.0, ALLOW.1)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _poller = ChildGuard(cmd.spawn().expect("spawn poller"));
+    eventually(WAIT, || async {
+        let results = org.results(&app, &id).await;
+        // The failing runs are the oldest: none of them is left as a raw result.
+        let failing = results.iter().filter(|r| r["success"] == false).count();
+        if failing == 0 && results.len() < raw {
+            Ok(())
+        } else {
+            Err(format!("{} results, {failing} failing", results.len()))
+        }
+    })
+    .await;
+    let after = uptime().await;
+    assert!(after < 100.0, "the rolled-up failures still count: {after}");
+}
+
 on_each_backend!(
+    retention_rolls_results_up,
+    recurring_window,
+    repeat_until_acknowledged,
     status_stream_is_org_scoped,
     http_check_lifecycle,
     tcp_dns_tls_checks,

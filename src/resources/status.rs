@@ -91,6 +91,10 @@ pub async fn overview(db: &impl ConnectionTrait, org_id: Uuid) -> Result<StatusV
         };
         let week_rollups =
             store::health_checks::rollup_totals(db, check.id, now - Duration::days(7), now).await?;
+        // Rolled-up results count in every period they fall in: with a result retention
+        // under a day, the last 24 hours are partly rollups too.
+        let day_rollups =
+            store::health_checks::rollup_totals(db, check.id, now - Duration::days(1), now).await?;
         let mut latencies: Vec<i32> = day.iter().map(|(_, ms)| *ms).collect();
         latencies.sort_unstable();
         let in_window = windows
@@ -103,7 +107,7 @@ pub async fn overview(db: &impl ConnectionTrait, org_id: Uuid) -> Result<StatusV
             status: view.status,
             status_since: check.status_since,
             uptime: Uptime {
-                day: share(&day, (0, 0)),
+                day: share(&day, day_rollups),
                 week: share(&week, week_rollups),
                 month: share(&raw, (rolled_total, rolled_ok)),
             },
