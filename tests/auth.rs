@@ -457,14 +457,17 @@ async fn a_change_through_one_server_reaches_the_other_servers_memory() {
         .await;
         assert_eq!(added.status(), 201);
         let projects = format!("{second}/v1/orgs/{org}/projects");
-        // The second server learns of the membership through the outbox, then remembers it.
-        common::eventually(Duration::from_secs(10), || async {
-            let status = call(reqwest::Method::GET, projects.clone(), &bob, None)
-                .await
-                .status();
-            (status == 200).then_some(()).ok_or(status)
-        })
-        .await;
+        let (projects, bob_token, call) = (&projects, &bob, &call);
+        let answers = |wanted: u16| {
+            common::eventually(Duration::from_secs(10), move || async move {
+                let status = call(reqwest::Method::GET, projects.clone(), bob_token, None)
+                    .await
+                    .status();
+                (status == wanted).then_some(()).ok_or(status)
+            })
+        };
+        // The second server reads the membership, then remembers it.
+        answers(200).await;
 
         let removed = call(
             reqwest::Method::DELETE,
@@ -474,13 +477,7 @@ async fn a_change_through_one_server_reaches_the_other_servers_memory() {
         )
         .await;
         assert_eq!(removed.status(), 204);
-        common::eventually(Duration::from_secs(10), || async {
-            let status = call(reqwest::Method::GET, projects.clone(), &bob, None)
-                .await
-                .status();
-            (status == 404).then_some(()).ok_or(status)
-        })
-        .await;
+        answers(404).await;
         let me = call(reqwest::Method::GET, format!("{second}/v1/me"), &bob, None).await;
         assert_eq!(me.json::<Value>().await.unwrap()["orgs"], json!([]));
     }

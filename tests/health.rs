@@ -31,6 +31,16 @@ async fn spawn(backend: Backend, test: &str) -> Option<TestApp> {
 /// Starts a health poller against the app's database; `allow_loopback = false` gives it no
 /// outbound allow-list (so loopback targets are refused at connect time).
 fn start_poller(app: &TestApp, dir: &std::path::Path, allow_loopback: bool) -> ChildGuard {
+    start_poller_with(app, dir, allow_loopback, &[])
+}
+
+/// [`start_poller`] with extra configuration variables.
+fn start_poller_with(
+    app: &TestApp,
+    dir: &std::path::Path,
+    allow_loopback: bool,
+    extra: &[(&str, &str)],
+) -> ChildGuard {
     let mut cmd = gantry(dir);
     cmd.args(["--workers", "health-poller"])
         .env("DATABASE_URL", &app.database_url)
@@ -42,6 +52,7 @@ fn start_poller(app: &TestApp, dir: &std::path::Path, allow_loopback: bool) -> C
     if allow_loopback {
         cmd.env(ALLOW.0, ALLOW.1);
     }
+    cmd.envs(extra.iter().copied());
     ChildGuard(cmd.spawn().expect("spawn poller"))
 }
 
@@ -1113,15 +1124,12 @@ async fn retention_rolls_results_up(backend: Backend) {
     );
 
     // A poller keeping raw results for one second rolls up the rest at its first round.
-    let mut cmd = gantry(dir.path());
-    cmd.args(["--workers", "health-poller"])
-        .env("DATABASE_URL", &app.database_url)
-        .env("GANTRY_HEALTH_POLL_INTERVAL", "100ms")
-        .env("GANTRY_HEALTH_RESULT_RETENTION", "1s")
-        .env(ALLOW.0, ALLOW.1)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _poller = ChildGuard(cmd.spawn().expect("spawn poller"));
+    let _poller = start_poller_with(
+        &app,
+        dir.path(),
+        true,
+        &[("GANTRY_HEALTH_RESULT_RETENTION", "1s")],
+    );
     eventually(WAIT, || async {
         let results = org.results(&app, &id).await;
         // The failing runs are the oldest: none of them is left as a raw result.

@@ -54,10 +54,7 @@ pub async fn get_me(state: &State<AppState>, caller: Caller) -> Result<Json<Me>,
                 store::orgs::live_with_membership_of(&state.db, &caller.sub)
                     .await?
                     .into_iter()
-                    .map(|(org, membership)| {
-                        let role = membership.role();
-                        (org, role)
-                    })
+                    .map(|(org, membership)| (org, membership.role()))
                     .collect();
             if let Some(ticket) = ticket {
                 state

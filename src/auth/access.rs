@@ -65,10 +65,24 @@ impl<R: RequiredRole> OrgAccess<R> {
         caller: Caller,
         org_id: Uuid,
     ) -> Result<Self, ApiError> {
-        let (org, membership) = store::orgs::find_live_with_membership(db, org_id, &caller.sub)
+        let standing = Self::standing(db, org_id, &caller.sub).await?;
+        Self::admit_as(caller, standing.org, standing.role)
+    }
+
+    /// The live organization and `sub`'s role in it, in one query (404 when there is no such
+    /// organization).
+    async fn standing(
+        db: &impl ConnectionTrait,
+        org_id: Uuid,
+        sub: &str,
+    ) -> Result<OrgStanding, ApiError> {
+        let (org, membership) = store::orgs::find_live_with_membership(db, org_id, sub)
             .await?
             .ok_or(ApiError::NotFound)?;
-        Self::admit_as(caller, org, membership.map(|m| m.role()))
+        Ok(OrgStanding {
+            org,
+            role: membership.map(|m| m.role()),
+        })
     }
 
     /// [`OrgAccess::check`] for the request guard: answered from the access cache when it can
@@ -83,14 +97,7 @@ impl<R: RequiredRole> OrgAccess<R> {
             return Self::admit_as(caller, standing.org, standing.role);
         }
         let ticket = cache.ticket();
-        let (org, membership) =
-            store::orgs::find_live_with_membership(&state.db, org_id, &caller.sub)
-                .await?
-                .ok_or(ApiError::NotFound)?;
-        let standing = OrgStanding {
-            org,
-            role: membership.map(|m| m.role()),
-        };
+        let standing = Self::standing(&state.db, org_id, &caller.sub).await?;
         if let Some(ticket) = ticket {
             cache.remember_standing(ticket, &caller.sub, &standing);
         }

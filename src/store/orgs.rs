@@ -55,14 +55,6 @@ pub async fn insert(db: &impl ConnectionTrait, name: &str, slug: &str) -> Result
     .await
 }
 
-/// The live organization with this id.
-pub async fn find_live(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Org>, DbErr> {
-    entity::Entity::find_by_id(id)
-        .filter(entity::Column::DeletedAt.is_null())
-        .one(db)
-        .await
-}
-
 /// The join from an organization to `sub`'s membership in it.
 fn membership_of(sub: &str) -> RelationDef {
     let sub = sub.to_owned();
@@ -128,15 +120,6 @@ pub async fn list_for_member(
     let org_ids = members::org_ids_of(db, sub).await?;
     let query = super::live::<entity::Entity>().filter(entity::Column::Id.is_in(org_ids));
     keyset(db, query, entity::Column::Id, KeyOrder::Ascending, page).await
-}
-
-/// Every live organization whose id is in `ids`, ordered by id.
-pub async fn find_live_many(db: &impl ConnectionTrait, ids: Vec<Uuid>) -> Result<Vec<Org>, DbErr> {
-    super::live::<entity::Entity>()
-        .filter(entity::Column::Id.is_in(ids))
-        .order_by_asc(entity::Column::Id)
-        .all(db)
-        .await
 }
 
 /// Changes name and/or slug.
