@@ -115,7 +115,13 @@ pub async fn build(
         .manage(ops)
         .manage(state)
         .manage(console)
-        .mount("/", without_metrics_when_apart(config, api_routes))
+        .mount(
+            "/",
+            without_metrics_when_apart(config, api_routes)
+                .into_iter()
+                .map(scoped_route)
+                .collect::<Vec<_>>(),
+        )
         .mount("/", api::console::static_routes())
         .mount("/", routes![openapi_json])
         .mount(
@@ -374,6 +380,58 @@ impl Fairing for RequestObserver {
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             "request"
         );
+    }
+}
+
+/// Runs a route's handler (guards included) inside its request's [`crate::audit`] scope, then
+/// records what the handler could not: a 403, or a write that no write transaction recorded.
+#[derive(Clone)]
+struct ScopedHandler(Box<dyn rocket::route::Handler>);
+
+fn scoped_route(mut route: rocket::Route) -> rocket::Route {
+    route.handler = Box::new(ScopedHandler(route.handler));
+    route
+}
+
+#[rocket::async_trait]
+impl rocket::route::Handler for ScopedHandler {
+    async fn handle<'r>(&self, req: &'r Request<'_>, data: Data<'r>) -> rocket::route::Outcome<'r> {
+        let Some(route) = req.route() else {
+            return self.0.handle(req, data).await;
+        };
+        let call = crate::audit::RouteCall {
+            method: req.method().as_str(),
+            template: route.uri.origin.path().as_str().to_owned(),
+            segments: req.uri().path().segments().map(str::to_owned).collect(),
+        };
+        let scope = Arc::new(crate::audit::RequestScope::request(
+            req.local_cache(|| RequestId(uuid::Uuid::new_v4().to_string()))
+                .0
+                .clone(),
+            req.client_ip().map(|ip| ip.to_string()),
+            req.headers().get_one("User-Agent").map(str::to_owned),
+            call,
+        ));
+        let outcome = crate::audit::scoped(scope.clone(), self.0.handle(req, data)).await;
+        let (status, created_id) = match &outcome {
+            rocket::outcome::Outcome::Success(res) => (
+                res.status().code,
+                res.headers()
+                    .get_one("Location")
+                    .and_then(|l| l.rsplit('/').next())
+                    .map(str::to_owned),
+            ),
+            rocket::outcome::Outcome::Error(status) => (status.code, None),
+            rocket::outcome::Outcome::Forward((_, status)) => (status.code, None),
+        };
+        if let Some(state) = req.rocket().state::<AppState>() {
+            if let Err(err) =
+                crate::audit::record_after_response(&state.db, &scope, status, created_id).await
+            {
+                tracing::error!(%err, "could not write an audit row");
+            }
+        }
+        outcome
     }
 }
 

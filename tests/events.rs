@@ -126,7 +126,8 @@ async fn every_change_has_its_event(backend: Backend) {
     insta::assert_json_snapshot!("event_envelope", first, {
         ".id" => "[uuid]", ".org_id" => "[uuid]", ".aggregate.id" => "[uuid]",
         ".occurred_at" => "[datetime]", ".data.id" => "[uuid]",
-        ".data.created_at" => "[datetime]", ".data.updated_at" => "[datetime]"
+        ".data.created_at" => "[datetime]", ".data.updated_at" => "[datetime]",
+        ".request_id" => "[request-id]"
     });
 
     // Filters and cursors.

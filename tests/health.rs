@@ -1145,7 +1145,136 @@ async fn retention_rolls_results_up(backend: Backend) {
     assert!(after < 100.0, "the rolled-up failures still count: {after}");
 }
 
+/// Alert channels, alert rules and maintenance windows are read one by one and changed with
+/// PATCH: the result is validated as a whole (422 with a pointer), and unknown ids are 404.
+async fn alerting_resources_are_patched(backend: Backend) {
+    let Some(app) = spawn(backend, "alerting_resources_are_patched").await else {
+        return;
+    };
+    let org = Org::new(&app, "patches").await;
+    let check = org
+        .create_check(&app, http_check("web", "http://127.0.0.1:9/health"))
+        .await;
+    let hook = org.webhook_channel(&app, "http://127.0.0.1:9/a").await;
+    let channel_path = org.path(&format!("alert-channels/{hook}"));
+    let renamed = app
+        .patch(
+            &channel_path,
+            &org.token,
+            json!({"name": "pager", "url": "http://127.0.0.1:9/b"}),
+        )
+        .await;
+    renamed.assert_status(200);
+    assert_eq!(renamed.body["name"], "pager");
+    assert_eq!(renamed.body["url"], "http://127.0.0.1:9/b");
+    assert_eq!(renamed.body["kind"], "webhook");
+    assert!(renamed.body.get("secret").is_none(), "{}", renamed.text);
+    let refused = app
+        .patch(&channel_path, &org.token, json!({"name": " "}))
+        .await;
+    refused.assert_problem(422);
+    assert_eq!(refused.body["errors"][0]["pointer"], "/name");
+    app.patch(&channel_path, &org.token, json!({"kind": "slack"}))
+        .await
+        .assert_problem(422);
+
+    // A rule: read it, move it from labels to one check, change its timings.
+    let rule = org
+        .rule(&app, json!({"labels": {"team": "web"}, "channels": [hook]}))
+        .await;
+    let rule_path = org.path(&format!("alert-rules/{rule}"));
+    let read = app.get(&rule_path, &org.token).await;
+    read.assert_status(200);
+    assert_eq!(read.body["labels"], json!({"team": "web"}));
+    let moved = app
+        .patch(
+            &rule_path,
+            &org.token,
+            json!({"check_id": check, "repeat_interval": "1h", "send_on_resolved": false}),
+        )
+        .await;
+    moved.assert_status(200);
+    assert_eq!(moved.body["check_id"], check.as_str());
+    assert_eq!(moved.body["labels"], Value::Null);
+    assert_eq!(moved.body["repeat_interval"], "3600s");
+    assert_eq!(moved.body["group_wait"], "30s");
+    assert_eq!(moved.body["send_on_resolved"], false);
+    assert_eq!(moved.body["channels"], json!([hook]));
+    let bad = app
+        .patch(
+            &rule_path,
+            &org.token,
+            json!({"channels": [uuid::Uuid::new_v4()]}),
+        )
+        .await;
+    bad.assert_problem(422);
+    assert_eq!(bad.body["errors"][0]["pointer"], "/channels/0");
+    app.get(
+        &org.path(&format!("alert-rules/{}", uuid::Uuid::new_v4())),
+        &org.token,
+    )
+    .await
+    .assert_problem(404);
+
+    // A window: read it, shorten it, make it recurring, then one-off again.
+    let created = app
+        .post(
+            &org.path("maintenance-windows"),
+            &org.token,
+            json!({"name": "deploy", "starts_at": "2030-01-01T00:00:00Z", "duration": "2h",
+                   "labels": {"team": "web"}}),
+        )
+        .await;
+    created.assert_status(201);
+    let window_path = org.path(&format!("maintenance-windows/{}", created.id()));
+    let read = app.get(&window_path, &org.token).await;
+    read.assert_status(200);
+    assert_eq!(read.body["duration"], "7200s");
+    let recurring = app
+        .patch(
+            &window_path,
+            &org.token,
+            json!({"duration": "30m", "recurrence": "0 3 * * SUN", "check_ids": [check]}),
+        )
+        .await;
+    recurring.assert_status(200);
+    assert_eq!(recurring.body["duration"], "1800s");
+    assert_eq!(recurring.body["recurrence"], "0 3 * * SUN");
+    assert_eq!(recurring.body["check_ids"], json!([check]));
+    assert_eq!(recurring.body["labels"], Value::Null);
+    assert_eq!(recurring.body["name"], "deploy");
+    let one_off = app
+        .patch(
+            &window_path,
+            &org.token,
+            json!({"recurrence": null, "ends_at": "2030-01-01T01:00:00Z"}),
+        )
+        .await;
+    one_off.assert_status(200);
+    assert_eq!(one_off.body["recurrence"], Value::Null);
+    assert_eq!(one_off.body["ends_at"], "2030-01-01T01:00:00Z");
+    assert_eq!(one_off.body["duration"], "3600s");
+    let backwards = app
+        .patch(
+            &window_path,
+            &org.token,
+            json!({"ends_at": "2029-01-01T00:00:00Z"}),
+        )
+        .await;
+    backwards.assert_problem(422);
+    assert_eq!(backwards.body["errors"][0]["pointer"], "/ends_at");
+    // Viewers read windows but do not change them.
+    let viewer = app.token("patches-viewer");
+    app.add_member(&org.token, &org.id, "patches-viewer", "viewer")
+        .await;
+    app.get(&window_path, &viewer).await.assert_status(200);
+    app.patch(&window_path, &viewer, json!({"name": "mine"}))
+        .await
+        .assert_problem(403);
+}
+
 on_each_backend!(
+    alerting_resources_are_patched,
     retention_rolls_results_up,
     recurring_window,
     repeat_until_acknowledged,

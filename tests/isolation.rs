@@ -8,6 +8,14 @@
 //!   to read: viewers and members get `403` on every webhook route. Org secrets are write-only:
 //!   admins set and delete them, members and up list their names, viewers get `403` on all of
 //!   them.
+//! - Teams: every role reads them and the teams of a project; admins and up create, change and
+//!   delete them, put org members in them and give them roles on projects. A team's role on a
+//!   project raises its members' role there for graph writes and codegen jobs only: an org
+//!   viewer in a team holding `member` on project P may `PUT` P's graph and submit, cancel and
+//!   delete P's codegen jobs, and nothing else.
+//! - Service accounts and the audit trail are admin business even to read. A service account's
+//!   key (`gtk_…`) acts in its own organization with the account's role, exactly as a user of
+//!   that role, is an outsider (404) everywhere else, and is never a platform admin.
 //! - Platform admins (realm role `gantry-admin`) see and may do everything.
 //!
 //! Every rejection is `application/problem+json`. The routes are tables of [`Call`]s, so a new
@@ -106,11 +114,38 @@ impl Call {
         self.path.contains("/secrets")
     }
 
+    /// A service account route.
+    fn is_service_account(&self) -> bool {
+        self.path.contains("/service-accounts")
+    }
+
+    /// An audit trail route.
+    fn is_audit(&self) -> bool {
+        self.path.ends_with("/audit") || self.path.ends_with("/audit/export")
+    }
+
+    /// A team route, or a route of the teams of a project.
+    fn is_team(&self) -> bool {
+        self.path.contains("/teams")
+    }
+
+    /// A route that needs the admin role or higher even to read (webhooks, alert channels and
+    /// rules, service accounts, the audit trail).
+    fn is_admin_only(&self) -> bool {
+        self.is_webhook() || self.is_service_account() || self.is_audit()
+    }
+
+    /// A route a member is refused by role before anything it names is looked up: the
+    /// admin-only routes, and every team write.
+    fn refuses_members(&self) -> bool {
+        self.is_admin_only() || (self.is_team() && !self.is_read())
+    }
+
     /// What `role` gets on this read in its own organization.
     fn read_status(&self, role: &str) -> u16 {
-        let webhook_refused = self.is_webhook() && matches!(role, "viewer" | "member");
+        let admin_refused = self.is_admin_only() && matches!(role, "viewer" | "member");
         let secret_refused = self.is_secret() && role == "viewer";
-        if webhook_refused || secret_refused {
+        if admin_refused || secret_refused {
             403
         } else if self.path.contains("/artifacts/") || self.path.contains("/incidents/") {
             // No poller runs here: no incident exists.
@@ -237,6 +272,10 @@ struct Ids {
     rule: String,
     /// A maintenance window.
     window: String,
+    /// A team, with `member` in it and a role on `project`.
+    team: String,
+    /// A service account (role `member`).
+    account: String,
 }
 
 impl Ids {
@@ -256,10 +295,12 @@ impl Ids {
             channel: Uuid::new_v4().to_string(),
             rule: Uuid::new_v4().to_string(),
             window: Uuid::new_v4().to_string(),
+            team: Uuid::new_v4().to_string(),
+            account: Uuid::new_v4().to_string(),
         }
     }
 
-    /// `org` with the children (workspace, project, member, webhook) of `children`.
+    /// `org` with the children (workspace, project, member, webhook, team, …) of `children`.
     fn mixed(org: &Ids, children: &Ids) -> Ids {
         Ids {
             org: org.org.clone(),
@@ -293,6 +334,24 @@ impl Ids {
 
     fn channel_path(&self) -> String {
         format!("{}/alert-channels/{}", self.org_path(), self.channel)
+    }
+
+    fn team_path(&self) -> String {
+        format!("{}/teams/{}", self.org_path(), self.team)
+    }
+
+    /// `member` in `team`.
+    fn team_member_path(&self) -> String {
+        format!("{}/members/{}", self.team_path(), self.member)
+    }
+
+    /// `team`'s role on `project`.
+    fn project_team_path(&self) -> String {
+        format!("{}/teams/{}", self.project_path(), self.team)
+    }
+
+    fn account_path(&self) -> String {
+        format!("{}/service-accounts/{}", self.org_path(), self.account)
     }
 }
 
@@ -372,6 +431,18 @@ fn org_level(ids: &Ids) -> Vec<Call> {
             ids.secret_path(),
             Some(json!({"value": "intruder-value", "allowed_hosts": ["github.com"]})),
         ),
+        Call::post(
+            format!("{org}/teams"),
+            json!({"name": "intruder", "description": "intruder"}),
+        ),
+        Call::get(format!("{org}/teams")),
+        Call::post(
+            format!("{org}/service-accounts"),
+            json!({"name": "intruder", "role": "owner"}),
+        ),
+        Call::get(format!("{org}/service-accounts")),
+        Call::get(format!("{org}/audit")),
+        Call::get(format!("{org}/audit/export")),
     ]
 }
 
@@ -432,9 +503,20 @@ fn child_level(ids: &Ids) -> Vec<Call> {
             None,
         ),
         Call::get(ids.channel_path()),
+        Call::patch(ids.channel_path(), json!({"name": "intruder"})),
         Call::delete(ids.channel_path()),
         Call::new("POST", format!("{}/test", ids.channel_path()), None),
+        Call::get(format!("{org}/alert-rules/{}", ids.rule)),
+        Call::patch(
+            format!("{org}/alert-rules/{}", ids.rule),
+            json!({"send_on_resolved": false}),
+        ),
         Call::delete(format!("{org}/alert-rules/{}", ids.rule)),
+        Call::get(format!("{org}/maintenance-windows/{}", ids.window)),
+        Call::patch(
+            format!("{org}/maintenance-windows/{}", ids.window),
+            json!({"name": "intruder"}),
+        ),
         Call::delete(format!("{org}/maintenance-windows/{}", ids.window)),
         Call::get(format!("{workspace}/backup-policies")),
         Call::post(format!("{workspace}/backup-policies"), backup_policy_body()),
@@ -451,6 +533,25 @@ fn child_level(ids: &Ids) -> Vec<Call> {
         Call::delete(format!("{workspace}/backups/{}", ids.ws)),
         Call::post(format!("{workspace}/backups/{}/restore", ids.ws), json!({})),
         Call::get(format!("{workspace}/restores/{}", ids.ws)),
+        Call::get(ids.team_path()),
+        Call::patch(
+            ids.team_path(),
+            json!({"name": "intruder", "description": "intruder"}),
+        ),
+        Call::delete(ids.team_path()),
+        // Puts `member` in the team (already there in the fixtures: no change but the answer).
+        Call::new("PUT", ids.team_member_path(), None),
+        Call::delete(ids.team_member_path()),
+        Call::get(format!("{project}/teams")),
+        Call::new(
+            "PUT",
+            ids.project_team_path(),
+            Some(json!({"role": "admin"})),
+        ),
+        Call::delete(ids.project_team_path()),
+        Call::get(ids.account_path()),
+        Call::delete(ids.account_path()),
+        Call::new("POST", format!("{}/rotate", ids.account_path()), None),
     ]
 }
 
@@ -471,14 +572,53 @@ fn reads(ids: &Ids) -> Vec<Call> {
     every_route(ids).into_iter().filter(Call::is_read).collect()
 }
 
-/// What every read route answers `token` (status and body), to prove nothing changed.
+/// What every read route answers `token` (status and [`settled`] body), to prove nothing
+/// changed.
 async fn snapshot(app: &TestApp, token: &str, ids: &Ids) -> Vec<(String, u16, Value)> {
     let mut state = Vec::new();
     for call in reads(ids) {
         let response = call.send(app, token).await;
-        state.push((call.to_string(), response.status.code, response.body));
+        let body = settled(&call, &response);
+        state.push((call.to_string(), response.status.code, body));
     }
     state
+}
+
+/// The body of a read's answer as a snapshot keeps it: all of it, but for what changes by
+/// design when nothing is done:
+/// - the audit trail records every `403` (as `denied`): of `…/audit/export` (every entry, as
+///   NDJSON) the snapshot keeps the entries of things done (`success`), which a refused request
+///   must not add; of `…/audit` (the newest page, shifted by each denial) only the status;
+/// - using a key moves its account's `last_used_at`.
+fn settled(call: &Call, response: &TestResponse) -> Value {
+    if response.status.code != 200 {
+        return response.body.clone();
+    }
+    if call.path.ends_with("/audit/export") {
+        let done = response
+            .text
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).expect("one JSON entry per line"))
+            .filter(|entry| entry["outcome"] == "success")
+            .collect();
+        return Value::Array(done);
+    }
+    if call.is_audit() {
+        return Value::Null;
+    }
+    let mut body = response.body.clone();
+    if call.is_service_account() {
+        let forget_use = |account: &mut Value| {
+            if let Some(account) = account.as_object_mut() {
+                account.remove("last_used_at");
+            }
+        };
+        match body.get_mut("items").and_then(Value::as_array_mut) {
+            Some(items) => items.iter_mut().for_each(forget_use),
+            None => forget_use(&mut body),
+        }
+    }
+    body
 }
 
 #[track_caller]
@@ -580,8 +720,83 @@ async fn create_monitoring(app: &TestApp, token: &str, org: &str, n: usize) -> [
     [ids[0].clone(), channel, ids[1].clone(), ids[2].clone()]
 }
 
-/// Org of `owner` with a workspace, a project, a webhook, a secret, a codegen job and `member`
-/// as a member.
+/// Creates the team `name` in `org` as `token` with `member` (an org member) in it, and gives
+/// it `role` on `project`; returns its id.
+async fn create_team(
+    app: &TestApp,
+    token: &str,
+    org: &str,
+    name: &str,
+    member: &str,
+    project: &str,
+    role: &str,
+) -> String {
+    let call = Call::post(format!("/v1/orgs/{org}/teams"), json!({ "name": name }));
+    let response = call.send(app, token).await;
+    check(&response, 201, &call.to_string());
+    let team = response.id();
+    let ids = Ids {
+        org: org.to_owned(),
+        project: project.to_owned(),
+        member: member.to_owned(),
+        team: team.clone(),
+        ..Ids::random()
+    };
+    let add = Call::new("PUT", ids.team_member_path(), None);
+    let response = add.send(app, token).await;
+    check(&response, 200, &add.to_string());
+    assign_team(app, token, &ids, role).await;
+    team
+}
+
+/// Gives `ids.team` `role` on `ids.project`, as `token`.
+async fn assign_team(app: &TestApp, token: &str, ids: &Ids, role: &str) {
+    let call = Call::new(
+        "PUT",
+        ids.project_team_path(),
+        Some(json!({ "role": role })),
+    );
+    let response = call.send(app, token).await;
+    check(&response, 200, &call.to_string());
+    assert_eq!(response.body["role"], role, "{call}: {}", response.text);
+}
+
+/// A service account's key, with who it is.
+#[derive(Debug, Clone)]
+struct Key {
+    /// The account's id.
+    id: String,
+    /// The `sub` it acts as (`service-account:<id>`).
+    sub: String,
+    /// The API key (`gtk_…`).
+    key: String,
+}
+
+/// Creates the service account `name` with `role` in `org` as `token`.
+async fn create_account(app: &TestApp, token: &str, org: &str, name: &str, role: &str) -> Key {
+    let call = Call::post(
+        format!("/v1/orgs/{org}/service-accounts"),
+        json!({ "name": name, "role": role }),
+    );
+    let response = call.send(app, token).await;
+    check(&response, 201, &call.to_string());
+    let key = response.body["key"]
+        .as_str()
+        .filter(|key| key.starts_with("gtk_"))
+        .unwrap_or_else(|| panic!("{call}: no key; body: {}", response.text))
+        .to_owned();
+    assert_eq!(response.body["role"], role, "{call}: {}", response.text);
+    let id = response.id();
+    Key {
+        sub: format!("service-account:{id}"),
+        id,
+        key,
+    }
+}
+
+/// Org of `owner` with a workspace, a project, a webhook, a secret, a codegen job, monitoring,
+/// `member` as a member, a team holding `viewer` on the project with `member` in it, and a
+/// service account.
 async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> Ids {
     let org = app.create_org(owner, slug).await;
     let ws = app
@@ -595,6 +810,19 @@ async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> 
     let job = create_job(app, owner, &org, &project).await;
     let [check, channel, rule, window] = create_monitoring(app, owner, &org, 0).await;
     app.add_member(owner, &org, member, "member").await;
+    let team = create_team(
+        app,
+        owner,
+        &org,
+        &format!("{slug}-team"),
+        member,
+        &project,
+        "viewer",
+    )
+    .await;
+    let account = create_account(app, owner, &org, &format!("{slug}-ci"), "member")
+        .await
+        .id;
     Ids {
         org,
         ws,
@@ -607,6 +835,8 @@ async fn populated_org(app: &TestApp, owner: &str, slug: &str, member: &str) -> 
         channel,
         rule,
         window,
+        team,
+        account,
         ..Ids::random()
     }
 }
@@ -663,6 +893,21 @@ fn early_refusals(ids: &Ids) -> Vec<Call> {
             "PUT",
             ids.secret_path(),
             Some(json!({"value": "x", "extra": true, "allowed_hosts": ["github.com"]})),
+        ),
+        Call::post(format!("{org}/teams"), json!({"name": "Bad_Name"})),
+        Call::patch(ids.team_path(), json!({"name": ""})),
+        Call::new(
+            "PUT",
+            ids.project_team_path(),
+            Some(json!({"role": "owner"})),
+        ),
+        Call::post(
+            format!("{org}/service-accounts"),
+            json!({"name": "ci", "role": "superuser"}),
+        ),
+        Call::post(
+            format!("{org}/service-accounts"),
+            json!({"name": "ci", "role": "viewer", "expires_at": "2020-01-01T00:00:00Z"}),
         ),
     ]
 }
@@ -729,26 +974,28 @@ async fn cross_org_matrix(backend: Backend) {
     let bob = app.token("bob");
     let bobs_routes: Vec<Call> = a_with_b_children
         .iter()
-        .filter(|call| !call.is_webhook() && (call.is_read() || call.path.contains("/projects/")))
+        .filter(|call| {
+            !call.refuses_members() && (call.is_read() || call.path.contains("/projects/"))
+        })
         .cloned()
         .collect();
     checks += expect_all_not_found(&app, "bob", &bob, &bobs_routes, &not_found).await;
-    // Webhook routes, reads included, refuse him the same 403 whether the webhook is A's own,
-    // B's or exists nowhere.
-    let webhook_routes = |ids: &Ids| -> Vec<Call> {
+    // Webhook, service account and audit routes (reads included) and team writes refuse him
+    // the same 403 whether what they name is A's own, B's or exists nowhere.
+    let refused_routes = |ids: &Ids| -> Vec<Call> {
         every_route(ids)
             .into_iter()
-            .filter(Call::is_webhook)
+            .filter(Call::refuses_members)
             .collect()
     };
-    let own = webhook_routes(&a);
+    let own = refused_routes(&a);
     for call in &own {
         expect(&app, "bob", &bob, call, 403).await;
         checks += 1;
     }
     for twins in [
-        webhook_routes(&Ids::mixed(&a, &b)),
-        webhook_routes(&Ids::mixed(&a, &Ids::random())),
+        refused_routes(&Ids::mixed(&a, &b)),
+        refused_routes(&Ids::mixed(&a, &Ids::random())),
     ] {
         checks += expect_same_refusals(&app, "bob", &bob, &own, &twins).await;
     }
@@ -866,10 +1113,15 @@ enum Scope {
 /// Fresh resources for one call of the role matrix.
 struct Fixture {
     /// `member` is a fresh viewer; `ws` and `project` are fresh (random in a fresh org);
-    /// `webhook` is fresh in either scope; `secret` exists in a fresh org (random otherwise).
+    /// `webhook` is fresh in either scope; `secret` exists in a fresh org (random otherwise);
+    /// `team` (with `member` in it, holding `viewer` on `project`) and `account` (a member) are
+    /// fresh in the shared organization (random in a fresh org).
     ids: Ids,
     /// A fresh owner (besides alice and otto).
     owner_target: String,
+    /// A service account with the owner role in a fresh org (random otherwise: the shared
+    /// organization gains accounts faster than a list page shows them).
+    owner_account: String,
     /// `sub` of the caller.
     caller: String,
     /// Unique number for names.
@@ -880,6 +1132,9 @@ struct Fixture {
 struct WriteRule {
     scope: Scope,
     expect: [u16; 4],
+    /// What a service account of each role (viewer, member, admin) gets, when that differs
+    /// from a user's.
+    for_keys: Option<[u16; 3]>,
     call: fn(&Fixture) -> Call,
 }
 
@@ -887,7 +1142,31 @@ fn rule(scope: Scope, expect: [u16; 4], call: fn(&Fixture) -> Call) -> WriteRule
     WriteRule {
         scope,
         expect,
+        for_keys: None,
         call,
+    }
+}
+
+impl WriteRule {
+    /// Service accounts get `statuses` instead of the users' (a key is no member: past the
+    /// role check, its own membership exists nowhere).
+    fn for_keys(self, statuses: [u16; 3]) -> WriteRule {
+        WriteRule {
+            for_keys: Some(statuses),
+            ..self
+        }
+    }
+
+    /// The status the caller of `role` gets.
+    fn expected(&self, callers: Callers, role: &str) -> u16 {
+        let index = ROLES
+            .iter()
+            .position(|(r, _)| *r == role)
+            .expect("a role of ROLES");
+        match (callers, self.for_keys) {
+            (Callers::Keys, Some(statuses)) => statuses[index],
+            _ => self.expect[index],
+        }
     }
 }
 
@@ -939,11 +1218,13 @@ fn write_rules() -> Vec<WriteRule> {
                 format!("{}/members/{}", f.ids.org_path(), f.caller),
                 json!({"role": "owner"}),
             )
-        }),
+        })
+        .for_keys([403, 403, 404]),
         // Any member may leave (the one write a viewer may do).
         rule(FreshOrg, [204, 204, 204, 204], |f| {
             Call::delete(format!("{}/members/{}", f.ids.org_path(), f.caller))
-        }),
+        })
+        .for_keys([404, 404, 404]),
         rule(Shared, [403, 403, 202, 202], |f| {
             Call::post(
                 format!("{}/workspaces", f.ids.org_path()),
@@ -1136,6 +1417,12 @@ fn write_rules() -> Vec<WriteRule> {
         rule(FreshOrg, [403, 403, 200, 200], |f| {
             Call::new("POST", format!("{}/test", f.ids.channel_path()), None)
         }),
+        rule(FreshOrg, [403, 403, 200, 200], |f| {
+            Call::patch(
+                f.ids.channel_path(),
+                json!({"name": format!("renamed-{}", f.n)}),
+            )
+        }),
         rule(FreshOrg, [403, 403, 204, 204], |f| {
             Call::delete(f.ids.channel_path())
         }),
@@ -1143,6 +1430,12 @@ fn write_rules() -> Vec<WriteRule> {
             Call::post(
                 format!("{}/alert-rules", f.ids.org_path()),
                 json!({"check_id": f.ids.check, "channels": [f.ids.channel]}),
+            )
+        }),
+        rule(FreshOrg, [403, 403, 200, 200], |f| {
+            Call::patch(
+                format!("{}/alert-rules/{}", f.ids.org_path(), f.ids.rule),
+                json!({"send_on_resolved": false}),
             )
         }),
         rule(FreshOrg, [403, 403, 204, 204], |f| {
@@ -1155,11 +1448,107 @@ fn write_rules() -> Vec<WriteRule> {
                 window_body(&format!("new-{}", f.n)),
             )
         }),
+        rule(FreshOrg, [403, 200, 200, 200], |f| {
+            Call::patch(
+                format!("{}/maintenance-windows/{}", f.ids.org_path(), f.ids.window),
+                json!({"name": format!("renamed-{}", f.n)}),
+            )
+        }),
         rule(FreshOrg, [403, 204, 204, 204], |f| {
             Call::delete(format!(
                 "{}/maintenance-windows/{}",
                 f.ids.org_path(),
                 f.ids.window
+            ))
+        }),
+        // Teams: admin business to write. Creates in a fresh org, where the list shows them;
+        // the rest on the shared org's fresh team, which its own read shows whole.
+        rule(FreshOrg, [403, 403, 201, 201], |f| {
+            Call::post(
+                format!("{}/teams", f.ids.org_path()),
+                json!({"name": format!("new-team-{}", f.n), "description": "new"}),
+            )
+        }),
+        rule(Shared, [403, 403, 200, 200], |f| {
+            Call::patch(
+                f.ids.team_path(),
+                json!({"name": format!("renamed-team-{}", f.n), "description": null}),
+            )
+        }),
+        rule(Shared, [403, 403, 204, 204], |f| {
+            Call::delete(f.ids.team_path())
+        }),
+        rule(Shared, [403, 403, 200, 200], |f| {
+            Call::new(
+                "PUT",
+                format!("{}/members/{}", f.ids.team_path(), f.owner_target),
+                None,
+            )
+        }),
+        // Past the role check: a team's members must be members of the organization.
+        rule(Shared, [403, 403, 422, 422], |f| {
+            Call::new(
+                "PUT",
+                format!("{}/members/stranger-{}", f.ids.team_path(), f.n),
+                None,
+            )
+        }),
+        rule(Shared, [403, 403, 204, 204], |f| {
+            Call::delete(f.ids.team_member_path())
+        }),
+        rule(Shared, [403, 403, 200, 200], |f| {
+            Call::new(
+                "PUT",
+                f.ids.project_team_path(),
+                Some(json!({"role": "member"})),
+            )
+        }),
+        // Past the role check: a team's role on a project is at most admin.
+        rule(Shared, [403, 403, 422, 422], |f| {
+            Call::new(
+                "PUT",
+                f.ids.project_team_path(),
+                Some(json!({"role": "owner"})),
+            )
+        }),
+        rule(Shared, [403, 403, 204, 204], |f| {
+            Call::delete(f.ids.project_team_path())
+        }),
+        // Service accounts: admin business, with a role at most the caller's own.
+        rule(FreshOrg, [403, 403, 201, 201], |f| {
+            Call::post(
+                format!("{}/service-accounts", f.ids.org_path()),
+                json!({"name": format!("new-account-{}", f.n), "role": "admin"}),
+            )
+        }),
+        rule(FreshOrg, [403, 403, 403, 201], |f| {
+            Call::post(
+                format!("{}/service-accounts", f.ids.org_path()),
+                json!({"name": format!("new-owner-account-{}", f.n), "role": "owner"}),
+            )
+        }),
+        rule(Shared, [403, 403, 200, 200], |f| {
+            Call::new("POST", format!("{}/rotate", f.ids.account_path()), None)
+        }),
+        rule(Shared, [403, 403, 204, 204], |f| {
+            Call::delete(f.ids.account_path())
+        }),
+        rule(FreshOrg, [403, 403, 403, 200], |f| {
+            Call::new(
+                "POST",
+                format!(
+                    "{}/service-accounts/{}/rotate",
+                    f.ids.org_path(),
+                    f.owner_account
+                ),
+                None,
+            )
+        }),
+        rule(FreshOrg, [403, 403, 403, 204], |f| {
+            Call::delete(format!(
+                "{}/service-accounts/{}",
+                f.ids.org_path(),
+                f.owner_account
             ))
         }),
     ]
@@ -1174,15 +1563,9 @@ async fn org_with_roles(app: &TestApp, alice: &str, slug: &str) -> String {
     org
 }
 
-/// Fresh resources for call number `n` by `caller`.
-async fn fixture(
-    app: &TestApp,
-    alice: &str,
-    shared_org: &str,
-    scope: Scope,
-    caller: &str,
-    n: usize,
-) -> Fixture {
+/// Fresh resources for call number `n` (the caller is set once it exists).
+async fn fixture(app: &TestApp, alice: &str, shared_org: &str, scope: Scope, n: usize) -> Fixture {
+    let mut owner_account = Uuid::new_v4().to_string();
     let ids = match scope {
         Scope::Shared => {
             let ws = app
@@ -1196,6 +1579,19 @@ async fn fixture(
             let webhook = create_webhook(app, alice, shared_org).await;
             let job = create_job(app, alice, shared_org, &project).await;
             let [check, channel, rule, window] = create_monitoring(app, alice, shared_org, n).await;
+            let team = create_team(
+                app,
+                alice,
+                shared_org,
+                &format!("team-{n}"),
+                &member,
+                &project,
+                "viewer",
+            )
+            .await;
+            let account = create_account(app, alice, shared_org, &format!("ci-{n}"), "member")
+                .await
+                .id;
             Ids {
                 org: shared_org.to_owned(),
                 ws,
@@ -1207,6 +1603,8 @@ async fn fixture(
                 channel,
                 rule,
                 window,
+                team,
+                account,
                 ..Ids::random()
             }
         }
@@ -1215,6 +1613,9 @@ async fn fixture(
             let webhook = create_webhook(app, alice, &org).await;
             let secret = create_secret(app, alice, &org, &format!("secret-{n}")).await;
             let [check, channel, rule, window] = create_monitoring(app, alice, &org, n).await;
+            owner_account = create_account(app, alice, &org, &format!("root-ci-{n}"), "owner")
+                .await
+                .id;
             Ids {
                 org,
                 webhook,
@@ -1233,59 +1634,150 @@ async fn fixture(
     Fixture {
         ids,
         owner_target,
-        caller: caller.to_owned(),
+        owner_account,
+        caller: String::new(),
         n,
     }
 }
 
-async fn role_matrix(backend: Backend) {
-    let app = spawn!(backend, "role_matrix");
+/// Who the role matrix sends its calls as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callers {
+    /// The users of [`ROLES`], members of every role-matrix organization.
+    Users,
+    /// Service accounts of the roles of [`KEY_ROLES`], created by the owner in the
+    /// organization of the call.
+    Keys,
+}
+
+/// The roles of the service accounts the key matrix calls as.
+const KEY_ROLES: [&str; 3] = ["viewer", "member", "admin"];
+
+/// One caller of the role matrix.
+#[derive(Debug, Clone)]
+struct Who {
+    role: &'static str,
+    /// The `sub` it acts as.
+    sub: String,
+    /// Its bearer token (a token or an API key).
+    token: String,
+    /// How failures name it.
+    name: String,
+}
+
+impl Callers {
+    fn roles(self) -> Vec<&'static str> {
+        match self {
+            Callers::Users => ROLES.iter().map(|(role, _)| *role).collect(),
+            Callers::Keys => KEY_ROLES.to_vec(),
+        }
+    }
+
+    /// The caller of `role` in `org` (a key is created there by `alice`; `n` names it).
+    async fn one(self, app: &TestApp, alice: &str, org: &str, role: &'static str, n: usize) -> Who {
+        match self {
+            Callers::Users => {
+                let (_, sub) = ROLES
+                    .into_iter()
+                    .find(|(r, _)| *r == role)
+                    .expect("a role of ROLES");
+                Who {
+                    role,
+                    sub: sub.to_owned(),
+                    token: app.token(sub),
+                    name: format!("{sub} ({role})"),
+                }
+            }
+            Callers::Keys => {
+                let name = format!("key-{role}-{n}");
+                let key = create_account(app, alice, org, &name, role).await;
+                Who {
+                    role,
+                    sub: key.sub,
+                    token: key.key,
+                    name: format!("{name} ({role})"),
+                }
+            }
+        }
+    }
+
+    /// The callers of every role in `org`.
+    async fn all(self, app: &TestApp, alice: &str, org: &str, n: usize) -> Vec<Who> {
+        let mut callers = Vec::new();
+        for role in self.roles() {
+            callers.push(self.one(app, alice, org, role, n).await);
+        }
+        callers
+    }
+}
+
+/// The role matrix as `callers`: every read as each role, then every write rule as each role
+/// on fresh resources (so no call depends on another), a refused one changing nothing. Returns
+/// the count of route×role checks.
+async fn role_matrix_as(app: &TestApp, callers: Callers) -> usize {
     let alice = app.token("alice");
-    let shared_org = org_with_roles(&app, &alice, "shared").await;
+    let shared_org = org_with_roles(app, &alice, "shared").await;
+    let shared = callers.all(app, &alice, &shared_org, 0).await;
     let mut checks = 0;
     let mut n = 0;
 
-    // Reads: every role reads every route, except webhooks (admins and owners only).
-    let read_fixture = fixture(&app, &alice, &shared_org, Scope::Shared, "alice", n).await;
-    for (role, sub) in ROLES {
-        let token = app.token(sub);
+    // Reads: every role reads every route, except the admin-only ones (webhooks, service
+    // accounts, the audit trail) and, for viewers, secrets.
+    let read_fixture = fixture(app, &alice, &shared_org, Scope::Shared, n).await;
+    for who in &shared {
         for call in reads(&read_fixture.ids) {
-            let status = call.read_status(role);
-            expect(&app, &format!("{sub} ({role})"), &token, &call, status).await;
+            let status = call.read_status(who.role);
+            expect(app, &who.name, &who.token, &call, status).await;
             checks += 1;
         }
-        let me = app.get("/v1/me", &token).await;
-        check(&me, 200, &format!("{sub}: GET /v1/me"));
+        let me = app.get("/v1/me", &who.token).await;
+        check(&me, 200, &format!("{}: GET /v1/me", who.name));
         assert_eq!(
             me.body["orgs"][0]["id"],
             shared_org.as_str(),
-            "{sub}: {}",
+            "{}: {}",
+            who.name,
             me.text
         );
-        assert_eq!(me.body["orgs"][0]["role"], role, "{sub}: {}", me.text);
+        assert_eq!(
+            me.body["orgs"][0]["role"], who.role,
+            "{}: {}",
+            who.name, me.text
+        );
     }
 
     // Writes: each call on fresh resources, so no call depends on another.
     for rule in write_rules() {
-        for ((role, sub), status) in ROLES.into_iter().zip(rule.expect) {
+        for (index, role) in callers.roles().into_iter().enumerate() {
             n += 1;
-            let fixture = fixture(&app, &alice, &shared_org, rule.scope, sub, n).await;
+            let mut fixture = fixture(app, &alice, &shared_org, rule.scope, n).await;
+            let who = match rule.scope {
+                Scope::Shared => shared[index].clone(),
+                Scope::FreshOrg => callers.one(app, &alice, &fixture.ids.org, role, n).await,
+            };
+            fixture.caller = who.sub.clone();
             let call = (rule.call)(&fixture);
-            let who = format!("{sub} ({role})");
+            let status = rule.expected(callers, role);
             let refused = status >= 400;
             let before = if refused {
-                snapshot(&app, &alice, &fixture.ids).await
+                snapshot(app, &alice, &fixture.ids).await
             } else {
                 Vec::new()
             };
-            expect(&app, &who, &app.token(sub), &call, status).await;
+            expect(app, &who.name, &who.token, &call, status).await;
             if refused {
-                let after = snapshot(&app, &alice, &fixture.ids).await;
-                assert_unchanged(&before, &after, &format!("{who}: refused {call}"));
+                let after = snapshot(app, &alice, &fixture.ids).await;
+                assert_unchanged(&before, &after, &format!("{}: refused {call}", who.name));
             }
             checks += 1;
         }
     }
+    checks
+}
+
+async fn role_matrix(backend: Backend) {
+    let app = spawn!(backend, "role_matrix");
+    let checks = role_matrix_as(&app, Callers::Users).await;
     eprintln!("role_matrix: {checks} route×role checks");
 }
 
@@ -1367,7 +1859,7 @@ async fn platform_admin_sees_everything(backend: Backend) {
     )
     .await
     .id();
-    let project = step(
+    let project_id = step(
         Call::post(
             format!("{org}/projects"),
             json!({"name": "by-root", "workspace_id": ws}),
@@ -1376,7 +1868,7 @@ async fn platform_admin_sees_everything(backend: Backend) {
     )
     .await
     .id();
-    let project = format!("{org}/projects/{project}");
+    let project = format!("{org}/projects/{project_id}");
     let graph = step(
         Call::put_graph(
             format!("{project}/graph"),
@@ -1388,6 +1880,91 @@ async fn platform_admin_sees_everything(backend: Backend) {
     )
     .await;
     assert_eq!(graph.body["version"], 1, "root: PUT graph: {}", graph.text);
+    // Teams: root manages them, but puts only members of the organization in them (root is
+    // none).
+    let team = step(
+        Call::post(format!("{org}/teams"), json!({"name": "by-root"})),
+        201,
+    )
+    .await
+    .id();
+    let teams = Ids {
+        project: project_id.clone(),
+        team,
+        ..a.clone()
+    };
+    let added = step(Call::new("PUT", teams.team_member_path(), None), 200).await;
+    assert_eq!(added.body["members"], json!([a.member]), "{}", added.text);
+    step(
+        Call::new("PUT", format!("{}/members/root", teams.team_path()), None),
+        422,
+    )
+    .await;
+    step(
+        Call::patch(teams.team_path(), json!({"description": "by root"})),
+        200,
+    )
+    .await;
+    let assigned = step(
+        Call::new(
+            "PUT",
+            teams.project_team_path(),
+            Some(json!({"role": "admin"})),
+        ),
+        200,
+    )
+    .await;
+    assert_eq!(assigned.body["team"], "by-root", "{}", assigned.text);
+    let listed = step(Call::get(format!("{project}/teams")), 200).await;
+    assert_eq!(listed.body["items"][0]["role"], "admin", "{}", listed.text);
+    step(Call::delete(teams.project_team_path()), 204).await;
+    step(Call::delete(teams.team_member_path()), 204).await;
+    for team in [teams.team_path(), a.team_path()] {
+        step(Call::delete(&team), 204).await;
+        step(Call::get(&team), 404).await;
+    }
+    // Service accounts: root may create an owner's key, which is still no platform admin.
+    let created = step(
+        Call::post(
+            format!("{org}/service-accounts"),
+            json!({"name": "by-root", "role": "owner"}),
+        ),
+        201,
+    )
+    .await;
+    let account = format!("{org}/service-accounts/{}", created.id());
+    let key = created.body["key"].as_str().expect("a key").to_owned();
+    expect(&app, "root's key", &key, &Call::get(&org), 200).await;
+    expect(
+        &app,
+        "root's key",
+        &key,
+        &Call::get("/v1/admin/queues"),
+        403,
+    )
+    .await;
+    let rotated = step(Call::new("POST", format!("{account}/rotate"), None), 200).await;
+    assert_ne!(rotated.body["key"], key.as_str(), "{}", rotated.text);
+    expect(&app, "root's old key", &key, &Call::get(&org), 401).await;
+    for account in [account, a.account_path()] {
+        step(Call::delete(&account), 204).await;
+        step(Call::get(&account), 404).await;
+    }
+    // The audit trail shows what root did.
+    let trail = step(Call::get(format!("{org}/audit?actor=root&limit=200")), 200).await;
+    let actions: Vec<&str> = trail.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|entry| entry["action"].as_str())
+        .collect();
+    for action in [
+        "team.create",
+        "project.team.assign",
+        "service_account.delete",
+    ] {
+        assert!(actions.contains(&action), "root: {action} in {actions:?}");
+    }
     step(Call::patch(&project, json!({"name": "by-root-2"})), 200).await;
     step(Call::delete(&project), 204).await;
     step(Call::delete(format!("{org}/members/carol")), 204).await;
@@ -1466,6 +2043,195 @@ async fn platform_admin_sees_everything(backend: Backend) {
     expect(&app, "alice", &alice, &Call::get(&org), 404).await;
 }
 
+/// Service accounts go through the role matrix exactly as users of their role, in their own
+/// organization; everywhere else a key is an outsider (the same 404 as for an organization
+/// that exists nowhere), and it is never a platform admin.
+async fn service_account_matrix(backend: Backend) {
+    let app = spawn!(backend, "service_account_matrix");
+    let mut checks = role_matrix_as(&app, Callers::Keys).await;
+
+    let alice = app.token("alice");
+    let mallory = app.token("mallory");
+    let home = populated_org(&app, &alice, "keys-home", "bob").await;
+    let away = populated_org(&app, &mallory, "keys-away", "mike").await;
+    let not_found = unknown_org_body(&app, &alice).await;
+    let away_before = snapshot(&app, &mallory, &away).await;
+    let admin_routes = admin_routes();
+    assert!(!admin_routes.is_empty(), "no /v1/admin route");
+    for role in KEY_ROLES {
+        let key = create_account(&app, &alice, &home.org, &format!("ci-{role}"), role).await;
+        let who = format!("key of keys-home ({role})");
+        assert_eq!(
+            unknown_org_body(&app, &key.key).await,
+            not_found,
+            "{who}: the 404 for an unknown org differs from a user's"
+        );
+        checks += expect_all_not_found(&app, &who, &key.key, &every_route(&away), &not_found).await;
+        let nowhere = every_route(&Ids::random());
+        checks += expect_all_not_found(&app, &who, &key.key, &nowhere, &not_found).await;
+        if role == "admin" {
+            // Its own organization's id with another's children, as for an admin user (lower
+            // roles are refused some of these routes first, with a 403).
+            let mixed = child_level(&Ids::mixed(&home, &away));
+            checks += expect_all_not_found(&app, &who, &key.key, &mixed, &not_found).await;
+        }
+        for call in admin_routes.iter().chain([&Call::get("/v1/orgs?all=true")]) {
+            expect(&app, &who, &key.key, call, 403).await;
+            checks += 1;
+        }
+        let me = app.get("/v1/me", &key.key).await;
+        check(&me, 200, &format!("{who}: GET /v1/me"));
+        assert_eq!(me.body["is_platform_admin"], false, "{who}: {}", me.text);
+        assert_eq!(
+            me.body["orgs"].as_array().map(Vec::len),
+            Some(1),
+            "{who}: {}",
+            me.text
+        );
+        assert_eq!(
+            me.body["orgs"][0]["id"],
+            home.org.as_str(),
+            "{who}: {}",
+            me.text
+        );
+        assert_eq!(me.body["orgs"][0]["role"], role, "{who}: {}", me.text);
+        checks += 1;
+    }
+    assert_unchanged(
+        &away_before,
+        &snapshot(&app, &mallory, &away).await,
+        "the keys' requests",
+    );
+    eprintln!("service_account_matrix: {checks} route×key checks");
+}
+
+/// Every `/v1/admin` route, with a random id in each parameter (but the stats stream, which
+/// never ends for a caller it admits).
+fn admin_routes() -> Vec<Call> {
+    let (routes, _) = gantry::api::routes_and_spec();
+    routes
+        .iter()
+        .filter(|route| route.uri.path().starts_with("/v1/admin/"))
+        .filter(|route| !route.uri.path().ends_with("/stream"))
+        .map(|route| {
+            let path: Vec<String> = route
+                .uri
+                .path()
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('<') {
+                        Uuid::new_v4().to_string()
+                    } else {
+                        segment.to_owned()
+                    }
+                })
+                .collect();
+            Call::new(route.method.as_str(), path.join("/"), None)
+        })
+        .collect()
+}
+
+/// What an org viewer whose team holds `member` on `p.project` gets on the writes that role
+/// lets it do: `PUT` P's graph, and submit, cancel and delete P's codegen jobs. `None` for
+/// every other write.
+fn team_member_status(call: &Call, p: &Ids) -> Option<u16> {
+    let graph = format!("{}/graph", p.project_path());
+    let submit = format!("{}/codegen-jobs", p.org_path());
+    let cancel = format!("{}/cancel", p.job_path());
+    let for_p = call
+        .body
+        .as_ref()
+        .is_some_and(|body| body["project_id"] == p.project.as_str());
+    match call.method {
+        "PUT" if call.path == graph => Some(200),
+        "POST" if call.path == submit && for_p => Some(202),
+        "POST" if call.path == cancel => Some(202),
+        "DELETE" if call.path == p.job_path() => Some(204),
+        _ => None,
+    }
+}
+
+/// An org viewer in a team holding `member` on project P: the team raises its role on P for
+/// P's graph and codegen jobs, and for nothing else (not P's other writes, not another
+/// project Q); its reads stay a viewer's.
+async fn team_member_role_on_one_project(backend: Backend) {
+    let app = spawn!(backend, "team_member_role_on_one_project");
+    let alice = app.token("alice");
+    let vic = app.token("vic");
+    let p = populated_org(&app, &alice, "teams", "bob").await;
+    app.add_member(&alice, &p.org, "vic", "viewer").await;
+    let join = Call::new("PUT", format!("{}/members/vic", p.team_path()), None);
+    let joined = expect(&app, "alice", &alice, &join, 200).await;
+    assert_eq!(
+        joined.body["members"],
+        json!(["bob", "vic"]),
+        "{}",
+        joined.text
+    );
+    assign_team(&app, &alice, &p, "member").await;
+    let other = app
+        .create_project(&alice, &p.org, &p.ws, "teams-other")
+        .await;
+    let other_job = create_job(&app, &alice, &p.org, &other).await;
+    let q = Ids {
+        project: other,
+        job: other_job,
+        ..p.clone()
+    };
+    let mut checks = 0;
+
+    // Reads: exactly a viewer's, on P as on Q.
+    for ids in [&p, &q] {
+        for call in reads(ids) {
+            expect(&app, "vic", &vic, &call, call.read_status("viewer")).await;
+            checks += 1;
+        }
+    }
+
+    // Writes: every write route of the organization, on P's ids and on Q's.
+    let mut seen = std::collections::HashSet::new();
+    let (mut allowed, mut refused) = (Vec::new(), Vec::new());
+    for call in every_route(&p).into_iter().chain(every_route(&q)) {
+        if call.is_read() || !seen.insert(format!("{call} {:?}", call.body)) {
+            continue;
+        }
+        match team_member_status(&call, &p) {
+            Some(status) => allowed.push((call, status)),
+            None => refused.push(call),
+        }
+    }
+    assert_eq!(allowed.len(), 4, "P's graph and its jobs: {allowed:?}");
+    let before = [
+        snapshot(&app, &alice, &p).await,
+        snapshot(&app, &alice, &q).await,
+    ];
+    for call in &refused {
+        expect(&app, "vic", &vic, call, 403).await;
+        checks += 1;
+    }
+    let after = [
+        snapshot(&app, &alice, &p).await,
+        snapshot(&app, &alice, &q).await,
+    ];
+    for (before, after) in before.iter().zip(&after) {
+        assert_unchanged(before, after, "vic's refused writes");
+    }
+    // In table order: submit a job for P, replace P's graph, cancel and delete P's job.
+    for (call, status) in &allowed {
+        expect(&app, "vic", &vic, call, *status).await;
+        checks += 1;
+    }
+    let graph = app
+        .get(&format!("{}/graph", p.project_path()), &alice)
+        .await;
+    check(&graph, 200, "alice: GET P's graph");
+    assert_eq!(graph.body["version"], 1, "{}", graph.text);
+    let job = app.get(&q.job_path(), &alice).await;
+    check(&job, 200, "alice: GET Q's job");
+    assert_eq!(job.body["status"], "pending", "{}", job.text);
+    eprintln!("team_member_role_on_one_project: {checks} route checks");
+}
+
 /// Routes deliberately outside the tables: the SSE stream never ends for an allowed caller, so
 /// it cannot be read like the others. `tests/events.rs` proves outsiders get 404 on it and that
 /// a stream carries only its own organization's events.
@@ -1511,6 +2277,8 @@ fn route_tables_cover_every_org_route() {
         channel: "{}".into(),
         rule: "{}".into(),
         window: "{}".into(),
+        team: "{}".into(),
+        account: "{}".into(),
     };
     let mut tested: Vec<String> = every_route(&placeholders)
         .iter()
@@ -1532,5 +2300,7 @@ fn route_tables_cover_every_org_route() {
 on_each_backend!(
     cross_org_matrix,
     role_matrix,
-    platform_admin_sees_everything
+    platform_admin_sees_everything,
+    service_account_matrix,
+    team_member_role_on_one_project
 );

@@ -12,6 +12,7 @@ mod m20261202_000007_backups;
 mod m20261202_000008_health;
 mod m20261202_000009_job_queue;
 mod m20261202_000010_secrets_at_rest;
+mod m20261204_000011_access;
 
 /// Every migration, in the order it is applied.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_job_queue::Migration),
             Box::new(m20261202_000007_backups::Migration),
             Box::new(m20261202_000010_secrets_at_rest::Migration),
+            Box::new(m20261204_000011_access::Migration),
         ]
     }
 }

@@ -80,6 +80,7 @@ pub async fn create_backup_policy(
     access.recheck(&txn).await?;
     let workspace = live_workspace(&txn, org_id, workspace_id).await?;
     let view = backup::create_policy(&txn, &workspace, body.0).await?;
+    crate::audit::target("backup_policy", view.id);
     txn.commit().await?;
     Ok(Created {
         location: format!(

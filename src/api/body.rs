@@ -69,6 +69,8 @@ impl<'r, T: DeserializeOwned + JsonSchema> OpenApiFromData<'r> for JsonBody<T> {
     }
 }
 
+pub use crate::domain::schema::present_or_null;
+
 #[cfg(test)]
 mod tests {
     use super::*;

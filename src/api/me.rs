@@ -46,7 +46,17 @@ pub struct Me {
 #[openapi(tag = "Me")]
 #[get("/v1/me")]
 pub async fn get_me(state: &State<AppState>, caller: Caller) -> Result<Json<Me>, ApiError> {
-    let orgs = match state.access_cache.memberships(&caller.sub) {
+    let cached = match &caller.service_account {
+        // A service account belongs to its one organization, with its own role.
+        Some(account) => Some(
+            store::orgs::find_live_with_membership(&state.db, account.org_id, &caller.sub)
+                .await?
+                .map(|(org, _)| vec![(org, account.role)])
+                .unwrap_or_default(),
+        ),
+        None => state.access_cache.memberships(&caller.sub),
+    };
+    let orgs = match cached {
         Some(orgs) => orgs,
         None => {
             let ticket = state.access_cache.ticket();

@@ -122,6 +122,7 @@ pub async fn add_member(
             }
         })?;
     let view = MemberView::from(member);
+    crate::audit::target("member", &user_sub);
     outbox::record(&txn, EventType::MemberAdded, org_id, org_id, &view).await?;
     txn.commit().await?;
     // This process forgets at once; others when their event hub reads the event.
@@ -156,8 +157,10 @@ pub async fn update_member(
         ensure_not_last_owner(&txn, &target).await?;
     }
     let previous_role = target.role();
+    let before = MemberView::from(target.clone());
     let member = store::members::update_role(&txn, target, new_role).await?;
     let view = MemberView::from(member);
+    crate::audit::changes(Some(&before), Some(&view));
     let data = serde_json::json!({"member": &view, "previous_role": previous_role});
     outbox::record(&txn, EventType::MemberRoleChanged, org_id, org_id, data).await?;
     txn.commit().await?;
@@ -190,6 +193,8 @@ pub async fn remove_member(
     ensure_not_last_owner(&txn, &target).await?;
     let view = MemberView::from(target.clone());
     store::members::delete(&txn, target).await?;
+    // Team roles on projects come with org membership; leaving the org leaves its teams.
+    store::teams::remove_from_all(&txn, org_id, user_sub).await?;
     outbox::record(&txn, EventType::MemberRemoved, org_id, org_id, &view).await?;
     txn.commit().await?;
     // This process forgets at once; others when their event hub reads the event.

@@ -92,6 +92,11 @@ pub async fn create_org(
     let mut errors = Vec::new();
     let name = parse_name(&body.0.name, &mut errors);
     let slug = parse_slug(&body.0.slug, &mut errors);
+    if caller.service_account.is_some() {
+        return Err(ApiError::Forbidden(
+            "a service account acts only in its own organization; it cannot create one".to_owned(),
+        ));
+    }
     let (Some(name), Some(slug)) = (name, slug) else {
         return Err(ApiError::Validation(errors));
     };
@@ -138,6 +143,13 @@ pub async fn list_orgs(
             ));
         }
         store::orgs::list_all(&state.db, &page).await?
+    } else if let Some(account) = &caller.service_account {
+        // A service account belongs to its one organization.
+        let own = store::orgs::find_live_with_membership(&state.db, account.org_id, &caller.sub)
+            .await?
+            .map(|(org, _)| org)
+            .filter(|org| page.after.is_none_or(|after| org.id > after));
+        (own.into_iter().collect(), false)
     } else {
         store::orgs::list_for_member(&state.db, &caller.sub, &page).await?
     };

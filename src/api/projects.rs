@@ -294,12 +294,13 @@ pub async fn get_graph(
     })
 }
 
-/// Store a new graph version (member+). `If-Match` must carry the current `ETag`.
+/// Store a new graph version (member+ in the organization, or through a team's role on the
+/// project). `If-Match` must carry the current `ETag`.
 #[openapi(tag = "Projects")]
 #[put("/v1/orgs/<org_id>/projects/<project_id>/graph", data = "<body>")]
 pub async fn put_graph(
     state: &State<AppState>,
-    access: OrgAccess<Member>,
+    access: OrgAccess<Viewer>,
     org_id: Uuid,
     project_id: Uuid,
     if_match: IfMatch,
@@ -311,6 +312,9 @@ pub async fn put_graph(
     let project = store::projects::find_live_for_update(&txn, org_id, project_id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    access
+        .require_on_project(&txn, project.id, crate::domain::Role::Member)
+        .await?;
     if_match.require(project.graph_version)?;
     let updated = project::replace_graph(
         &txn,

@@ -176,6 +176,12 @@ impl CursorKey for uuid::Uuid {
     }
 }
 
+impl CursorKey for i64 {
+    fn cursor_schema() -> SchemaObject {
+        text_schema("^-?[0-9]{1,18}$", 1, 19)
+    }
+}
+
 impl CursorKey for i32 {
     fn cursor_schema() -> SchemaObject {
         text_schema("^-?[0-9]{1,9}$", 1, 10)

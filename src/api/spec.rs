@@ -47,6 +47,7 @@ fn refine_parameters(path: &str, op: &mut Value) {
         };
         let nullable = schema.remove("nullable").is_some();
         let is_events = path.ends_with("/events") || path.ends_with("/stream");
+        let is_audit = path.ends_with("/audit") || path.ends_with("/audit/export");
         match name.as_str() {
             "after" if is_events => {
                 schema.insert("pattern".into(), json!(EVENT_CURSOR_PATTERN));
@@ -54,7 +55,10 @@ fn refine_parameters(path: &str, op: &mut Value) {
             "after" if path.ends_with("/results") => {
                 schema.insert("format".into(), json!("date-time"));
             }
-            "project_id" | "policy_id" | "workspace_id" => {
+            "after" | "before" if is_audit => {
+                schema.insert("format".into(), json!("date-time"));
+            }
+            "project_id" | "policy_id" | "workspace_id" | "org_id" => {
                 schema.insert("format".into(), json!("uuid"));
                 schema.insert("pattern".into(), json!(UUID_PATTERN));
             }
@@ -96,6 +100,7 @@ fn query_enum(path: &str, name: &str) -> Option<Vec<String>> {
                 .map(|s| s.as_str().to_owned())
                 .collect(),
         ),
+        (p, "format") if p.ends_with("/audit") => Some(owned(&["json", "ndjson"])),
         ("/v1/admin/jobs", "state") => Some(owned(&super::admin::JOB_STATES)),
         ("/v1/admin/jobs", "queue") => Some(admin_queues()),
         _ => None,

@@ -89,15 +89,8 @@ pub struct UpdateWebhook {
     #[schemars(length(min = 1))]
     pub events: Option<Vec<String>>,
     /// New description (`null` clears it).
-    #[serde(default, deserialize_with = "present_or_null")]
+    #[serde(default, deserialize_with = "super::body::present_or_null")]
     pub description: Option<Option<String>>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`: clear it) from one left out (`None`: keep it).
-fn present_or_null<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Ok(Some(Option::deserialize(deserializer)?))
 }
 
 /// One delivery of an event to a webhook.
@@ -257,6 +250,7 @@ pub async fn create_webhook(
         &secret,
     )
     .await?;
+    crate::audit::target("webhook", webhook.id);
     txn.commit().await?;
     Ok(Created {
         location: format!("/v1/orgs/{org_id}/webhooks/{}", webhook.id),

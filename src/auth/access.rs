@@ -119,6 +119,34 @@ impl<R: RequiredRole> OrgAccess<R> {
         Self::check(txn, self.caller.clone(), self.org.id).await
     }
 
+    /// The caller's effective role on a project of this organization: the highest of its org
+    /// role and the roles of its teams on the project.
+    pub async fn role_on_project(
+        &self,
+        db: &impl ConnectionTrait,
+        project_id: Uuid,
+    ) -> Result<Role, ApiError> {
+        if self.caller.service_account.is_some() || self.role == Role::Owner {
+            return Ok(self.role);
+        }
+        let team_role = store::teams::role_on_project(db, project_id, &self.caller.sub).await?;
+        Ok(team_role.map_or(self.role, |team| team.max(self.role)))
+    }
+
+    /// 403 unless the caller's effective role on the project allows `required` (graph writes
+    /// and codegen jobs, which a team role on the project may grant).
+    pub async fn require_on_project(
+        &self,
+        db: &impl ConnectionTrait,
+        project_id: Uuid,
+        required: Role,
+    ) -> Result<(), ApiError> {
+        if self.role.allows(required) {
+            return Ok(());
+        }
+        require(self.role_on_project(db, project_id).await?, required)
+    }
+
     /// 403 unless the caller's role also allows `required` (for a role that depends on the
     /// request, such as removing someone else rather than leaving).
     pub fn require(&self, required: Role) -> Result<(), ApiError> {
@@ -132,12 +160,19 @@ impl<R: RequiredRole> OrgAccess<R> {
         Self::admit_as(caller, org, member_role)
     }
 
-    /// Admits `caller`, holding `member_role` in `org` (if a member), when that suffices.
+    /// Admits `caller`, holding `member_role` in `org` (if a member), when that suffices. A
+    /// service account holds its own role in its own organization and is unknown elsewhere.
     fn admit_as(caller: Caller, org: Org, member_role: Option<Role>) -> Result<Self, ApiError> {
-        let role = match (member_role, caller.is_platform_admin) {
-            (_, true) => Role::Owner,
-            (Some(role), false) => role,
-            (None, false) => return Err(ApiError::NotFound),
+        let role = match (
+            &caller.service_account,
+            member_role,
+            caller.is_platform_admin,
+        ) {
+            (Some(account), ..) if account.org_id == org.id => account.role,
+            (Some(_), ..) => return Err(ApiError::NotFound),
+            (None, _, true) => Role::Owner,
+            (None, Some(role), false) => role,
+            (None, None, false) => return Err(ApiError::NotFound),
         };
         require(role, R::ROLE)?;
         Ok(Self {

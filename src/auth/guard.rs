@@ -26,7 +26,36 @@ pub struct Caller {
     pub is_platform_admin: bool,
     /// When the caller's token expires (Unix seconds).
     pub expires_at: u64,
+    /// Set when the caller is a service account (an API key), not a user.
+    pub service_account: Option<ServiceAccountCaller>,
 }
+
+/// A service account calling with its API key: it acts in one organization with one role.
+#[derive(Debug, Clone)]
+pub struct ServiceAccountCaller {
+    /// Account id.
+    pub id: uuid::Uuid,
+    /// The organization it belongs to (it is unknown everywhere else).
+    pub org_id: uuid::Uuid,
+    /// Its role there.
+    pub role: crate::domain::Role,
+}
+
+impl Caller {
+    /// Who this is, for the audit trail.
+    pub fn actor(&self) -> crate::audit::Actor {
+        match &self.service_account {
+            Some(account) => crate::audit::Actor::ServiceAccount(account.id),
+            None => crate::audit::Actor::User(self.sub.clone()),
+        }
+    }
+}
+
+/// Prefix of every Gantry API key.
+pub const API_KEY_PREFIX: &str = "gtk_";
+
+/// How stale `last_used_at` may get before a use writes it again.
+const LAST_USED_RESOLUTION: chrono::Duration = chrono::Duration::seconds(60);
 
 fn bearer_token<'a>(req: &'a Request<'_>) -> Option<&'a str> {
     let value = req.headers().get_one("Authorization")?;
@@ -57,6 +86,12 @@ pub async fn authenticate(req: &Request<'_>) -> Outcome<Caller, ApiError> {
         tracing::info!(reason = "missing bearer token", path = %req.uri(), "request refused");
         return fail(req, ApiError::Unauthorized);
     };
+    if token.starts_with(API_KEY_PREFIX) {
+        return match authenticate_key(state, token).await {
+            Ok(caller) => rate_limited(req, state, caller),
+            Err(err) => fail(req, err),
+        };
+    }
     let identity = match state.validator.validate(token).await {
         Ok(identity) => identity,
         Err(reason) => {
@@ -65,23 +100,30 @@ pub async fn authenticate(req: &Request<'_>) -> Outcome<Caller, ApiError> {
         }
     };
     if state.users_seen.needs_upsert(&identity) {
-        if let Err(err) = store::users::upsert_seen(
-            &state.db,
-            &identity.sub,
-            identity.preferred_username.as_deref(),
-            identity.email.as_deref(),
-        )
-        .await
-        {
+        if let Err(err) = store_user(state, &identity).await {
             return fail(req, err.into());
         }
         state.users_seen.remember(&identity);
     }
+    let caller = Caller {
+        sub: identity.sub,
+        preferred_username: identity.preferred_username,
+        email: identity.email,
+        is_platform_admin: identity.is_platform_admin,
+        expires_at: identity.expires_at,
+        service_account: None,
+    };
+    rate_limited(req, state, caller)
+}
+
+/// Admits `caller` unless this is a write over its rate limit; records it as the actor.
+fn rate_limited(req: &Request<'_>, state: &AppState, caller: Caller) -> Outcome<Caller, ApiError> {
+    crate::audit::set_actor(caller.actor());
     // Guards may authenticate more than once per request; the write is counted once.
     let counted = req.local_cache(|| RateCounted(std::sync::atomic::AtomicBool::new(false)));
     if is_write(req) && !counted.0.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        if let Err(wait) = state.write_limiter.check(&identity.sub) {
-            tracing::info!(sub = %identity.sub, path = %req.uri(), "write rate limited");
+        if let Err(wait) = state.write_limiter.check(&caller.sub) {
+            tracing::info!(sub = %caller.sub, path = %req.uri(), "write rate limited");
             return fail(
                 req,
                 ApiError::RateLimited {
@@ -90,12 +132,70 @@ pub async fn authenticate(req: &Request<'_>) -> Outcome<Caller, ApiError> {
             );
         }
     }
-    Outcome::Success(Caller {
-        sub: identity.sub,
-        preferred_username: identity.preferred_username,
-        email: identity.email,
-        is_platform_admin: identity.is_platform_admin,
-        expires_at: identity.expires_at,
+    Outcome::Success(caller)
+}
+
+/// Stores a user on first sight in this process: a user never seen before gets its row and a
+/// `user.sign_in` audit row in one transaction; a known one has its profile refreshed.
+async fn store_user(
+    state: &AppState,
+    identity: &crate::auth::Identity,
+) -> Result<(), sea_orm::DbErr> {
+    let known = store::users::find_by_sub(&state.db, &identity.sub).await?;
+    let txn = store::begin_write(&state.db).await?;
+    store::users::upsert_seen(
+        &txn,
+        &identity.sub,
+        identity.preferred_username.as_deref(),
+        identity.email.as_deref(),
+    )
+    .await?;
+    if known.is_none() {
+        crate::audit::record_sign_in(&txn, &identity.sub).await?;
+    }
+    txn.commit().await
+}
+
+/// The hex SHA-256 of an API key, as stored.
+pub fn key_hash(key: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        key.as_bytes(),
+    ))
+}
+
+/// Authenticates an API key (`gtk_…`): a live, unexpired service account, or 401.
+async fn authenticate_key(state: &AppState, key: &str) -> Result<Caller, ApiError> {
+    let account = store::service_accounts::find_by_key_hash(&state.db, &key_hash(key))
+        .await?
+        .ok_or_else(|| {
+            tracing::info!(reason = "unknown or revoked API key", "request refused");
+            ApiError::Unauthorized
+        })?;
+    let now = store::now();
+    if account.expires_at.is_some_and(|at| at <= now) {
+        tracing::info!(account = %account.id, reason = "expired API key", "request refused");
+        return Err(ApiError::Unauthorized);
+    }
+    if account
+        .last_used_at
+        .is_none_or(|at| now - at >= LAST_USED_RESOLUTION)
+    {
+        store::service_accounts::touch(&state.db, account.id, now).await?;
+    }
+    Ok(Caller {
+        sub: format!("service-account:{}", account.id),
+        preferred_username: Some(account.name.clone()),
+        email: None,
+        is_platform_admin: false,
+        expires_at: account
+            .expires_at
+            .map_or(u64::MAX, |at| at.timestamp().max(0) as u64),
+        service_account: Some(ServiceAccountCaller {
+            id: account.id,
+            org_id: account.org_id,
+            role: account.role(),
+        }),
     })
 }
 
@@ -142,7 +242,9 @@ documented_as_bearer!(Caller);
 pub fn bearer_security() -> RequestHeaderInput {
     let scheme = SecurityScheme {
         description: Some(
-            "Keycloak access token (or `gantry dev-token` in embedded mode).".to_owned(),
+            "Keycloak access token (or `gantry dev-token` in embedded mode), or a service \
+             account's API key (`gtk_…`)."
+                .to_owned(),
         ),
         data: SecuritySchemeData::Http {
             scheme: "bearer".to_owned(),

@@ -12,7 +12,7 @@ pub mod token_cache;
 pub mod validator;
 
 pub use access::{Admin, Member, OrgAccess, Owner, PlatformAdmin, Viewer};
-pub use guard::Caller;
+pub use guard::{Caller, ServiceAccountCaller};
 pub use validator::{Identity, TokenValidator};
 
 /// Realm role that makes a user a platform admin.

@@ -91,6 +91,8 @@ pub struct Config {
     pub allow_dev_auth_on_network: bool,
     /// `GANTRY_METRICS_PORT`: serve `/metrics` on this port (and not on `ROCKET_PORT`).
     pub metrics_port: Option<u16>,
+    /// `GANTRY_AUDIT_RETENTION`: audit rows are kept this long (default 400d).
+    pub audit_retention: Duration,
 }
 
 /// A configuration value that cannot be used; the message names the variable.
@@ -526,6 +528,11 @@ impl Config {
             limits,
             allow_dev_auth_on_network,
             metrics_port,
+            audit_retention: duration(
+                &var,
+                "GANTRY_AUDIT_RETENTION",
+                Duration::from_secs(400 * 24 * 3600),
+            )?,
         })
     }
 

@@ -1,5 +1,6 @@
 //! Newtypes and pure rules: names, roles, graphs, Kubernetes values. No I/O lives here.
 
+pub mod audit;
 pub mod backup;
 pub mod git_target;
 pub mod graph;

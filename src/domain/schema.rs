@@ -1,4 +1,5 @@
-//! JSON Schema pieces for the API document that `schemars` derives cannot express alone.
+//! JSON Schema pieces for the API document that `schemars` derives cannot express alone, and
+//! the serde helper for PATCH fields that `null` clears.
 
 /// A string schema limited to `values` (for `#[schemars(schema_with)]` on `String` fields), so
 /// the document lists the same values the handlers check.
@@ -8,4 +9,13 @@ pub fn string_enum(values: &[&str]) -> schemars::schema::Schema {
         enum_values: Some(values.iter().map(|v| serde_json::json!(v)).collect()),
         ..Default::default()
     })
+}
+
+/// Tells a field sent as `null` (`Some(None)`: clear it) from one left out (`None`: keep it).
+pub fn present_or_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(<Option<String> as serde::Deserialize>::deserialize(
+        deserializer,
+    )?))
 }

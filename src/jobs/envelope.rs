@@ -31,9 +31,23 @@ impl JobEnvelope {
     }
 }
 
-/// A command event's job arguments: its type and data (`{"event_type", "data"}`).
-pub fn command_args(event_type: &str, data: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({ "event_type": event_type, "data": data })
+/// A command event's job arguments: its type, data and the request that caused it
+/// (`{"event_type", "data", "request_id"}`; the runtime runs the job in that request's scope,
+/// so the events it records carry the id too).
+pub fn command_args(
+    event_type: &str,
+    data: serde_json::Value,
+    request_id: Option<String>,
+) -> serde_json::Value {
+    match request_id {
+        Some(id) => serde_json::json!({ "event_type": event_type, "data": data, "request_id": id }),
+        None => serde_json::json!({ "event_type": event_type, "data": data }),
+    }
+}
+
+/// The request id a job's arguments carry, if any.
+pub fn request_id_of(args: &serde_json::Value) -> Option<String> {
+    args.get("request_id")?.as_str().map(str::to_owned)
 }
 
 /// A command event's job arguments as a job kind reads them: `{"event_type", "data"}`, with

@@ -338,7 +338,14 @@ impl Runner {
         let busy = metrics.worker_busy.with_label_values(&[queue]);
         busy.inc();
         let started = Instant::now();
-        let result = self.kind.handle(&self.ctx, job).await;
+        // The job runs in the scope of the request that caused it: its events carry that id.
+        let result = match super::envelope::request_id_of(&job.args) {
+            Some(request_id) => {
+                let scope = std::sync::Arc::new(crate::audit::RequestScope::job(request_id));
+                crate::audit::scoped(scope, self.kind.handle(&self.ctx, job)).await
+            }
+            None => self.kind.handle(&self.ctx, job).await,
+        };
         busy.dec();
         metrics
             .job_duration_seconds

@@ -96,11 +96,27 @@ pub enum EventType {
     RestoreSucceeded,
     /// A restore failed or was refused (see its `error`).
     RestoreFailed,
+    /// A team was created.
+    TeamCreated,
+    /// A team's name or description changed.
+    TeamUpdated,
+    /// A team was deleted (with its memberships and project roles; its projects' bindings are
+    /// re-applied without it).
+    TeamDeleted,
+    /// A user was put in a team.
+    TeamMemberAdded,
+    /// A user was taken out of a team.
+    TeamMemberRemoved,
+    /// A team was given a role on a project (or its role changed); the project's bindings are
+    /// re-applied.
+    TeamProjectAssigned,
+    /// A team's role on a project was removed; the project's bindings are re-applied.
+    TeamProjectUnassigned,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 40] = [
+    pub const ALL: [EventType; 47] = [
         EventType::OrgCreated,
         EventType::OrgUpdated,
         EventType::OrgDeleted,
@@ -141,6 +157,13 @@ impl EventType {
         EventType::RestoreStarted,
         EventType::RestoreSucceeded,
         EventType::RestoreFailed,
+        EventType::TeamCreated,
+        EventType::TeamUpdated,
+        EventType::TeamDeleted,
+        EventType::TeamMemberAdded,
+        EventType::TeamMemberRemoved,
+        EventType::TeamProjectAssigned,
+        EventType::TeamProjectUnassigned,
     ];
 
     /// The wire name (`const`, so job kinds can list their command events in constants).
@@ -186,6 +209,13 @@ impl EventType {
             EventType::RestoreStarted => "restore.started",
             EventType::RestoreSucceeded => "restore.succeeded",
             EventType::RestoreFailed => "restore.failed",
+            EventType::TeamCreated => "team.created",
+            EventType::TeamUpdated => "team.updated",
+            EventType::TeamDeleted => "team.deleted",
+            EventType::TeamMemberAdded => "team.member_added",
+            EventType::TeamMemberRemoved => "team.member_removed",
+            EventType::TeamProjectAssigned => "team.project_assigned",
+            EventType::TeamProjectUnassigned => "team.project_unassigned",
         }
     }
 
@@ -235,6 +265,13 @@ impl EventType {
             | EventType::RestoreStarted
             | EventType::RestoreSucceeded
             | EventType::RestoreFailed => "restore",
+            EventType::TeamCreated
+            | EventType::TeamUpdated
+            | EventType::TeamDeleted
+            | EventType::TeamMemberAdded
+            | EventType::TeamMemberRemoved
+            | EventType::TeamProjectAssigned
+            | EventType::TeamProjectUnassigned => "team",
         }
     }
 }
@@ -285,6 +322,10 @@ pub struct Envelope {
     pub occurred_at: DateTime<Utc>,
     /// Event-specific data.
     pub data: Value,
+    /// The `X-Request-Id` of the API request that caused the event (directly, or through the
+    /// job that recorded it); absent for events of scheduled work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl From<&StoredEvent> for Envelope {
@@ -299,6 +340,7 @@ impl From<&StoredEvent> for Envelope {
             },
             occurred_at: event.created_at,
             data: event.payload.clone(),
+            request_id: event.request_id.clone(),
         }
     }
 }
@@ -313,6 +355,7 @@ pub async fn record(
     data: impl Serialize,
 ) -> Result<StoredEvent, DbErr> {
     let payload = serde_json::to_value(data).map_err(|e| DbErr::Json(e.to_string()))?;
+    crate::audit::note_event(org_id, event_type.aggregate_type(), aggregate_id, &payload);
     let mut stored = outbox_store::insert_all(
         db,
         vec![NewEvent {

@@ -98,6 +98,41 @@ impl ChannelInput {
     }
 }
 
+/// Body of `PATCH …/alert-channels/{id}`: the fields to change (the kind cannot change; the
+/// result is validated as a whole, as on create).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPatch {
+    /// New display name.
+    pub name: Option<String>,
+    /// New URL (`webhook`, `slack`, `pagerduty`).
+    pub url: Option<String>,
+    /// New recipients (`email`).
+    pub to: Option<Vec<String>>,
+    /// New routing key (`pagerduty`).
+    pub routing_key: Option<String>,
+}
+
+impl ChannelPatch {
+    /// The channel's create input with this patch applied.
+    pub fn apply_to(self, channel: &Channel) -> ChannelInput {
+        let config = &channel.config;
+        ChannelInput {
+            name: self.name.unwrap_or_else(|| channel.name.clone()),
+            kind: channel.kind.clone(),
+            url: self
+                .url
+                .or_else(|| config["url"].as_str().map(str::to_owned)),
+            to: self
+                .to
+                .or_else(|| serde_json::from_value(config["to"].clone()).ok()),
+            routing_key: self
+                .routing_key
+                .or_else(|| config["routing_key"].as_str().map(str::to_owned)),
+        }
+    }
+}
+
 /// An alert channel (a `webhook` channel's secret is shown only when it is created).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ChannelView {
@@ -201,6 +236,54 @@ impl RuleInput {
             repeat_interval_secs,
             group_wait_secs,
         })
+    }
+}
+
+/// Body of `PATCH …/alert-rules/{id}`: the fields to change. Giving `check_id` turns a label
+/// rule into a per-check rule and `labels` the reverse; the result is validated as on create.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RulePatch {
+    /// The check (replaces `labels`).
+    pub check_id: Option<Uuid>,
+    /// Labels (replace `check_id`).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Alert channel ids (at least one).
+    #[schemars(length(min = 1))]
+    pub channels: Option<Vec<Uuid>>,
+    /// Notify on resolution too.
+    pub send_on_resolved: Option<bool>,
+    /// Re-notify an unacknowledged open incident this often.
+    pub repeat_interval: Option<DurationInput>,
+    /// Incidents opened within this go out as one notification.
+    pub group_wait: Option<DurationInput>,
+}
+
+impl RulePatch {
+    /// The rule's create input with this patch applied.
+    pub fn apply_to(self, rule: &Rule) -> RuleInput {
+        let (check_id, labels) = match (self.check_id, self.labels) {
+            (None, None) => (
+                rule.check_id,
+                rule.labels
+                    .clone()
+                    .and_then(|l| serde_json::from_value(l).ok()),
+            ),
+            given => given,
+        };
+        RuleInput {
+            check_id,
+            labels,
+            channels: self.channels.unwrap_or_else(|| rule.channel_ids()),
+            send_on_resolved: Some(self.send_on_resolved.unwrap_or(rule.send_on_resolved)),
+            repeat_interval: Some(self.repeat_interval.unwrap_or_else(|| {
+                DurationInput::Seconds(rule.repeat_interval_secs.max(0) as u64)
+            })),
+            group_wait: Some(
+                self.group_wait
+                    .unwrap_or_else(|| DurationInput::Seconds(rule.group_wait_secs.max(0) as u64)),
+            ),
+        }
     }
 }
 
@@ -324,6 +407,64 @@ impl WindowInput {
             check_ids: self.check_ids,
             labels: self.labels.map(|l| serde_json::json!(l)),
         })
+    }
+}
+
+/// Body of `PATCH …/maintenance-windows/{id}`: the fields to change. `ends_at` replaces the
+/// length and `duration` the end; `check_ids` replaces `labels` and the reverse; `recurrence:
+/// null` makes the window one-off. The result is validated as on create.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New start.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// New end.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// New length.
+    pub duration: Option<DurationInput>,
+    /// New cron schedule (`null` clears it).
+    #[serde(default, deserialize_with = "crate::domain::schema::present_or_null")]
+    #[schemars(with = "Option<String>")]
+    pub recurrence: Option<Option<String>>,
+    /// Checks covered (replaces `labels`).
+    pub check_ids: Option<Vec<Uuid>>,
+    /// Labels covered (replace `check_ids`).
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl WindowPatch {
+    /// The window's create input with this patch applied.
+    pub fn apply_to(self, w: &Window) -> WindowInput {
+        let starts_at = self.starts_at.unwrap_or(w.starts_at);
+        let (ends_at, duration) = match (self.ends_at, self.duration) {
+            (None, None) => (
+                None,
+                Some(DurationInput::Seconds(w.duration_secs.max(0) as u64)),
+            ),
+            given => given,
+        };
+        let (check_ids, labels) = match (self.check_ids, self.labels) {
+            (None, None) => (
+                w.check_ids
+                    .clone()
+                    .and_then(|v| serde_json::from_value(v).ok()),
+                w.labels
+                    .clone()
+                    .and_then(|v| serde_json::from_value(v).ok()),
+            ),
+            given => given,
+        };
+        WindowInput {
+            name: self.name.unwrap_or_else(|| w.name.clone()),
+            starts_at,
+            ends_at,
+            duration,
+            recurrence: self.recurrence.unwrap_or_else(|| w.recurrence.clone()),
+            check_ids,
+            labels,
+        }
     }
 }
 

@@ -206,6 +206,20 @@ pub async fn list_channels(
     .await
 }
 
+/// Renames a channel and/or replaces its config.
+pub async fn update_channel(
+    db: &impl ConnectionTrait,
+    channel: Channel,
+    name: &str,
+    config: serde_json::Value,
+) -> Result<Channel, DbErr> {
+    let mut row: channel_entity::ActiveModel = channel.into();
+    row.name = Set(name.to_owned());
+    row.config = Set(config);
+    row.updated_at = Set(now());
+    row.update(db).await
+}
+
 /// Soft-deletes a channel.
 pub async fn delete_channel(db: &impl ConnectionTrait, channel: Channel) -> Result<Channel, DbErr> {
     super::soft_delete::<channel_entity::Entity>(db, channel).await
@@ -283,6 +297,23 @@ pub async fn all_rules(db: &impl ConnectionTrait, org_id: Uuid) -> Result<Vec<Ru
     super::live_in_org::<rule_entity::Entity>(org_id)
         .all(db)
         .await
+}
+
+/// Replaces what a rule is made of.
+pub async fn update_rule(
+    db: &impl ConnectionTrait,
+    rule: Rule,
+    new: NewRule,
+) -> Result<Rule, DbErr> {
+    let mut row: rule_entity::ActiveModel = rule.into();
+    row.check_id = Set(new.check_id);
+    row.labels = Set(new.labels);
+    row.channels = Set(serde_json::json!(new.channels));
+    row.send_on_resolved = Set(new.send_on_resolved);
+    row.repeat_interval_secs = Set(new.repeat_interval_secs);
+    row.group_wait_secs = Set(new.group_wait_secs);
+    row.updated_at = Set(now());
+    row.update(db).await
 }
 
 /// Soft-deletes a rule.
@@ -365,6 +396,24 @@ pub async fn all_windows(db: &impl ConnectionTrait, org_id: Uuid) -> Result<Vec<
     super::live_in_org::<window_entity::Entity>(org_id)
         .all(db)
         .await
+}
+
+/// Replaces what a window is made of.
+pub async fn update_window(
+    db: &impl ConnectionTrait,
+    window: Window,
+    new: NewWindow,
+) -> Result<Window, DbErr> {
+    let mut row: window_entity::ActiveModel = window.into();
+    row.name = Set(new.name);
+    row.starts_at = Set(new.starts_at);
+    row.ends_at = Set(new.ends_at);
+    row.duration_secs = Set(new.duration_secs);
+    row.recurrence = Set(new.recurrence);
+    row.check_ids = Set(new.check_ids.map(|ids| serde_json::json!(ids)));
+    row.labels = Set(new.labels);
+    row.updated_at = Set(now());
+    row.update(db).await
 }
 
 /// Soft-deletes a window.

@@ -40,6 +40,7 @@ macro_rules! soft_deleted {
 }
 
 pub mod alerts;
+pub mod audit;
 pub mod backups;
 pub mod codegen;
 pub mod health_checks;
@@ -50,7 +51,10 @@ pub mod orgs;
 pub mod outbox;
 pub mod paging;
 pub mod projects;
+pub mod scope;
 pub mod secrets;
+pub mod service_accounts;
+pub mod teams;
 pub mod users;
 pub mod webhooks;
 pub mod workspaces;

@@ -48,6 +48,8 @@ pub mod entity {
         pub lease_owner: Option<String>,
         /// When the current lease lapses.
         pub lease_expires_at: Option<DateTimeUtc>,
+        /// The `X-Request-Id` of the request (or the job) that caused the event.
+        pub request_id: Option<String>,
     }
 
     /// No relations are declared; queries join explicitly.
@@ -98,6 +100,8 @@ pub async fn insert_all(
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    // The request's audit row goes in first: nothing else should wait on the outbox lock.
+    super::scope::record_write(db).await?;
     lock_writes(db).await?;
     let created_at = now();
     let mut stored = Vec::with_capacity(events.len());
@@ -121,6 +125,8 @@ fn new_row(event: NewEvent, created_at: chrono::DateTime<chrono::Utc>) -> entity
         attempts: Set(0),
         lease_owner: Set(None),
         lease_expires_at: Set(None),
+        // The request (or job) this task works for; see `store::scope`.
+        request_id: Set(super::scope::request_id()),
         ..Default::default()
     }
 }
@@ -134,7 +140,7 @@ pub async fn insert_bulk(db: &impl ConnectionTrait, events: Vec<NewEvent>) -> Re
     lock_writes(db).await?;
     let created_at = now();
     let mut events = events.into_iter().peekable();
-    // 1,000 rows × 11 columns stays under both backends' bind-parameter limits.
+    // 1,000 rows × 12 columns stays under both backends' bind-parameter limits.
     while events.peek().is_some() {
         let chunk: Vec<entity::ActiveModel> = events
             .by_ref()

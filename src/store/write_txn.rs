@@ -37,8 +37,10 @@ pub struct WriteTxn {
 }
 
 impl WriteTxn {
-    /// Commits, then lets the next writer go.
+    /// Records the current API write's audit row in this transaction (once per request; see
+    /// [`super::scope`]), commits, then lets the next writer go.
     pub async fn commit(self) -> Result<(), DbErr> {
+        super::scope::record_write(&self.txn).await?;
         self.txn.commit().await
     }
 

@@ -8,6 +8,7 @@
 //! scheduler); the health poller runs the `health` periodic tasks (poller, notifier,
 //! retention).
 
+pub mod audit_retention;
 pub mod backoff;
 pub mod backup;
 pub mod codegen;

@@ -181,7 +181,11 @@ impl OutboxPublisher {
                     attempt: 1,
                     retry_base: 0,
                     enqueued_at: now,
-                    args: crate::jobs::command_args(&event.event_type, event.payload.clone()),
+                    args: crate::jobs::command_args(
+                        &event.event_type,
+                        event.payload.clone(),
+                        event.request_id.clone(),
+                    ),
                     run_after: None,
                 });
             }

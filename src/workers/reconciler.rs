@@ -123,7 +123,7 @@ pub async fn reconcile_once(
                 attempt: 1,
                 retry_base: 0,
                 enqueued_at: store::now(),
-                args: crate::jobs::command_args(probe::EVENT_TYPE, event.payload),
+                args: crate::jobs::command_args(probe::EVENT_TYPE, event.payload, None),
                 run_after: None,
             })
             .collect();
@@ -212,7 +212,11 @@ async fn requeue_commands(
                 attempt: 1,
                 retry_base: 0,
                 enqueued_at: store::now(),
-                args: crate::jobs::command_args(event_type.as_str(), event.payload),
+                args: crate::jobs::command_args(
+                    event_type.as_str(),
+                    event.payload,
+                    event.request_id,
+                ),
                 run_after: None,
             });
         }

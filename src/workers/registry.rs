@@ -16,8 +16,8 @@
 //! A new role also needs its variant in [`WorkerName`].
 
 use super::{
-    backup, codegen, health, outbox_publisher, periodic, probe, reconciler, vcluster,
-    webhook_sender,
+    audit_retention, backup, codegen, health, outbox_publisher, periodic, probe, reconciler,
+    vcluster, webhook_sender,
 };
 use super::{WorkerContext, WorkerName};
 use crate::jobs::{Job, JobKind};
@@ -129,6 +129,11 @@ pub static PERIODIC_TASKS: &[PeriodicEntry] = &[
         WorkerName::OutboxPublisher,
         reconciler::WorkspaceGauges,
         reconciler::WorkspaceGauges::new
+    ),
+    periodic_task!(
+        WorkerName::OutboxPublisher,
+        audit_retention::AuditRetention,
+        audit_retention::AuditRetention::new
     ),
     periodic_task!(
         WorkerName::HealthPoller,

@@ -83,3 +83,24 @@ test("a failing token provider fails the call before anything is sent", async ()
   const empty = createGantryClient({ baseUrl: gantry.baseUrl, token: async () => "  " });
   await assert.rejects(empty.GET("/v1/me"), /empty token/);
 });
+
+test("a service account's API key authenticates like a token, in its own organization", async () => {
+  const owner = createGantryClient({ baseUrl: gantry.baseUrl, token: gantry.token });
+  const slug = `sa-${Date.now()}`;
+  const org = await unwrap(owner.POST("/v1/orgs", { body: { name: slug, slug } }));
+  const account = await unwrap(owner.POST("/v1/orgs/{org_id}/service-accounts", {
+    params: { path: { org_id: org.id } },
+    body: { name: "ci", role: "member" },
+  }));
+  assert.match(account.key, /^gtk_/);
+
+  const ci = createGantryClient({ baseUrl: gantry.baseUrl, token: account.key });
+  const projects = await unwrap(ci.GET("/v1/orgs/{org_id}/projects", { params: { path: { org_id: org.id } } }));
+  assert.deepEqual(projects.items, []);
+
+  await unwrap(owner.DELETE("/v1/orgs/{org_id}/service-accounts/{account_id}", {
+    params: { path: { org_id: org.id, account_id: account.id } },
+  }));
+  const { error, response } = await ci.GET("/v1/me");
+  assertUnauthorized(response.status, response, error);
+});

@@ -9,7 +9,8 @@ use super::body::JsonBody;
 use super::pagination::{page_request, Cursor, Limit, Page, Strict};
 use super::responses::{Accepted, NoContent};
 use crate::app::AppState;
-use crate::auth::{Member, OrgAccess, Viewer};
+use crate::auth::{OrgAccess, Viewer};
+use crate::domain::Role;
 use crate::error::ApiError;
 pub use crate::resources::codegen::{
     CodegenError, CodegenJobView, CodegenStatus, CodegenTarget, Engine, GitTargetSpec, Timings,
@@ -62,17 +63,21 @@ pub struct ArtifactList {
     pub items: Vec<ArtifactView>,
 }
 
-/// Submit a codegen job (member+): answers 202 with status `pending`.
+/// Submit a codegen job (member+, or a team's member role on the project): answers 202 with
+/// status `pending`.
 #[openapi(tag = "Codegen")]
 #[post("/v1/orgs/<org_id>/codegen-jobs", data = "<body>")]
 pub async fn create_codegen_job(
     state: &State<AppState>,
-    access: OrgAccess<Member>,
+    access: OrgAccess<Viewer>,
     org_id: Uuid,
     body: JsonBody<CreateCodegenJob>,
 ) -> Result<Accepted<CodegenJobView>, ApiError> {
     let txn = store::begin_write(&state.db).await?;
-    access.lock(&txn).await?;
+    let access = access.lock(&txn).await?;
+    access
+        .require_on_project(&txn, body.0.project_id, Role::Member)
+        .await?;
     let max = state.limits.codegen_pending_per_org;
     if store::codegen::count_unfinished(&txn, org_id).await? >= max {
         return Err(ApiError::InFlightQuotaExceeded(format!(
@@ -155,12 +160,15 @@ pub async fn get_codegen_job(
 #[post("/v1/orgs/<org_id>/codegen-jobs/<job_id>/cancel")]
 pub async fn cancel_codegen_job(
     state: &State<AppState>,
-    _access: OrgAccess<Member>,
+    access: OrgAccess<Viewer>,
     org_id: Uuid,
     job_id: Uuid,
 ) -> Result<Accepted<CodegenJobView>, ApiError> {
     let txn = store::begin_write(&state.db).await?;
     let job = live_job_for_update(&txn, org_id, job_id).await?;
+    access
+        .require_on_project(&txn, job.project_id, Role::Member)
+        .await?;
     let view = crate::resources::codegen::request_cancel(&txn, job).await?;
     txn.commit().await?;
     Ok(Accepted {
@@ -175,12 +183,15 @@ pub async fn cancel_codegen_job(
 #[delete("/v1/orgs/<org_id>/codegen-jobs/<job_id>")]
 pub async fn delete_codegen_job(
     state: &State<AppState>,
-    _access: OrgAccess<Member>,
+    access: OrgAccess<Viewer>,
     org_id: Uuid,
     job_id: Uuid,
 ) -> Result<NoContent, ApiError> {
     let txn = store::begin_write(&state.db).await?;
     let job = live_job_for_update(&txn, org_id, job_id).await?;
+    access
+        .require_on_project(&txn, job.project_id, Role::Member)
+        .await?;
     store::codegen::transition(
         &txn,
         job,

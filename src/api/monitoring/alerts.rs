@@ -6,11 +6,16 @@ use crate::api::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Admin, OrgAccess};
 use crate::error::ApiError;
-use crate::resources::alerts::{ChannelInput, ChannelTestView, ChannelView, RuleInput, RuleView};
-use crate::store::{self, alerts::Channel};
+use crate::resources::alerts::{
+    ChannelInput, ChannelPatch, ChannelTestView, ChannelView, RuleInput, RulePatch, RuleView,
+};
+use crate::store::{
+    self,
+    alerts::{Channel, NewRule, Rule},
+};
 use crate::workers::health::channels::{AlertItem, ChannelSender};
 use rocket::serde::json::Json;
-use rocket::{delete, get, post, State};
+use rocket::{delete, get, patch, post, State};
 use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
@@ -54,6 +59,7 @@ pub async fn create_channel(
         secret.clone(),
     )
     .await?;
+    crate::audit::target("alert_channel", channel.id);
     txn.commit().await?;
     let mut view = ChannelView::from(&channel);
     view.secret = secret;
@@ -141,6 +147,70 @@ pub async fn test_channel(
     }))
 }
 
+/// 422 unless every channel and the check of `rule` exist in the organization.
+async fn check_rule_refs(
+    db: &impl sea_orm::ConnectionTrait,
+    org_id: Uuid,
+    rule: &NewRule,
+) -> Result<(), ApiError> {
+    for (i, channel) in rule.channels.iter().enumerate() {
+        if store::alerts::find_channel(db, org_id, *channel)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::invalid(
+                format!("/channels/{i}"),
+                "no such alert channel",
+            ));
+        }
+    }
+    if let Some(check) = rule.check_id {
+        if store::health_checks::find_live(db, org_id, check)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::invalid("/check_id", "no such health check"));
+        }
+    }
+    Ok(())
+}
+
+async fn live_rule(
+    db: &impl sea_orm::ConnectionTrait,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Rule, ApiError> {
+    store::alerts::find_rule(db, org_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Change an alert channel's name or destination (admin+); its kind and secret stay.
+#[openapi(tag = "Alerting")]
+#[patch("/v1/orgs/<org_id>/alert-channels/<channel_id>", data = "<body>")]
+pub async fn update_channel(
+    state: &State<AppState>,
+    access: OrgAccess<Admin>,
+    org_id: Uuid,
+    channel_id: Uuid,
+    body: JsonBody<ChannelPatch>,
+) -> Result<Json<ChannelView>, ApiError> {
+    let channel = live_channel(&state.db, org_id, channel_id).await?;
+    let input = body.0.apply_to(&channel);
+    let config = input
+        .validate(&state.outbound, state.health.smtp_url.is_some())
+        .await?;
+    let txn = store::begin_write(&state.db).await?;
+    access.recheck(&txn).await?;
+    let channel = live_channel(&txn, org_id, channel_id).await?;
+    let before = ChannelView::from(&channel);
+    let channel = store::alerts::update_channel(&txn, channel, input.name.trim(), config).await?;
+    let view = ChannelView::from(&channel);
+    crate::audit::changes(Some(&before), Some(&view));
+    txn.commit().await?;
+    Ok(Json(view))
+}
+
 /// Create an alert rule (admin+): for one check or for every check carrying some labels.
 #[openapi(tag = "Alerting")]
 #[post("/v1/orgs/<org_id>/alert-rules", data = "<body>")]
@@ -153,26 +223,9 @@ pub async fn create_rule(
     let rule = body.0.validate()?;
     let txn = store::begin_write(&state.db).await?;
     access.recheck(&txn).await?;
-    for (i, channel) in rule.channels.iter().enumerate() {
-        if store::alerts::find_channel(&txn, org_id, *channel)
-            .await?
-            .is_none()
-        {
-            return Err(ApiError::invalid(
-                format!("/channels/{i}"),
-                "no such alert channel",
-            ));
-        }
-    }
-    if let Some(check) = rule.check_id {
-        if store::health_checks::find_live(&txn, org_id, check)
-            .await?
-            .is_none()
-        {
-            return Err(ApiError::invalid("/check_id", "no such health check"));
-        }
-    }
+    check_rule_refs(&txn, org_id, &rule).await?;
     let rule = store::alerts::insert_rule(&txn, org_id, rule).await?;
+    crate::audit::target("alert_rule", rule.id);
     txn.commit().await?;
     Ok(Created {
         location: format!("/v1/orgs/{org_id}/alert-rules/{}", rule.id),
@@ -218,15 +271,54 @@ pub async fn delete_rule(
     Ok(NoContent)
 }
 
+/// Get one alert rule (admin+).
+#[openapi(tag = "Alerting")]
+#[get("/v1/orgs/<org_id>/alert-rules/<rule_id>")]
+pub async fn get_rule(
+    state: &State<AppState>,
+    _access: OrgAccess<Admin>,
+    org_id: Uuid,
+    rule_id: Uuid,
+) -> Result<Json<RuleView>, ApiError> {
+    let rule = live_rule(&state.db, org_id, rule_id).await?;
+    Ok(Json(RuleView::from(&rule)))
+}
+
+/// Change an alert rule (admin+): its target (`check_id` or `labels`), channels or timings.
+#[openapi(tag = "Alerting")]
+#[patch("/v1/orgs/<org_id>/alert-rules/<rule_id>", data = "<body>")]
+pub async fn update_rule(
+    state: &State<AppState>,
+    access: OrgAccess<Admin>,
+    org_id: Uuid,
+    rule_id: Uuid,
+    body: JsonBody<RulePatch>,
+) -> Result<Json<RuleView>, ApiError> {
+    let txn = store::begin_write(&state.db).await?;
+    access.recheck(&txn).await?;
+    let rule = live_rule(&txn, org_id, rule_id).await?;
+    let before = RuleView::from(&rule);
+    let new = body.0.apply_to(&rule).validate()?;
+    check_rule_refs(&txn, org_id, &new).await?;
+    let rule = store::alerts::update_rule(&txn, rule, new).await?;
+    let view = RuleView::from(&rule);
+    crate::audit::changes(Some(&before), Some(&view));
+    txn.commit().await?;
+    Ok(Json(view))
+}
+
 /// Routes of this module with their OpenAPI spec.
 pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
     openapi_get_routes_spec![
         settings: create_channel,
         list_channels,
         get_channel,
+        update_channel,
         delete_channel,
         test_channel,
         create_rule,
+        get_rule,
+        update_rule,
         list_rules,
         delete_rule
     ]

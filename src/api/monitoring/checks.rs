@@ -57,6 +57,7 @@ pub async fn create_check(
     access.recheck(&txn).await?;
     let check = store::health_checks::insert(&txn, org_id, id, new, first).await?;
     let view = view(&txn, &check).await?;
+    crate::audit::target("health_check", id);
     txn.commit().await?;
     Ok(Created {
         location: format!("/v1/orgs/{org_id}/health-checks/{id}"),

@@ -8,10 +8,10 @@ use crate::api::responses::{Created, NoContent};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
 use crate::error::ApiError;
-use crate::resources::alerts::{WindowInput, WindowView};
+use crate::resources::alerts::{WindowInput, WindowPatch, WindowView};
 use crate::store;
 use rocket::serde::json::Json;
-use rocket::{delete, get, post, State};
+use rocket::{delete, get, patch, post, State};
 use rocket_okapi::okapi::openapi3::OpenApi;
 use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
@@ -30,6 +30,7 @@ pub async fn create_window(
     let txn = store::begin_write(&state.db).await?;
     access.recheck(&txn).await?;
     let window = store::alerts::insert_window(&txn, org_id, window).await?;
+    crate::audit::target("maintenance_window", window.id);
     txn.commit().await?;
     Ok(Created {
         location: format!("/v1/orgs/{org_id}/maintenance-windows/{}", window.id),
@@ -58,6 +59,46 @@ pub async fn list_windows(
     )))
 }
 
+/// Get one maintenance window.
+#[openapi(tag = "Alerting")]
+#[get("/v1/orgs/<org_id>/maintenance-windows/<window_id>")]
+pub async fn get_window(
+    state: &State<AppState>,
+    _access: OrgAccess<Viewer>,
+    org_id: Uuid,
+    window_id: Uuid,
+) -> Result<Json<WindowView>, ApiError> {
+    let window = store::alerts::find_window(&state.db, org_id, window_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(WindowView::new(&window, store::now())))
+}
+
+/// Change a maintenance window (member+): its name, times, recurrence or what it covers.
+#[openapi(tag = "Alerting")]
+#[patch("/v1/orgs/<org_id>/maintenance-windows/<window_id>", data = "<body>")]
+pub async fn update_window(
+    state: &State<AppState>,
+    access: OrgAccess<Member>,
+    org_id: Uuid,
+    window_id: Uuid,
+    body: JsonBody<WindowPatch>,
+) -> Result<Json<WindowView>, ApiError> {
+    let txn = store::begin_write(&state.db).await?;
+    access.recheck(&txn).await?;
+    let window = store::alerts::find_window(&txn, org_id, window_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let now = store::now();
+    let before = WindowView::new(&window, now);
+    let new = body.0.apply_to(&window).validate()?;
+    let window = store::alerts::update_window(&txn, window, new).await?;
+    let view = WindowView::new(&window, now);
+    crate::audit::changes(Some(&before), Some(&view));
+    txn.commit().await?;
+    Ok(Json(view))
+}
+
 /// Delete (end) a maintenance window (member+).
 #[openapi(tag = "Alerting")]
 #[delete("/v1/orgs/<org_id>/maintenance-windows/<window_id>")]
@@ -78,5 +119,11 @@ pub async fn delete_window(
 
 /// Routes of this module with their OpenAPI spec.
 pub fn routes(settings: &OpenApiSettings) -> (Vec<rocket::Route>, OpenApi) {
-    openapi_get_routes_spec![settings: create_window, list_windows, delete_window]
+    openapi_get_routes_spec![
+        settings: create_window,
+        list_windows,
+        get_window,
+        update_window,
+        delete_window
+    ]
 }

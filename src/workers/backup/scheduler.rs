@@ -277,7 +277,11 @@ async fn requeue_stranded(ctx: &WorkerContext) -> Result<usize, SchedulerError> 
                 attempt: 1,
                 retry_base: 0,
                 enqueued_at: store::now(),
-                args: crate::jobs::command_args(event_type.as_str(), event.payload),
+                args: crate::jobs::command_args(
+                    event_type.as_str(),
+                    event.payload,
+                    event.request_id,
+                ),
                 run_after: None,
             });
         }

@@ -87,8 +87,23 @@ const ROLE_BINDINGS: [(&str, &str); 4] = [
     ("viewer", "view"),
 ];
 
-/// The spec a driver gets for a project row.
-pub fn project_spec(ctx: &WorkerContext, workspace: &Workspace, project: &Project) -> ProjectSpec {
+/// Team roles on a project → cluster roles, bound to the OIDC group
+/// `gantry:<org_id>:team:<team>`.
+fn team_cluster_role(role: crate::domain::Role) -> &'static str {
+    match role {
+        crate::domain::Role::Viewer => "view",
+        crate::domain::Role::Member => "edit",
+        crate::domain::Role::Admin | crate::domain::Role::Owner => "admin",
+    }
+}
+
+/// The spec a driver gets for a project row and the teams assigned to it.
+pub fn project_spec(
+    ctx: &WorkerContext,
+    workspace: &Workspace,
+    project: &Project,
+    teams: &[(store::teams::Team, crate::domain::Role)],
+) -> ProjectSpec {
     ProjectSpec {
         workspace: workspace_spec(ctx, workspace),
         project_id: project.id,
@@ -103,6 +118,12 @@ pub fn project_spec(ctx: &WorkerContext, workspace: &Workspace, project: &Projec
                     (*cluster_role).to_owned(),
                 )
             })
+            .chain(teams.iter().map(|(team, role)| {
+                (
+                    format!("gantry:{}:team:{}", project.org_id, team.name),
+                    team_cluster_role(*role).to_owned(),
+                )
+            }))
             .collect(),
     }
 }
@@ -116,7 +137,12 @@ async fn apply_project(
     project: Project,
 ) -> Result<(), JobError> {
     let (new_status, error, event) = match driver
-        .apply_project(&project_spec(ctx, workspace, &project))
+        .apply_project(&project_spec(
+            ctx,
+            workspace,
+            &project,
+            &store::teams::grants_on(&ctx.db, project.id).await?,
+        ))
         .await
     {
         Ok(()) => (ProjectStatus::Ready, None, EventType::ProjectReady),
@@ -160,7 +186,7 @@ async fn project_command(
             apply_project(ctx, driver, &workspace, project).await
         }
         _ => driver
-            .delete_project(&project_spec(ctx, &workspace, &project))
+            .delete_project(&project_spec(ctx, &workspace, &project, &[]))
             .await
             .map_err(JobError::from),
     }
@@ -224,8 +250,45 @@ pub struct Provisioner {
 /// The part of a workspace or project event's data the provisioner reads.
 #[derive(Debug, serde::Deserialize)]
 pub struct Target {
-    /// The workspace or project id.
+    /// The workspace, project or team id.
     pub id: uuid::Uuid,
+    /// The project of a `team.project_*` event.
+    #[serde(default)]
+    pub project_id: Option<uuid::Uuid>,
+}
+
+/// The projects a `team.deleted` event lists (`data.projects`).
+fn projects_of(args: &serde_json::Value) -> Vec<uuid::Uuid> {
+    args["data"]["projects"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|id| id.as_str().and_then(|id| id.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Applies a live, ready project's namespace again (its teams changed). A project not ready
+/// yet gets its teams when it is created; one in a workspace not ready, when that is.
+async fn reapply_project(
+    ctx: &WorkerContext,
+    driver: &dyn KubeDriver,
+    project_id: uuid::Uuid,
+) -> Result<(), JobError> {
+    let Some(project) = store::projects::find_any(&ctx.db, project_id).await? else {
+        return Ok(());
+    };
+    if project.deleted_at.is_some() || project.status != ProjectStatus::Ready {
+        return Ok(());
+    }
+    let Some(workspace) = ws_store::find_any(&ctx.db, project.workspace_id).await? else {
+        return Ok(());
+    };
+    if workspace.status != WorkspaceStatus::Ready {
+        return Ok(());
+    }
+    apply_project(ctx, driver, &workspace, project).await
 }
 
 impl Provisioner {
@@ -485,6 +548,9 @@ impl Job for Provisioner {
         EventType::WorkspaceDeletionRequested,
         EventType::ProjectCreated,
         EventType::ProjectDeleted,
+        EventType::TeamProjectAssigned,
+        EventType::TeamProjectUnassigned,
+        EventType::TeamDeleted,
     ];
     const DEFAULT_CONCURRENCY: usize = 8;
     type Args = Command<Target>;
@@ -493,11 +559,21 @@ impl Job for Provisioner {
         &self,
         ctx: &WorkerContext,
         args: Self::Args,
-        _job: &JobEnvelope,
+        job: &JobEnvelope,
     ) -> Result<(), JobError> {
         let id = args.data.id;
         let driver = self.driver(ctx).await?;
         match args.event_type {
+            EventType::TeamProjectAssigned | EventType::TeamProjectUnassigned => {
+                let project_id = args.data.project_id.unwrap_or(id);
+                reapply_project(ctx, driver.as_ref(), project_id).await
+            }
+            EventType::TeamDeleted => {
+                for project_id in projects_of(&job.args) {
+                    reapply_project(ctx, driver.as_ref(), project_id).await?;
+                }
+                Ok(())
+            }
             event_type @ (EventType::ProjectCreated | EventType::ProjectDeleted) => {
                 project_command(ctx, driver.as_ref(), event_type, id).await
             }

@@ -357,14 +357,21 @@ impl KubeDriver for SimulatedDriver {
             ),
         ];
         for (group, role) in &project.bindings {
-            // One binding per org role (owner and admin both map to `admin`).
-            let org_role = group.rsplit(':').next().unwrap_or(role);
+            // One binding per org role (owner and admin both map to `admin`) and per team.
+            let name = match group.split_once(":team:") {
+                Some((_, team)) => format!("gantry-team-{team}"),
+                None => format!("gantry-{}", group.rsplit(':').next().unwrap_or(role)),
+            };
             objects.push((
                 "RoleBinding".to_owned(),
-                format!("gantry-{org_role}"),
+                name,
                 json!({"group": group, "clusterRole": role}),
             ));
         }
+        // Bindings are replaced as a set, so a team taken off the project loses its binding.
+        self.delete(id, Some("RoleBinding"), Some(&scope))
+            .await
+            .map_err(db_error)?;
         for (kind, name, spec) in objects {
             self.put(id, &kind, &scope, &name, spec)
                 .await
