@@ -84,6 +84,8 @@ pub async fn build(
     let (api_routes, spec) = api::routes_and_spec();
     let openapi_json = serde_json::to_string_pretty(&spec)?;
     let access_cache = std::sync::Arc::new(crate::auth::access_cache::AccessCache::default());
+    let project_lists =
+        std::sync::Arc::new(crate::resources::list_cache::ProjectListCache::default());
     let state = AppState {
         db: db.clone(),
         validator,
@@ -106,8 +108,13 @@ pub async fn build(
             config.limits.write_burst,
         ),
         open_streams: crate::auth::streams::StreamCounter::default(),
-        event_hub: crate::outbox::hub::EventHub::start(db.clone(), access_cache.clone()),
+        event_hub: crate::outbox::hub::EventHub::start(
+            db.clone(),
+            access_cache.clone(),
+            project_lists.clone(),
+        ),
         access_cache,
+        project_lists,
     };
 
     let console = api::console::ConsoleSettings::new(config)?;
@@ -425,6 +432,9 @@ impl rocket::route::Handler for ScopedHandler {
             rocket::outcome::Outcome::Forward((_, status)) => (status.code, None),
         };
         if let Some(state) = req.rocket().state::<AppState>() {
+            // Committed by now, and the answer has not left: this process forgets the project
+            // lists the request changed, so the client reads its own writes.
+            state.project_lists.forget_changed(&scope.touched());
             if let Err(err) =
                 crate::audit::record_after_response(&state.db, &scope, status, created_id).await
             {

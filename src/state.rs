@@ -41,4 +41,6 @@ pub struct AppState {
     /// Organization access and memberships remembered between requests (forgotten through
     /// the outbox and at every local change).
     pub access_cache: std::sync::Arc<crate::auth::access_cache::AccessCache>,
+    /// Remembered project list pages, forgotten through the outbox.
+    pub project_lists: std::sync::Arc<crate::resources::list_cache::ProjectListCache>,
 }

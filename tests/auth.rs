@@ -392,6 +392,63 @@ async fn removed_members_and_deleted_orgs_are_refused_on_the_next_request() {
     }
 }
 
+/// A remembered project list is forgotten by the change that made it stale, before that
+/// change's answer: the writer reads its own writes.
+#[tokio::test]
+async fn project_lists_are_forgotten_by_the_changes_to_them() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(app) = TestApp::spawn(backend, "project_list_cache").await else {
+            continue;
+        };
+        let owner = app.token("owner");
+        let org = app.create_org(&owner, "list-cache").await;
+        let ws = app.create_workspace(&owner, &org, "dev").await;
+        let web = app.create_project(&owner, &org, &ws, "web").await;
+        let list = format!("/v1/orgs/{org}/projects");
+        let names = || async {
+            let page = app.get(&list, &owner).await;
+            page.assert_status(200);
+            page.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}@{}",
+                        p["name"].as_str().unwrap(),
+                        p["graph_version"].as_i64().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        // The hub must be reading before anything is remembered.
+        common::eventually(Duration::from_secs(10), || async {
+            let first = names().await;
+            (first == ["web@0"])
+                .then_some(())
+                .ok_or(format!("{first:?}"))
+        })
+        .await;
+        assert_eq!(names().await, ["web@0"]);
+        let project = format!("{list}/{web}");
+        app.patch(&project, &owner, json!({"name": "shop"}))
+            .await
+            .assert_status(200);
+        assert_eq!(names().await, ["shop@0"], "{backend:?}: rename");
+        app.put_graph(
+            &owner,
+            &format!("{project}/graph"),
+            json!({"nodes": [], "edges": []}),
+        )
+        .await;
+        assert_eq!(names().await, ["shop@1"], "{backend:?}: graph");
+        app.create_project(&owner, &org, &ws, "api").await;
+        assert_eq!(names().await.len(), 2, "{backend:?}: create");
+        app.delete(&project, &owner).await.assert_status(204);
+        assert_eq!(names().await, ["api@0"], "{backend:?}: delete");
+    }
+}
+
 /// Two server processes on one database: a membership removed through one is refused by the
 /// other once its event hub has read the `member.removed` event (on Postgres, woken by NOTIFY),
 /// though the other had the membership remembered.
@@ -468,6 +525,47 @@ async fn a_change_through_one_server_reaches_the_other_servers_memory() {
         };
         // The second server reads the membership, then remembers it.
         answers(200).await;
+
+        // A project list the second server remembers is forgotten when the first adds one.
+        let listed = |token: &str| {
+            let token = token.to_owned();
+            async move {
+                call(reqwest::Method::GET, projects.clone(), &token, None)
+                    .await
+                    .json::<Value>()
+                    .await
+                    .unwrap()["items"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            }
+        };
+        assert_eq!(listed(&owner).await, 0);
+        assert_eq!(listed(&owner).await, 0);
+        let workspace = call(
+            reqwest::Method::POST,
+            format!("{first}/v1/orgs/{org}/workspaces"),
+            &owner,
+            Some(json!({"name": "dev", "plan": "shared"})),
+        )
+        .await;
+        assert_eq!(workspace.status(), 202);
+        let workspace_id = workspace.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let project = call(
+            reqwest::Method::POST,
+            format!("{first}/v1/orgs/{org}/projects"),
+            &owner,
+            Some(json!({"name": "web", "workspace_id": workspace_id})),
+        )
+        .await;
+        assert_eq!(project.status(), 201);
+        common::eventually(Duration::from_secs(10), || async {
+            let n = listed(&owner).await;
+            (n == 1).then_some(()).ok_or(n)
+        })
+        .await;
 
         let removed = call(
             reqwest::Method::DELETE,

@@ -3,7 +3,7 @@
 use super::body::JsonBody;
 use super::headers::{Header, HeaderSpec};
 use super::pagination::{page_request, Cursor, Limit, Page, Strict};
-use super::responses::{Created, NoContent, Tagged};
+use super::responses::{Created, JsonText, NoContent, Tagged};
 use crate::app::AppState;
 use crate::auth::{Member, OrgAccess, Viewer};
 use crate::domain::DnsLabel;
@@ -199,16 +199,24 @@ pub async fn list_projects(
     workspace_id: Strict<Uuid>,
     limit: Limit,
     cursor: Strict<Cursor<Uuid>>,
-) -> Result<Json<Page<ProjectView>>, ApiError> {
+) -> Result<JsonText<Page<ProjectView>>, ApiError> {
     let workspace_id = workspace_id.get("workspace_id")?;
     let page = page_request(limit, cursor)?;
+    // Platform UIs poll this list: pages are remembered until a project of the org changes.
+    let key = (org_id, workspace_id, page.limit, page.after);
+    if let Some(json) = state.project_lists.page(&key) {
+        return Ok(JsonText::new(json));
+    }
+    let ticket = state.project_lists.ticket(org_id);
     let (rows, more) = store::projects::list(&state.db, org_id, workspace_id, &page).await?;
-    Ok(Json(Page::from_rows(
-        rows,
-        more,
-        |p| p.id,
-        ProjectView::from,
-    )))
+    let answer = Page::from_rows(rows, more, |p| p.id, ProjectView::from);
+    let json: std::sync::Arc<str> = serde_json::to_string(&answer)
+        .map_err(|err| ApiError::Internal(err.into()))?
+        .into();
+    if let Some(ticket) = ticket {
+        state.project_lists.remember(ticket, key, json.clone());
+    }
+    Ok(JsonText::new(json))
 }
 
 /// Get one project.

@@ -38,6 +38,24 @@ pub struct Tagged<T> {
 /// `204 No Content`.
 pub struct NoContent;
 
+/// `200 OK` with JSON already serialized (a remembered answer), documented as `T`.
+pub struct JsonText<T> {
+    /// The JSON text.
+    pub json: std::sync::Arc<str>,
+    /// What the text is.
+    pub of: std::marker::PhantomData<T>,
+}
+
+impl<T> JsonText<T> {
+    /// The answer `json`, which is a serialized `T`.
+    pub fn new(json: std::sync::Arc<str>) -> Self {
+        Self {
+            json,
+            of: std::marker::PhantomData,
+        }
+    }
+}
+
 fn json_with<T: Serialize>(
     req: &Request<'_>,
     body: T,
@@ -115,6 +133,23 @@ impl<T: Serialize + JsonSchema + Send> OpenApiResponderInner for Accepted<T> {
 impl<T: Serialize + JsonSchema + Send> OpenApiResponderInner for Tagged<T> {
     fn responses(gen: &mut OpenApiGenerator) -> rocket_okapi::Result<Responses> {
         json_responses::<T>(gen, 200)
+    }
+}
+
+impl<'r, T> Responder<'r, 'static> for JsonText<T> {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        let body = self.json.to_string();
+        Response::build()
+            .status(Status::Ok)
+            .header(rocket::http::ContentType::JSON)
+            .sized_body(body.len(), std::io::Cursor::new(body))
+            .ok()
+    }
+}
+
+impl<T: Serialize + JsonSchema + Send> OpenApiResponderInner for JsonText<T> {
+    fn responses(gen: &mut OpenApiGenerator) -> rocket_okapi::Result<Responses> {
+        <Json<T> as OpenApiResponderInner>::responses(gen)
     }
 }
 

@@ -4,6 +4,7 @@
 //! up from the database by its cursor, and again whenever it falls behind the broadcast.
 
 use crate::auth::access_cache::AccessCache;
+use crate::resources::list_cache::ProjectListCache;
 use crate::store::outbox::{self as outbox_store, StoredEvent};
 use sea_orm::{DatabaseBackend, DatabaseConnection};
 use std::sync::{Arc, Weak};
@@ -28,14 +29,23 @@ pub struct EventHub {
 impl EventHub {
     /// Starts the hub's reader on the current runtime; it stops when the last hub is dropped.
     /// Every event it reads also passes through `access` (organization and membership changes
-    /// made by any process invalidate it), which it trusts only while it reads.
-    pub fn start(db: DatabaseConnection, access: Arc<AccessCache>) -> Self {
+    /// made by any process invalidate it) and `lists` (project changes forget their
+    /// organization's pages), which are trusted only while it reads.
+    pub fn start(
+        db: DatabaseConnection,
+        access: Arc<AccessCache>,
+        lists: Arc<ProjectListCache>,
+    ) -> Self {
         let (sender, _) = broadcast::channel(HUB_CAPACITY);
         let sender = Arc::new(sender);
         let weak = Arc::downgrade(&sender);
         tokio::spawn(async move {
-            feed(db, weak, &access).await;
-            access.set_trusted(false);
+            let caches = Caches {
+                access: &access,
+                lists: &lists,
+            };
+            feed(db, weak, caches).await;
+            caches.set_trusted(false);
         });
         Self { sender }
     }
@@ -46,11 +56,30 @@ impl EventHub {
     }
 }
 
+/// The caches every event the hub reads passes through.
+#[derive(Clone, Copy)]
+struct Caches<'a> {
+    access: &'a AccessCache,
+    lists: &'a ProjectListCache,
+}
+
+impl Caches<'_> {
+    fn observe(&self, event: &StoredEvent) {
+        self.access.observe(event);
+        self.lists.observe(event);
+    }
+
+    fn set_trusted(&self, trusted: bool) {
+        self.access.set_trusted(trusted);
+        self.lists.set_trusted(trusted);
+    }
+}
+
 /// The reader loop: from the newest event at start, broadcast each new one in id order.
 async fn feed(
     db: DatabaseConnection,
     sender: Weak<broadcast::Sender<Arc<StoredEvent>>>,
-    access: &AccessCache,
+    caches: Caches<'_>,
 ) {
     let mut listener = listen(&db).await;
     let mut last = loop {
@@ -74,19 +103,19 @@ async fn feed(
                 let full = rows.len() as u64 == HUB_BATCH;
                 for row in rows {
                     last = row.id;
-                    access.observe(&row);
+                    caches.observe(&row);
                     // No receivers is not an error: nobody is streaming right now.
                     let _ = sender.send(Arc::new(row));
                 }
                 drop(sender);
-                access.set_trusted(true);
+                caches.set_trusted(true);
                 if full {
                     continue;
                 }
             }
             Err(err) => {
                 drop(sender);
-                access.set_trusted(false);
+                caches.set_trusted(false);
                 tracing::warn!(%err, "event hub read failed; retrying");
                 tokio::time::sleep(HUB_ERROR_BACKOFF).await;
                 continue;

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod backup;
 pub mod codegen;
 pub mod health;
+pub mod list_cache;
 pub mod member;
 pub mod org;
 pub mod probe;

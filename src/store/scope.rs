@@ -29,6 +29,8 @@ struct Draft {
     before: Option<Value>,
     after: Option<Value>,
     recorded: bool,
+    /// `(aggregate type, org)` of every event the work recorded.
+    touched: Vec<(String, Uuid)>,
 }
 
 /// The request (or job) the current task works for.
@@ -92,6 +94,11 @@ impl RequestScope {
             actor: OnceLock::new(),
             draft: Mutex::default(),
         }
+    }
+
+    /// `(aggregate type, org)` of every event recorded in this scope so far.
+    pub fn touched(&self) -> Vec<(String, Uuid)> {
+        self.draft().touched.clone()
     }
 
     /// The authenticated actor, once a guard has set it.
@@ -182,6 +189,7 @@ pub fn changes(before: Option<impl Serialize>, after: Option<impl Serialize>) {
 pub fn note_event(org_id: Uuid, aggregate_type: &str, aggregate_id: Uuid, data: &Value) {
     let _ = SCOPE.try_with(|scope| {
         let mut draft = scope.draft();
+        draft.touched.push((aggregate_type.to_owned(), org_id));
         if draft.org_id.is_none() {
             draft.org_id = Some(org_id);
         }
