@@ -390,7 +390,7 @@ impl Fairing for RequestObserver {
     }
 }
 
-/// Runs a route's handler (guards included) inside its request's [`crate::audit`] scope, then
+/// Runs a route's handler (guards included) inside its request's [`crate::store::scope`], then
 /// records what the handler could not: a 403, or a write that no write transaction recorded.
 #[derive(Clone)]
 struct ScopedHandler(Box<dyn rocket::route::Handler>);
